@@ -1,0 +1,1 @@
+"""The ``lgdiff`` command line: a thin click layer over the library."""

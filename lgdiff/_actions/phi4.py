@@ -1,0 +1,73 @@
+"""Scalar phi^4 on a D-dimensional lattice (hopping form) and the 0-dimensional toy model."""
+
+import typing
+
+import attrs
+import torch
+
+from .._fields.scalar import Field
+from .._geometry.lattice import shift
+from .._types import ScalarData
+from .base import AbstractScalarAction
+
+
+def _finite(instance: object, attribute: attrs.Attribute, value: object) -> None:
+    if not isinstance(value, (int, float)) or not torch.isfinite(torch.tensor(float(value))):
+        raise ValueError(f"{type(instance).__name__}.{attribute.name} must be a finite number; got {value!r}")
+
+
+@typing.final
+@attrs.frozen(kw_only=True)
+class Phi4Action(AbstractScalarAction):
+    r"""``S = sum_x [ -2 kappa sum_mu phi(x) phi(x+mu) + (1 - 2 lambda) phi(x)^2 + lambda phi(x)^4 ]``.
+
+    PHYSICS.md, Actions. Any D >= 1; the classical critical point is ``kappa_c = (1 - 2 lambda) / (2 D)``.
+
+    >>> from lgdiff import Lattice
+    >>> phi = Field(torch.ones(1, 2, 2, dtype=torch.float64), Lattice(shape=(2, 2)))
+    >>> float(Phi4Action(kappa=0.25, lam=0.0)(phi)[0])  # -2*0.25*2*4 + 4
+    0.0
+    """
+
+    kappa: float = attrs.field(validator=_finite)
+    lam: float = attrs.field(validator=[_finite, attrs.validators.ge(0.0)])
+
+    def _check(self, phi: Field) -> None:
+        if phi.lattice.dim < 1:
+            raise ValueError(
+                "Phi4Action needs a lattice with D >= 1; for the 0-dimensional toy model use ToyAction(m2=..., g=...)"
+            )
+
+    def density(self, phi: Field) -> ScalarData:
+        self._check(phi)
+        x = phi.data
+        hop = sum(x * shift(x, mu, site_axis=1) for mu in phi.lattice.directions)
+        x2 = x * x
+        return -2 * self.kappa * hop + (1 - 2 * self.lam) * x2 + self.lam * x2 * x2
+
+    def gradient(self, phi: Field) -> Field:
+        self._check(phi)
+        x = phi.data
+        neighbours = sum(shift(x, mu, site_axis=1) + shift(x, mu, site_axis=1, steps=-1) for mu in phi.lattice.directions)
+        return phi.with_data(-2 * self.kappa * neighbours + 2 * (1 - 2 * self.lam) * x + 4 * self.lam * x * x * x)
+
+
+@typing.final
+@attrs.frozen(kw_only=True)
+class ToyAction(AbstractScalarAction):
+    r"""The one-variable toy model ``S = m2 phi^2 / 2 + g phi^4 / 4!`` (PHYSICS.md; seed Sec. 3).
+
+    Single well ``m2 = +1``, double well ``m2 = -1``, ``g = 0.4``. Acts on fields of any lattice
+    site by site (D = 0 is the usual case).
+    """
+
+    m2: float = attrs.field(validator=_finite)
+    g: float = attrs.field(validator=[_finite, attrs.validators.gt(0.0)])
+
+    def density(self, phi: Field) -> ScalarData:
+        x = phi.data
+        return self.m2 * x * x / 2 + self.g * x**4 / 24
+
+    def gradient(self, phi: Field) -> Field:
+        x = phi.data
+        return phi.with_data(self.m2 * x + self.g * x**3 / 6)
