@@ -1,0 +1,1 @@
+"""Reading and writing lgdiff files (ensembles of configurations)."""

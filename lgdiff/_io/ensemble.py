@@ -1,0 +1,777 @@
+"""Ensembles of configurations on disk: one safetensors file per ensemble, appended as a chain runs.
+
+The format is specified in ``docs/file-format.md``. In short, a file holds four tensors,
+
+- ``configs``    ``[T, C, *field]``: T records in time of C independent chains; ``field`` is ``[*L]``
+  for a real scalar field and ``[D, *L, N, N, 2]`` for links (complex numbers stored as real pairs,
+  ``torch.view_as_real``); float32 or float64;
+- ``index``      ``[T]`` int64: the trajectory / sweep number of each record, strictly increasing;
+- ``acceptance`` ``[T, C]`` float64: acceptance per chain, averaged over the steps since the last record;
+- ``rng_state``  ``[S]`` uint8: ``torch.Generator.get_state()`` right after the last record;
+
+and one safetensors metadata key, ``"lgdiff"``, whose value is a JSON object (`EnsembleMetadata`).
+
+Durability: every flush rewrites the whole file into a temporary file in the same directory, fsyncs it
+and renames it over the target (``os.replace``, atomic). A reader, a crash or a kill therefore sees the
+previous complete file or the new complete file, never a mixture; a kill loses at most the records
+appended since the last flush.
+
+Resumption assumes that the writer is given the chain state after each kept step: the last record *is*
+the state of every chain at that point, and together with ``rng_state`` it continues the same Markov
+chain bit for bit (`ResumePoint`, `generate_ensemble`).
+"""
+
+import contextlib
+import datetime
+import glob
+import json
+import math
+import os
+import re
+import tempfile
+import typing
+from collections.abc import Callable, Mapping
+from importlib.metadata import PackageNotFoundError, version as _package_version
+from pathlib import Path
+
+import attrs
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import Tensor
+
+from .._fields.links import LinkField
+from .._fields.scalar import Field
+from .._geometry.lattice import MAX_DIM, Lattice
+from .._groups.base import AbstractGroup
+from .._groups.sun import SU
+from .._groups.u1 import U1
+from .._samplers.base import AbstractKernel, run_chain
+
+FORMAT = "lgdiff.ensemble"
+FORMAT_VERSION = 1
+METADATA_KEY = "lgdiff"
+SUFFIX = ".safetensors"
+_TMP_SUFFIX = ".lgdiff-tmp"
+
+JSONScalar = float | int | str | bool | None
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64,
+           "complex64": torch.complex64, "complex128": torch.complex128}
+_KIND_DTYPES = {"scalar": ("float32", "float64"), "links": ("complex64", "complex128")}
+_STORED_DTYPES = {"float32": torch.float32, "float64": torch.float64,
+                  "complex64": torch.float32, "complex128": torch.float64}
+_CHAIN_KEYS = ("kind", "theory", "group", "lattice", "params", "algorithm", "settings", "seed", "chains", "dtype")
+"""The keys that define the Markov chain: two files may be continued into one only if these agree."""
+_GROUP_NAME = re.compile(r"U\(1\)|SU\((\d+)\)")
+
+
+class EnsembleError(ValueError):
+    """An ensemble file cannot be read, written or appended to as asked; the message says why and what to do."""
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def _lgdiff_version() -> str:
+    try:
+        return _package_version("lgdiff")
+    except PackageNotFoundError:  # a source tree without installation (lgdiff/__init__.py does the same)
+        return "0.0.0+unknown"
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+# ---- metadata -----------------------------------------------------------------------------------
+
+def _sorted_mapping(value: object) -> object:
+    """Converter: a sorted plain-dict copy of a mapping (floats as plain floats); anything else unchanged."""
+    if not isinstance(value, Mapping):
+        return value
+    items = sorted(value.items(), key=lambda kv: str(kv[0]))
+    return {k: float(v) if isinstance(v, float) else v for k, v in items}
+
+
+def _check_mapping(instance: object, attribute: attrs.Attribute, value: object) -> None:
+    if not isinstance(value, dict):
+        raise TypeError(f"EnsembleMetadata.{attribute.name} must be a dict of str to JSON scalars; "
+                        f"got {type(value).__name__}")
+    for k, v in value.items():
+        if not isinstance(k, str):
+            raise TypeError(f"EnsembleMetadata.{attribute.name} keys must be str; got {k!r}")
+        if v is not None and not isinstance(v, (bool, int, float, str)):
+            raise TypeError(f"EnsembleMetadata.{attribute.name}[{k!r}] must be a float, int, str, bool or None; "
+                            f"got {type(v).__name__} {v!r}. Convert tensors and numpy values with float() or int().")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise EnsembleError(f"EnsembleMetadata.{attribute.name}[{k!r}] = {v} is not finite; "
+                                f"record the finite value the run uses")
+
+
+def _check_str(instance: object, attribute: attrs.Attribute, value: object) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise TypeError(f"EnsembleMetadata.{attribute.name} must be a non-empty str; got {value!r}")
+
+
+def _check_count(instance: object, attribute: attrs.Attribute, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"EnsembleMetadata.{attribute.name} must be an int; got {type(value).__name__} {value!r}")
+    low = 1 if attribute.name == "chains" else 0
+    if value < low:
+        raise EnsembleError(f"EnsembleMetadata.{attribute.name} must be >= {low}; got {value}")
+
+
+def _check_lattice(instance: object, attribute: attrs.Attribute, value: object) -> None:
+    if (not isinstance(value, tuple) or len(value) > MAX_DIM
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in value)):
+        raise EnsembleError(f"EnsembleMetadata.lattice must be 0..{MAX_DIM} positive ints, e.g. [8, 8]; got {value!r}")
+
+
+def _check_optional_str(instance: object, attribute: attrs.Attribute, value: object) -> None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"EnsembleMetadata.{attribute.name} must be a str or None; got {value!r}")
+
+
+def _group_from_name(name: str) -> AbstractGroup:
+    match = _GROUP_NAME.fullmatch(name)
+    if match is None or (match.group(1) is not None and int(match.group(1)) < 2):
+        raise EnsembleError(f"EnsembleMetadata.group must be 'U(1)' or 'SU(N)' with N >= 2 (as str(group) prints "
+                            f"it); got {name!r}")
+    return U1() if match.group(1) is None else SU(int(match.group(1)))
+
+
+@typing.final
+@attrs.frozen
+class EnsembleMetadata:
+    """Everything that defines an ensemble, stored as JSON under the safetensors metadata key ``"lgdiff"``.
+
+    The chain-defining keys (``kind`` .. ``dtype``) must agree for a file to be continued
+    (`compatible_with`); ``lgdiff_version``, ``created`` and ``command`` are provenance only.
+
+    **Fields:**
+    - `kind`: ``"scalar"`` (a `Field`) or ``"links"`` (a `LinkField`).
+    - `theory`: ``"phi4"``, ``"toy"``, ``"u1"``, ``"su2"``, ``"su3"``, ...
+    - `group`: ``None`` for scalars; ``str(group)`` for links, ``"U(1)"`` or ``"SU(N)"``.
+    - `lattice`: the sizes ``(L_0, ..., L_{D-1})``.
+    - `params`: the action's parameters, e.g. ``{"kappa": 0.21, "lam": 0.022}`` or ``{"beta": 2.0}``.
+    - `algorithm`, `settings`: the kernel's ``name`` and ``settings()``.
+    - `seed`: the generator seed of the run; `chains`: the number C of independent chains.
+    - `dtype`: the configurations' torch dtype name (``float32``/``float64``, ``complex64``/``complex128``).
+
+    >>> meta = EnsembleMetadata(kind="scalar", theory="phi4", group=None, lattice=(8, 8),
+    ...                         params={"kappa": 0.21, "lam": 0.022}, algorithm="hmc",
+    ...                         settings={"n_steps": 10}, seed=1, chains=4, dtype="float64")
+    >>> meta.differences(attrs.evolve(meta, params={"kappa": 0.27, "lam": 0.022}))
+    {'params.kappa': (0.21, 0.27)}
+    """
+
+    kind: str = attrs.field(validator=attrs.validators.in_(tuple(_KIND_DTYPES)))
+    theory: str = attrs.field(validator=_check_str)
+    group: str | None = attrs.field(validator=_check_optional_str)
+    lattice: tuple[int, ...] = attrs.field(converter=lambda s: tuple(s) if isinstance(s, list) else s,
+                                           validator=_check_lattice)
+    params: dict[str, JSONScalar] = attrs.field(converter=_sorted_mapping, validator=_check_mapping)
+    algorithm: str = attrs.field(validator=_check_str)
+    settings: dict[str, JSONScalar] = attrs.field(converter=_sorted_mapping, validator=_check_mapping)
+    seed: int = attrs.field(validator=_check_count)
+    chains: int = attrs.field(validator=_check_count)
+    dtype: str = attrs.field(validator=attrs.validators.in_(tuple(_DTYPES)))
+    lgdiff_version: str = attrs.field(factory=_lgdiff_version, validator=_check_str)
+    created: str = attrs.field(factory=_now, validator=_check_str)
+    command: str | None = attrs.field(default=None, validator=_check_optional_str)
+
+    def __attrs_post_init__(self) -> None:
+        if self.dtype not in _KIND_DTYPES[self.kind]:
+            raise EnsembleError(f"EnsembleMetadata.dtype of a {self.kind} ensemble must be one of "
+                                f"{_KIND_DTYPES[self.kind]}; got {self.dtype!r}")
+        if self.kind == "scalar" and self.group is not None:
+            raise EnsembleError(f"EnsembleMetadata.group must be None for a scalar ensemble; got {self.group!r}")
+        if self.kind == "links":
+            if self.group is None:
+                raise EnsembleError("EnsembleMetadata.group is required for a links ensemble, e.g. 'SU(3)'")
+            _group_from_name(self.group)
+            if not self.lattice:
+                raise EnsembleError("EnsembleMetadata.lattice of a links ensemble needs D >= 1 directions; got []")
+
+    @classmethod
+    def for_run(cls, state: Field | LinkField, kernel: AbstractKernel, *, theory: str,
+                params: Mapping[str, JSONScalar], seed: int, command: str | None = None) -> "EnsembleMetadata":
+        """The metadata of a run of ``kernel`` whose chains are ``state`` (kind, group, lattice, chains and
+        dtype are read from the state; algorithm and settings from the kernel)."""
+        is_links = isinstance(state, LinkField)
+        return cls(kind="links" if is_links else "scalar", theory=theory,
+                   group=str(state.group) if is_links else None, lattice=state.lattice.shape, params=dict(params),
+                   algorithm=kernel.name, settings=kernel.settings(), seed=seed, chains=state.batch,
+                   dtype=str(state.data.dtype).removeprefix("torch."), command=command)
+
+    # -- derived objects --
+
+    def to_lattice(self) -> Lattice:
+        return Lattice(shape=self.lattice)
+
+    def to_group(self) -> AbstractGroup | None:
+        """``U1()`` / ``SU(N)`` for links, ``None`` for scalars."""
+        return None if self.group is None else _group_from_name(self.group)
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        """The dtype of the configurations in memory (complex for links)."""
+        return _DTYPES[self.dtype]
+
+    @property
+    def stored_dtype(self) -> torch.dtype:
+        """The dtype of the ``configs`` tensor in the file (the real dtype; links as real pairs)."""
+        return _STORED_DTYPES[self.dtype]
+
+    @property
+    def stored_field_shape(self) -> tuple[int, ...]:
+        """The shape of one configuration in the file: ``[*L]`` or ``[D, *L, N, N, 2]``."""
+        group = self.to_group()
+        if group is None:
+            return self.lattice
+        return (len(self.lattice), *self.lattice, group.n, group.n, 2)
+
+    # -- comparison --
+
+    def differences(self, other: "EnsembleMetadata") -> dict[str, tuple[object, object]]:
+        """The chain-defining keys on which ``self`` and ``other`` differ, as ``{key: (ours, theirs)}``.
+
+        ``params`` and ``settings`` are compared entry by entry (keys ``"params.kappa"``, ...); a missing
+        entry reads ``"<missing>"``. Provenance (``lgdiff_version``, ``created``, ``command``) is ignored.
+        """
+        out: dict[str, tuple[object, object]] = {}
+        for key in _CHAIN_KEYS:
+            ours, theirs = getattr(self, key), getattr(other, key)
+            if isinstance(ours, dict) and isinstance(theirs, dict):
+                for sub in sorted(set(ours) | set(theirs)):
+                    a, b = ours.get(sub, "<missing>"), theirs.get(sub, "<missing>")
+                    if a != b or isinstance(a, bool) != isinstance(b, bool):
+                        out[f"{key}.{sub}"] = (a, b)
+            elif ours != theirs:
+                out[key] = (ours, theirs)
+        return out
+
+    def compatible_with(self, other: "EnsembleMetadata") -> bool:
+        """Whether both describe the same Markov chain (all keys but the provenance agree)."""
+        return not self.differences(other)
+
+    # -- JSON --
+
+    def to_json(self) -> str:
+        """One line of JSON with ``format`` and ``format_version`` first; non-finite numbers are refused."""
+        obj: dict[str, object] = {"format": FORMAT, "format_version": FORMAT_VERSION}
+        for field in attrs.fields(EnsembleMetadata):
+            value = getattr(self, field.name)
+            obj[field.name] = list(value) if isinstance(value, tuple) else value
+        return json.dumps(obj, allow_nan=False, separators=(", ", ": "))
+
+    @classmethod
+    def from_json(cls, text: str) -> "EnsembleMetadata":
+        """Parse and validate; any problem raises `EnsembleError` with a one-line reason."""
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise EnsembleError(f"the metadata is not valid JSON ({_one_line(e)})") from None
+        if not isinstance(obj, dict):
+            raise EnsembleError(f"the metadata must be a JSON object; got {type(obj).__name__}")
+        fmt = obj.get("format")
+        if fmt != FORMAT:
+            raise EnsembleError(f"the metadata describes {fmt!r}, not an lgdiff ensemble ({FORMAT!r})")
+        ver = obj.get("format_version")
+        if not isinstance(ver, int) or isinstance(ver, bool) or ver < 1:
+            raise EnsembleError(f"the metadata has an invalid format_version {ver!r}; expected {FORMAT_VERSION}")
+        if ver > FORMAT_VERSION:
+            raise EnsembleError(f"the file has format_version {ver}, newer than this lgdiff reads "
+                                f"({FORMAT_VERSION}); upgrade lgdiff")
+        fields = {f.name for f in attrs.fields(EnsembleMetadata)}
+        body = {k: v for k, v in obj.items() if k not in ("format", "format_version")}
+        missing, unknown = sorted(fields - set(body)), sorted(set(body) - fields)
+        if missing or unknown:
+            raise EnsembleError(f"the metadata has missing keys {missing} and unknown keys {unknown}")
+        try:
+            return cls(**body)
+        except (TypeError, ValueError) as e:
+            raise EnsembleError(f"the metadata is invalid: {_one_line(e)}") from None
+
+
+# ---- conversion between fields and stored tensors -----------------------------------------------
+
+def _to_stored(state: Field | LinkField) -> Tensor:
+    """``[C, *field]`` on the host: the data itself for scalars, ``view_as_real`` for links."""
+    data = state.data.detach()
+    if data.is_complex():
+        data = torch.view_as_real(data)
+    return data.to("cpu", copy=True).contiguous()
+
+
+def _from_stored(meta: EnsembleMetadata, raw: Tensor, device: torch.device | str | None,
+                 dtype: torch.dtype | None) -> Field | LinkField:
+    """``raw [B, *field]`` from the file -> a Field or LinkField of batch B."""
+    group = meta.to_group()
+    if group is None:
+        return Field(raw.to(device=device, dtype=dtype or meta.torch_dtype), meta.to_lattice())
+    data = torch.view_as_complex(raw.contiguous())
+    return LinkField(data.to(device=device, dtype=dtype or meta.torch_dtype), group, meta.to_lattice())
+
+
+# ---- reading ------------------------------------------------------------------------------------
+
+_SAFETENSORS_DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.int64: "I64", torch.uint8: "U8"}
+
+
+def _open(path: Path) -> tuple[typing.Any, EnsembleMetadata, str, dict[str, tuple[str, list[int]]]]:
+    """Open ``path`` once: the safetensors handle (for lazy reads), the metadata, its JSON text and
+    ``{tensor: (safetensors dtype, shape)}``. Every failure is an `EnsembleError`."""
+    if not path.exists():
+        raise EnsembleError(f"{path}: no such ensemble file; check the path")
+    if not path.is_file():
+        raise EnsembleError(f"{path} is not a file; give the path of an ensemble *{SUFFIX} file")
+    try:
+        handle = safe_open(str(path), framework="pt")
+        raw_meta = handle.metadata() or {}
+        tensors = {}
+        for name in handle.keys():
+            sl = handle.get_slice(name)
+            tensors[name] = (sl.get_dtype(), list(sl.get_shape()))
+    except SafetensorError as e:
+        raise EnsembleError(f"{path} is not a readable safetensors file ({_one_line(e)}): it is truncated, "
+                            f"corrupt or of another format; regenerate it or give another file") from None
+    except OSError as e:
+        raise EnsembleError(f"{path} cannot be read: {_one_line(e)}") from None
+    if METADATA_KEY not in raw_meta:
+        raise EnsembleError(f"{path} is a safetensors file but not an lgdiff ensemble (no {METADATA_KEY!r} "
+                            f"metadata key); give an ensemble written by lgdiff")
+    text = raw_meta[METADATA_KEY]
+    try:
+        meta = EnsembleMetadata.from_json(text)
+    except EnsembleError as e:
+        raise EnsembleError(f"{path} is not a usable lgdiff ensemble: {e}") from None
+    _check_tensors(path, meta, tensors)
+    return handle, meta, text, tensors
+
+
+def _check_tensors(path: Path, meta: EnsembleMetadata, tensors: dict[str, tuple[str, list[int]]]) -> int:
+    """Check names, dtypes and shapes against the metadata; return the number of records T."""
+    want_names = {"configs", "index", "acceptance", "rng_state"}
+    if set(tensors) != want_names:
+        raise EnsembleError(f"{path} is a damaged lgdiff ensemble: tensors {sorted(tensors)}, expected "
+                            f"{sorted(want_names)}; regenerate it")
+    n = tensors["index"][1][0] if len(tensors["index"][1]) == 1 else -1
+    want = {
+        "configs": (meta.stored_dtype, [n, meta.chains, *meta.stored_field_shape]),
+        "index": (torch.int64, [n]),
+        "acceptance": (torch.float64, [n, meta.chains]),
+    }
+    for name, (dtype, shape) in want.items():
+        got_dtype, got_shape = tensors[name]
+        if got_dtype != _SAFETENSORS_DTYPES[dtype] or got_shape != shape or n < 0:
+            raise EnsembleError(f"{path} is a damaged lgdiff ensemble: {name} is {got_dtype} {got_shape}, expected "
+                                f"{_SAFETENSORS_DTYPES[dtype]} {shape} for the metadata; regenerate it")
+    got_dtype, got_shape = tensors["rng_state"]
+    if got_dtype != "U8" or len(got_shape) != 1:
+        raise EnsembleError(f"{path} is a damaged lgdiff ensemble: rng_state is {got_dtype} {got_shape}, "
+                            f"expected U8 [S]; regenerate it")
+    return n
+
+
+@typing.final
+@attrs.frozen(eq=False)
+class Ensemble:
+    """An ensemble file opened for reading. Small tensors are loaded; configurations are read lazily.
+
+    **Attributes:**
+    - `path`, `metadata` (`EnsembleMetadata`).
+    - `index`: ``[T]`` int64, the trajectory / sweep number of each record.
+    - `acceptance`: ``[T, C]`` float64.
+    - `rng_state`: ``[S]`` uint8, the generator state right after the last record.
+    """
+
+    path: Path
+    metadata: EnsembleMetadata
+    index: Tensor
+    acceptance: Tensor
+    rng_state: Tensor
+    _metadata_json: str = attrs.field(repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        T, C = self.index.shape[0], self.metadata.chains
+        if self.index.shape != (T,) or self.acceptance.shape != (T, C) or self.rng_state.ndim != 1:
+            raise ValueError(f"Ensemble needs index [T], acceptance [T, {C}], rng_state [S]; got "
+                             f"{tuple(self.index.shape)}, {tuple(self.acceptance.shape)}, {tuple(self.rng_state.shape)}")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Ensemble":
+        """Open and validate an ensemble file. Raises `EnsembleError` for a missing, foreign, truncated or
+        damaged file."""
+        path = Path(path)
+        handle, meta, text, _ = _open(path)
+        index, acceptance, rng = (handle.get_tensor(k) for k in ("index", "acceptance", "rng_state"))
+        if index.numel() > 1 and not bool((index[1:] > index[:-1]).all()):
+            raise EnsembleError(f"{path} is a damaged lgdiff ensemble: index is not strictly increasing; regenerate it")
+        if not bool(torch.isfinite(acceptance).all()):
+            raise EnsembleError(f"{path} is a damaged lgdiff ensemble: acceptance is not finite; regenerate it")
+        return cls(path, meta, index, acceptance, rng, text)
+
+    @property
+    def n_records(self) -> int:
+        """T, the number of records in time."""
+        return self.index.shape[0]
+
+    @property
+    def chains(self) -> int:
+        """C, the number of independent chains."""
+        return self.metadata.chains
+
+    def __len__(self) -> int:
+        return self.n_records
+
+    def _read_stored(self, start: int, stop: int) -> Tensor:
+        """Stored ``configs[start:stop]``, ``[stop - start, C, *field]``."""
+        handle, _, text, _ = _open(self.path)
+        if text != self._metadata_json:
+            raise EnsembleError(f"{self.path} changed on disk since it was loaded and now holds another ensemble; "
+                                f"load it again")
+        # a writer only ever appends records of the same chain, so records [start, stop) never change
+        return handle.get_slice("configs")[start:stop]
+
+    def _read(self, start: int, stop: int) -> Tensor:
+        """Stored ``configs[start:stop]`` as one batch ``[(stop - start) * C, *field]``, time major."""
+        raw = self._read_stored(start, stop)
+        return raw.reshape(-1, *raw.shape[2:])
+
+    def configs(self, device: torch.device | str | None = None,
+                dtype: torch.dtype | None = None) -> Field | LinkField:
+        """All configurations as one field of batch ``T * C``, ordered ``[t, c]`` (time major): element
+        ``t * C + c`` is chain c at record t."""
+        return _from_stored(self.metadata, self._read(0, self.n_records), device, dtype)
+
+    def record(self, t: int, device: torch.device | str | None = None,
+               dtype: torch.dtype | None = None) -> Field | LinkField:
+        """Record ``t`` (negative counts from the end) of every chain: a field of batch C."""
+        if not -self.n_records <= t < self.n_records:
+            raise IndexError(f"record {t} out of range for {self.n_records} records in {self.path}")
+        t %= self.n_records
+        return _from_stored(self.metadata, self._read(t, t + 1), device, dtype)
+
+    def series(self, fn: Callable[[Field | LinkField], Tensor], *, chunk: int = 64,
+               device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Tensor:
+        """Apply a per-configuration observable to every record, ``chunk`` records at a time (so the whole
+        ensemble is never in memory), and return it as ``[T, C]`` (time series of each chain).
+
+        ``fn`` maps a field of batch B to a tensor ``[B]``, e.g. the magnetisation.
+        """
+        if chunk < 1:
+            raise ValueError(f"Ensemble.series needs chunk >= 1; got {chunk}")
+        T, C = self.n_records, self.chains
+        parts = []
+        for start in range(0, T, chunk):
+            stop = min(start + chunk, T)
+            out = fn(_from_stored(self.metadata, self._read(start, stop), device, dtype))
+            if not isinstance(out, Tensor) or tuple(out.shape) != ((stop - start) * C,):
+                got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+                raise ValueError(f"Ensemble.series: fn must return one value per configuration, "
+                                 f"[{(stop - start) * C}]; got {got}")
+            parts.append(out.reshape(stop - start, C))
+        if not parts:
+            return torch.zeros((0, C), dtype=torch.float64, device=device)
+        return torch.cat(parts)
+
+    def __repr__(self) -> str:
+        m = self.metadata
+        what = m.group or "scalar"
+        return (f"Ensemble({str(self.path)!r}, {m.theory} {what} L={m.lattice}, T={self.n_records}, C={m.chains}, "
+                f"{m.algorithm})")
+
+
+# ---- writing ------------------------------------------------------------------------------------
+
+def _default_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _fsync_dir(directory: Path) -> None:
+    if not hasattr(os, "O_DIRECTORY"):  # Windows: os.replace is durable enough, directories cannot be opened
+        return
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _atomic_save(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str], mode: int) -> None:
+    """Write into a temporary file next to ``path``, fsync, rename over ``path``; remove the temporary on failure."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TMP_SUFFIX)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        os.chmod(tmp, mode)
+        with open(tmp, "r+b") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+@typing.final
+@attrs.frozen(eq=False)
+class ResumePoint:
+    """Where a recorded chain stopped: its last record, the index of that record and the generator state
+    right after it. Continue with ``run_chain(kernel, point.state, start=point.index + 1, therm=0, ...)``
+    after ``point.restore(generator)``."""
+
+    state: Field | LinkField
+    index: int
+    rng_state: Tensor
+    n_records: int
+
+    def restore(self, generator: torch.Generator) -> None:
+        """Set ``generator`` to the saved state (the generator must be of the device type that wrote it)."""
+        try:
+            generator.set_state(self.rng_state)
+        except RuntimeError as e:
+            raise EnsembleError(f"the saved generator state does not fit a generator on {generator.device} "
+                                f"({_one_line(e)}); resume on the device type the run started on") from None
+
+
+@typing.final
+class EnsembleWriter:
+    """Appends records to an ensemble file, rewriting it atomically every ``flush_every`` records and on close.
+
+    Open with `EnsembleWriter.open` (a context manager). If the file exists its metadata must be compatible
+    with the given one (otherwise `EnsembleError`), its records are kept and `resume_state` says where to
+    continue; the file's own metadata (with its original ``created``) is kept. One writer per file at a time.
+
+    >>> import tempfile
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = Path(tmp.name) / "toy.safetensors"
+    >>> phi = Field.zeros(Lattice(shape=()), batch=2)
+    >>> meta = EnsembleMetadata(kind="scalar", theory="toy", group=None, lattice=(), params={"m2": 1.0},
+    ...                         algorithm="none", settings={}, seed=0, chains=2, dtype="float64")
+    >>> with EnsembleWriter.open(path, meta) as w:
+    ...     for i in range(3):
+    ...         w.append(phi.with_data(phi.data + i), i, torch.ones(2), torch.Generator().get_state())
+    >>> Ensemble.load(path).configs().data.tolist()
+    [0.0, 0.0, 1.0, 1.0, 2.0, 2.0]
+    >>> tmp.cleanup()
+    """
+
+    def __init__(self, path: str | os.PathLike, metadata: EnsembleMetadata, *, flush_every: int = 1) -> None:
+        if not isinstance(flush_every, int) or flush_every < 1:
+            raise ValueError(f"EnsembleWriter needs flush_every >= 1; got {flush_every!r}")
+        self._path = Path(path)
+        if self._path.suffix != SUFFIX:
+            raise EnsembleError(f"ensemble files are named *{SUFFIX}; got {str(self._path)!r}. "
+                                f"Choose an --out ending in {SUFFIX}")
+        self._flush_every = flush_every
+        self._configs: list[Tensor] = []
+        self._index: list[int] = []
+        self._acceptance: list[Tensor] = []
+        self._rng_state: Tensor | None = None
+        self._written = 0
+        self._pending = 0
+        self._closed = False
+        self._metadata = metadata
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        # a kill during a flush leaves a temporary file behind; the target is intact, the temporary is garbage
+        for stale in self._path.parent.glob(glob.escape(f".{self._path.name}.") + "*" + _TMP_SUFFIX):
+            stale.unlink(missing_ok=True)
+        if self._path.exists():
+            self._mode = self._path.stat().st_mode & 0o777
+            self._load_existing(metadata)
+        else:
+            self._mode = _default_mode()
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, metadata: EnsembleMetadata, *, flush_every: int = 1) -> "EnsembleWriter":
+        """Create ``path`` (at the first flush) or continue it; see the class docstring."""
+        return cls(path, metadata, flush_every=flush_every)
+
+    def _load_existing(self, metadata: EnsembleMetadata) -> None:
+        existing = Ensemble.load(self._path)
+        diff = existing.metadata.differences(metadata)
+        if diff:
+            what = "; ".join(f"{k}: file {a!r} != requested {b!r}" for k, (a, b) in diff.items())
+            raise EnsembleError(f"{self._path} holds a different ensemble ({what}); choose another --out, "
+                                f"or delete the file to start over")
+        self._metadata = existing.metadata
+        self._configs = [existing._read_stored(0, existing.n_records)]
+        self._index = existing.index.tolist()
+        self._acceptance = [existing.acceptance]
+        self._rng_state = existing.rng_state
+        self._written = existing.n_records
+
+    # -- state --
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def metadata(self) -> EnsembleMetadata:
+        """The metadata in the file (for a continued file: its own, with the original ``created``)."""
+        return self._metadata
+
+    @property
+    def n_records(self) -> int:
+        """Records in the file plus those buffered."""
+        return len(self._index)
+
+    @property
+    def n_written(self) -> int:
+        """Records in the file on disk."""
+        return self._written
+
+    def resume_state(self, *, device: torch.device | str | None = None) -> ResumePoint | None:
+        """The last record, its index and the generator state after it; ``None`` if there are no records."""
+        if not self._index:
+            return None
+        last = self._configs[-1][-1:]
+        state = _from_stored(self._metadata, last.reshape(-1, *last.shape[2:]), device, None)
+        assert self._rng_state is not None  # set together with every record
+        return ResumePoint(state=state, index=self._index[-1], rng_state=self._rng_state.clone(),
+                           n_records=self.n_records)
+
+    # -- appending --
+
+    def _check_state(self, state: Field | LinkField) -> Tensor:
+        meta = self._metadata
+        want_type = LinkField if meta.kind == "links" else Field
+        if not isinstance(state, want_type):
+            raise EnsembleError(f"{self._path} is a {meta.kind} ensemble; append a {want_type.__name__}, "
+                                f"got {type(state).__name__}")
+        if state.lattice.shape != meta.lattice:
+            raise EnsembleError(f"{self._path} holds L={meta.lattice}; got a state on L={state.lattice.shape}")
+        if isinstance(state, LinkField) and str(state.group) != meta.group:
+            raise EnsembleError(f"{self._path} holds {meta.group} links; got {state.group}")
+        if state.batch != meta.chains:
+            raise EnsembleError(f"{self._path} holds {meta.chains} chains; got a state of batch {state.batch}")
+        if state.data.dtype != meta.torch_dtype:
+            raise EnsembleError(f"{self._path} holds {meta.dtype} configurations; got {state.data.dtype}. "
+                                f"Run in the recorded precision (a resumed chain must continue bit for bit)")
+        raw = _to_stored(state)
+        if not bool(torch.isfinite(raw).all()):
+            bad = int((~torch.isfinite(raw.reshape(raw.shape[0], -1))).any(1).nonzero()[0, 0])
+            raise EnsembleError(f"refusing to record a non-finite configuration (chain {bad}) in {self._path}: "
+                                f"the run diverged; lower the step size. Nothing was written for it")
+        return raw
+
+    def append(self, state: Field | LinkField, index: int, acceptance: Tensor, rng_state: Tensor) -> None:
+        """Buffer one record: the state of every chain after trajectory/sweep ``index``.
+
+        **Arguments:**
+        - `state`: the chains, batch C, of the ensemble's kind, lattice, group and dtype; finite.
+        - `index`: the trajectory / sweep number, larger than every index recorded before.
+        - `acceptance`: ``[C]`` in [0, 1], e.g. ``ChainStep.acceptance``.
+        - `rng_state`: ``generator.get_state()`` right after the step that produced ``state``.
+
+        Any invalid input raises `EnsembleError` and records nothing. Flushes every ``flush_every`` appends.
+        """
+        if self._closed:
+            raise EnsembleError(f"the writer of {self._path} is closed; open a new one to append")
+        raw = self._check_state(state)
+        if self._index and index <= self._index[-1]:
+            raise EnsembleError(f"{self._path} already holds records up to index {self._index[-1]}; got index "
+                                f"{index}. Resume from writer.resume_state() with start = index + 1")
+        if index < 0:
+            raise EnsembleError(f"record indices are >= 0; got {index}")
+        acc = acceptance.detach().to("cpu", torch.float64, copy=True)
+        if acc.shape != (self._metadata.chains,):
+            raise EnsembleError(f"acceptance must be [{self._metadata.chains}] (one per chain); got "
+                                f"{tuple(acceptance.shape)}")
+        if not bool(((acc >= 0) & (acc <= 1)).all()):
+            raise EnsembleError(f"acceptance must be finite and in [0, 1]; got {acc.tolist()}")
+        if rng_state.dtype != torch.uint8 or rng_state.ndim != 1:
+            raise EnsembleError(f"rng_state must be generator.get_state(), a uint8 [S] tensor; got "
+                                f"{rng_state.dtype} {tuple(rng_state.shape)}")
+        self._configs.append(raw[None])
+        self._index.append(index)
+        self._acceptance.append(acc[None])
+        self._rng_state = rng_state.detach().to("cpu", copy=True)
+        self._pending += 1
+        if self._pending >= self._flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every record to disk now (atomically). No-op when nothing is pending."""
+        if self._pending == 0 or not self._index:
+            return
+        configs = torch.cat(self._configs) if len(self._configs) > 1 else self._configs[0]
+        acceptance = torch.cat(self._acceptance) if len(self._acceptance) > 1 else self._acceptance[0]
+        assert self._rng_state is not None
+        tensors = {"configs": configs, "index": torch.tensor(self._index, dtype=torch.int64),
+                   "acceptance": acceptance, "rng_state": self._rng_state}
+        try:
+            _atomic_save(self._path, tensors, {METADATA_KEY: self._metadata.to_json()}, self._mode)
+        except (OSError, SafetensorError) as e:
+            raise EnsembleError(f"could not write {self._path} ({_one_line(e)}); the file on disk is unchanged "
+                                f"and holds {self._written} records") from None
+        self._configs, self._acceptance = [configs], [acceptance]
+        self._written, self._pending = len(self._index), 0
+
+    def close(self) -> None:
+        """Flush and close (idempotent)."""
+        if not self._closed:
+            self.flush()
+            self._closed = True
+
+    def __enter__(self) -> "EnsembleWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # the buffered records are valid (append checks them), so they are written even if the body failed
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"EnsembleWriter({str(self._path)!r}, records={self.n_records}, written={self._written}, "
+                f"{'closed' if self._closed else 'open'})")
+
+
+# ---- running and recording ----------------------------------------------------------------------
+
+State = typing.TypeVar("State", Field, LinkField)
+
+
+def generate_ensemble(path: str | os.PathLike, kernel: AbstractKernel[State],
+                      initial: State | Callable[[torch.Generator], State], *, theory: str,
+                      params: Mapping[str, JSONScalar], seed: int, n: int, therm: int = 0, every: int = 1,
+                      device: torch.device | str = "cpu", flush_every: int = 1, command: str | None = None,
+                      progress: Callable[[int], None] | None = None) -> Ensemble:
+    """Run ``kernel`` and record ``n`` records in ``path``, or continue the file if it exists.
+
+    The generator is ``torch.Generator(device).manual_seed(seed)``; a fresh run builds its chains with
+    ``initial(generator)`` (or takes ``initial`` as given), thermalises ``therm`` steps and records every
+    ``every``-th state. If ``path`` already holds records of the same chain (same metadata, including the
+    settings ``run.therm`` and ``run.every`` recorded here), the run continues from the last record with
+    the saved generator state: an interrupted and resumed run gives bit for bit the file of an
+    uninterrupted one, and rerunning a finished command does nothing. ``n`` is the total wanted, so a
+    larger ``n`` extends an ensemble.
+
+    **Returns:** the ensemble, loaded from the file.
+    """
+    if n < 1 or therm < 0 or every < 1:
+        raise ValueError(f"generate_ensemble needs n >= 1, therm >= 0, every >= 1; got n={n}, therm={therm}, "
+                         f"every={every}")
+    generator = torch.Generator(device=device).manual_seed(seed)
+    state = initial(generator) if callable(initial) else initial.to(device=device)
+    meta = EnsembleMetadata.for_run(state, kernel, theory=theory, params=params, seed=seed, command=command)
+    settings = {**meta.settings, "run.therm": therm, "run.every": every}
+    meta = attrs.evolve(meta, settings=settings)
+    with EnsembleWriter.open(path, meta, flush_every=flush_every) as writer:
+        point = writer.resume_state(device=device)
+        start = 0
+        if point is not None:
+            point.restore(generator)
+            state, start, therm = point.state, point.index + 1, 0
+        todo = max(n - writer.n_records, 0)
+        for step in run_chain(kernel, state, n=todo, generator=generator, therm=therm, every=every, start=start,
+                              progress=progress):
+            writer.append(step.state, step.index, step.acceptance, generator.get_state())
+    return Ensemble.load(path)
