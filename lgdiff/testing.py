@@ -61,8 +61,8 @@ def assert_gauge_invariant(observable: Callable[[LinkField], Tensor], U: LinkFie
     __tracebackhide__ = True
     atol = _tol(U.data.dtype, atol)
     rtol = atol if rtol is None else rtol
-    before = observable(U)
-    after = observable(U.gauge_transform(omega))
+    before = observable(U).detach()
+    after = observable(U.gauge_transform(omega)).detach()
     err = (after - before).abs() - rtol * before.abs()
     if not bool(err.amax() <= atol):
         raise AssertionError(
@@ -85,8 +85,8 @@ def assert_gauge_covariant(fn: Callable[[LinkField], AlgebraField | Tensor], U: 
         return out.data if isinstance(out, AlgebraField) else out
 
     w = omega.data[:, None]
-    lhs = raw(fn(U.gauge_transform(omega)))
-    rhs = w @ raw(fn(U)) @ w.mH
+    lhs = raw(fn(U.gauge_transform(omega))).detach()
+    rhs = w @ raw(fn(U)).detach() @ w.mH
     err = (lhs - rhs).abs().amax(dim=(-2, -1))
     scale = rhs.abs().amax().clamp_min(1.0)
     if not bool(err.amax() <= atol * scale):
@@ -118,11 +118,11 @@ def assert_translation_equivariant(fn: Callable[[Field], Tensor] | Callable[[Lin
 
     if isinstance(field, LinkField):
         moved = field.with_data(translate(field.data, 2))
-        out_moved, out = fn(moved), fn(field)
+        out_moved, out = fn(moved).detach(), fn(field).detach()
         site_axis = 2 if out.ndim >= 2 + dim and tuple(out.shape[2:2 + dim]) == field.lattice.shape and out.shape[1] == dim else 1
     else:
         moved = field.with_data(translate(field.data, 1))
-        out_moved, out = fn(moved), fn(field)
+        out_moved, out = fn(moved).detach(), fn(field).detach()
         site_axis = 1
     err = (out_moved - translate(out, site_axis)).abs()
     scale = out.abs().amax().clamp_min(1.0)
