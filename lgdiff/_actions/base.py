@@ -2,6 +2,8 @@
 
 import abc
 
+from torch import Tensor
+
 from .._fields.links import AlgebraField, LinkField
 from .._fields.scalar import Field
 from .._types import PerConfig, ScalarData
@@ -17,6 +19,16 @@ class AbstractScalarAction(abc.ABC):
     @abc.abstractmethod
     def gradient(self, phi: Field) -> Field:
         """The force dS/dphi(x), ``[B, *L]`` (analytic, no autograd)."""
+
+    @abc.abstractmethod
+    def local_action(self, value: Tensor, neighbour_sum: Tensor) -> Tensor:
+        r"""The part of S that depends on phi(x) when every other site is held fixed.
+
+        ``value`` is phi(x) and ``neighbour_sum`` is ``sum_mu [phi(x+mu) + phi(x-mu)]`` (broadcast
+        against each other, any shape), so that changing phi(x) from ``a`` to ``b`` changes S by
+        ``local_action(b, n) - local_action(a, n)``. Valid on lattices whose extents are all >= 2
+        (for L = 1 the site is its own neighbour). Local Metropolis updates are built on it.
+        """
 
     def __call__(self, phi: Field) -> PerConfig:
         """S per configuration, ``[B]``."""

@@ -4,6 +4,7 @@ import typing
 
 import attrs
 import torch
+from torch import Tensor
 
 from .._fields.scalar import Field
 from .._geometry.lattice import shift
@@ -51,6 +52,11 @@ class Phi4Action(AbstractScalarAction):
         neighbours = sum(shift(x, mu, site_axis=1) + shift(x, mu, site_axis=1, steps=-1) for mu in phi.lattice.directions)
         return phi.with_data(-2 * self.kappa * neighbours + 2 * (1 - 2 * self.lam) * x + 4 * self.lam * x * x * x)
 
+    def local_action(self, value: Tensor, neighbour_sum: Tensor) -> Tensor:
+        """``-2 kappa phi(x) sum_mu [phi(x+mu) + phi(x-mu)] + (1 - 2 lambda) phi(x)^2 + lambda phi(x)^4``."""
+        v2 = value * value
+        return -2 * self.kappa * value * neighbour_sum + (1 - 2 * self.lam) * v2 + self.lam * v2 * v2
+
 
 @typing.final
 @attrs.frozen(kw_only=True)
@@ -71,3 +77,8 @@ class ToyAction(AbstractScalarAction):
     def gradient(self, phi: Field) -> Field:
         x = phi.data
         return phi.with_data(self.m2 * x + self.g * x**3 / 6)
+
+    def local_action(self, value: Tensor, neighbour_sum: Tensor) -> Tensor:
+        """``m2 phi^2 / 2 + g phi^4 / 4!``: sites do not interact, ``neighbour_sum`` is ignored."""
+        v2 = value * value
+        return self.m2 * v2 / 2 + self.g * v2 * v2 / 24
