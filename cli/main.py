@@ -1,12 +1,66 @@
 """``lgdiff`` command line. Parse, build library objects, call one library function, print."""
 
 import json
+import math
 import platform
+import shlex
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import click
 import torch
 
 import lgdiff
+from lgdiff._geometry.lattice import Lattice
+from lgdiff._io.ensemble import Ensemble
+from lgdiff._run.generate import ALGORITHMS, GenerateConfig
+from lgdiff._run.measure import measure
+from lgdiff._run.theory import Theory
+
+
+def _clean(value: Any) -> Any:
+    """NaN and infinities become null: the JSON output is strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _format(result: dict[str, float | None]) -> str:
+    mean, error, tau = result.get("mean"), result.get("error"), result.get("tau_int")
+    if mean is None:
+        return "n/a"
+    text = lgdiff._stats.format_value_error(mean, error) if error is not None and error > 0 else f"{mean:.6g}"
+    if tau is not None:
+        text += f"   tau_int = {tau:.2f}"
+    return text
+
+
+def _command_line(ctx: click.Context) -> str:
+    """The equivalent command line, from the parsed options (provenance: how to regenerate the file)."""
+    parts = ["lgdiff", ctx.info_name or ""]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if value is None or value is False or param.name == "as_json" or not isinstance(param, click.Option):
+            continue
+        flag = max(param.opts, key=len)
+        parts += [flag] if value is True else [flag, shlex.quote(str(value))]
+    return " ".join(parts)
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Bad input becomes a one-line message and exit code 1, never a traceback."""
+    try:
+        yield
+    except (ValueError, TypeError, FileNotFoundError) as e:
+        raise click.ClickException(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -16,22 +70,201 @@ def cli() -> None:
 
 
 @cli.command("info")
+@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def info_cmd(as_json: bool) -> None:
-    """What this installation is: version, groups, torch and devices."""
-    report = {
-        "lgdiff": lgdiff.__version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cuda_available": torch.cuda.is_available(),
-        "groups": ["U(1)", "SU(2)", "SU(3)", "SU(N)"],
-        "theories": ["phi4", "u1", "su2", "su3"],
-    }
+def info_cmd(file: Path | None, as_json: bool) -> None:
+    """What FILE is (metadata, counts); without FILE, what this installation is."""
+    if file is None:
+        report: dict[str, Any] = {
+            "lgdiff": lgdiff.__version__,
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "cuda_available": torch.cuda.is_available(),
+            "groups": ["U(1)", "SU(2)", "SU(3)", "SU(N)"],
+            "theories": ["phi4", "u1", "su2", "su3"],
+        }
+    else:
+        with _user_errors():
+            ens = Ensemble.load(file)
+        meta = json.loads(ens.metadata.to_json())
+        report = {"file": str(file), "records": ens.n_records, "configurations": ens.n_records * ens.chains, **meta}
+        if ens.n_records:
+            report["index_range"] = [int(ens.index[0]), int(ens.index[-1])]
+            report["mean_acceptance"] = float(ens.acceptance.mean())
     if as_json:
-        click.echo(json.dumps(report))
+        click.echo(json.dumps(_clean(report)))
         return
     for key, value in report.items():
-        click.echo(f"{key:>15}: {value}")
+        click.echo(f"{key:>18}: {value}")
+
+
+def _theory(theory: str, dim: int, L: int, kappa: float | None, lam: float | None, beta: float | None) -> Theory:
+    if theory == "phi4":
+        if kappa is None or lam is None:
+            raise click.UsageError("--theory phi4 needs --kappa and --lam")
+        if beta is not None:
+            raise click.UsageError("--beta is for gauge theories; phi4 takes --kappa and --lam")
+        params = {"kappa": kappa, "lam": lam}
+    else:
+        if beta is None:
+            raise click.UsageError(f"--theory {theory} needs --beta")
+        if kappa is not None or lam is not None:
+            raise click.UsageError(f"--kappa/--lam are for phi4; {theory} takes --beta")
+        params = {"beta": beta}
+    with _user_errors():
+        return Theory(name=theory, lattice=Lattice(shape=(L,) * dim), params=params)
+
+
+@cli.command("generate")
+@click.option("--theory", type=click.Choice(["phi4", "u1", "su2", "su3"]), required=True)
+@click.option("--dim", type=click.IntRange(1, 4), default=2, show_default=True, help="Number of dimensions D.")
+@click.option("--L", "L", type=click.IntRange(min=2), required=True, help="Lattice extent in every direction.")
+@click.option("--kappa", type=float, help="phi4 hopping parameter.")
+@click.option("--lam", type=float, help="phi4 coupling lambda.")
+@click.option("--beta", type=float, help="Gauge coupling beta (u1, su2, su3).")
+@click.option("--algorithm", type=click.Choice(ALGORITHMS), default="hmc", show_default=True,
+              help="wolff = HMC + Wolff cluster flips; heatbath includes --overrelax sweeps.")
+@click.option("--n", "n", type=click.IntRange(min=1), required=True, help="Records to keep (each holds every chain).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Ensemble file (.safetensors).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--therm", type=click.IntRange(min=0), default=100, show_default=True, help="Thermalisation updates.")
+@click.option("--every", type=click.IntRange(min=1), default=1, show_default=True, help="Updates between records.")
+@click.option("--chains", type=click.IntRange(min=1), default=8, show_default=True, help="Independent chains (batch).")
+@click.option("--step-size", type=float, help="HMC step size (default 1/n-steps) or Metropolis proposal width.")
+@click.option("--n-steps", type=click.IntRange(min=1), help="HMC steps per trajectory (default 10).")
+@click.option("--integrator", type=click.Choice(["leapfrog", "omelyan"]), default="omelyan", show_default=True)
+@click.option("--m-eff2", type=float, help="FA-HMC mass m_eff^2 (default from the free lattice mass).")
+@click.option("--overrelax", type=click.IntRange(min=0), default=1, show_default=True)
+@click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64", show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu or cuda.")
+@click.option("--flush-every", type=click.IntRange(min=1), default=1, show_default=True, help="Records per file write.")
+@click.option("--json", "as_json", is_flag=True, help="Print the measurement as one JSON object.")
+def generate_cmd(theory: str, dim: int, L: int, kappa: float | None, lam: float | None, beta: float | None,
+                 algorithm: str, n: int, out: Path, seed: int, therm: int, every: int, chains: int,
+                 step_size: float | None, n_steps: int | None, integrator: str, m_eff2: float | None, overrelax: int,
+                 dtype: str, device: str, flush_every: int, as_json: bool) -> None:
+    """Generate an ensemble with a classical Markov chain. Rerunning the same command resumes it."""
+    th = _theory(theory, dim, L, kappa, lam, beta)
+    with _user_errors():
+        config = GenerateConfig(theory=th, algorithm=algorithm, n=n, chains=chains, therm=therm, every=every,
+                                seed=seed, dtype=dtype, step_size=step_size, n_steps=n_steps, integrator=integrator,
+                                m_eff2=m_eff2, overrelax=overrelax)
+        dev = torch.device(device)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("--device cuda requested but CUDA is not available; use --device cpu")
+    command = _command_line(click.get_current_context())
+    try:
+        with _user_errors(), click.progressbar(length=config.total_updates, label="generating", file=sys.stderr) as bar:
+            ens = config.run(out, device=dev, command=command, progress=bar.update, flush_every=flush_every)
+    except KeyboardInterrupt:
+        raise click.ClickException(f"interrupted; {out} keeps every record written so far: rerun the same command "
+                                   "to resume") from None
+    _report(ens, as_json)
+
+
+def _report(ens: Ensemble, as_json: bool, flow_time: float = 1.0) -> None:
+    results = measure(ens, flow_time=flow_time)
+    if as_json:
+        click.echo(json.dumps(_clean(results)))
+        return
+    meta = ens.metadata
+    click.echo(f"{ens.path if hasattr(ens, 'path') else ''}  {meta.theory} L={tuple(meta.lattice)} "
+               f"{meta.algorithm}: {ens.n_records} records x {ens.chains} chains")
+    for key, value in results.items():
+        click.echo(f"{key:>20}: {_format(_clean(value))}")
+
+
+@cli.command("measure")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--flow-time", type=float, default=1.0, show_default=True, help="Wilson-flow time for the 4D topological charge.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: key -> {mean, error, tau_int}.")
+def measure_cmd(file: Path, flow_time: float, as_json: bool) -> None:
+    """Every observable that fits the theory of FILE, as mean, error and tau_int (in records)."""
+    with _user_errors():
+        ens = Ensemble.load(file)
+        _report(ens, as_json, flow_time)
+
+
+@cli.command("train")
+@click.option("--data", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Training ensemble.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Model file (.safetensors).")
+@click.option("--steps", type=click.IntRange(min=1), help="Optimiser steps (default 2000).")
+@click.option("--epochs", type=click.FloatRange(min=0, min_open=True), help="Passes over the data (instead of --steps).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--lr", type=float, default=2e-3, show_default=True)
+@click.option("--sde", "sde_name", type=click.Choice(["ve", "vp"]), default="ve", show_default=True)
+@click.option("--channels", type=click.IntRange(min=4), default=16, show_default=True)
+@click.option("--z2/--no-z2", default=True, show_default=True, help="phi -> -phi augmentation.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+def train_cmd(data: Path, out: Path, steps: int | None, epochs: float | None, batch_size: int, lr: float,
+              sde_name: str, channels: int, z2: bool, seed: int, device: str) -> None:
+    """Train a score network on an ensemble (denoising score matching); rerunning resumes from --out."""
+    from lgdiff._models.ncsnpp import NCSNppConfig
+    from lgdiff._sde.ve import VESDE
+    from lgdiff._sde.vp import VPSDE
+    from lgdiff._train.dsm import TrainConfig, train_ncsnpp
+
+    if steps is not None and epochs is not None:
+        raise click.UsageError("give --steps or --epochs, not both")
+    with _user_errors():
+        ens = Ensemble.load(data)
+        if ens.metadata.kind != "scalar":
+            raise ValueError(f"{data} holds {ens.metadata.theory} links; lgdiff train fits scalar (phi4) ensembles "
+                             "with NCSN++; gauge models train with lgdiff._train.gauge")
+        x = ens.configs(device=device).data
+        n_steps = steps if steps is not None else max(1, round((epochs or 0) * x.shape[0] / batch_size)) if epochs else 2000
+        config = TrainConfig(steps=n_steps, batch_size=batch_size, lr=lr, z2_augment=z2, seed=seed)
+        arch = NCSNppConfig(dim=ens.metadata.to_lattice().dim, channels=channels)
+        sde = VESDE() if sde_name == "ve" else VPSDE()
+        provenance = {"theory": ens.metadata.theory, "params": ens.metadata.params,
+                      "lattice": list(ens.metadata.lattice), "data": str(data),
+                      "data_metadata": json.loads(ens.metadata.to_json()),
+                      "command": _command_line(click.get_current_context())}
+        with click.progressbar(length=n_steps, label="training", file=sys.stderr) as bar:
+            report = train_ncsnpp(x, out, config=config, arch=arch, sde=sde, provenance=provenance, device=device,
+                                  progress=lambda step, loss: bar.update(1))
+    tail = report.losses[-min(50, len(report.losses)):]
+    click.echo(f"{out}: {report.steps_done} steps, final loss {sum(tail) / len(tail):.4f} (mean of last {len(tail)}), "
+               f"{report.seconds:.1f} s")
+
+
+@cli.command("sample")
+@click.option("--theory", type=click.Choice(["phi4", "u1", "su2", "su3"]), required=True)
+@click.option("--dim", type=click.IntRange(1, 4), help="Dimensions (default: the model's).")
+@click.option("--L", "L", type=click.IntRange(min=2), required=True)
+@click.option("--kappa", type=float, help="phi4 hopping parameter.")
+@click.option("--lam", type=float, help="phi4 coupling lambda.")
+@click.option("--beta", type=float, help="Gauge coupling (default: the model's).")
+@click.option("--model", type=click.Path(dir_okay=False, path_type=Path), help="Model file (default: shipped).")
+@click.option("--method", type=click.Choice(["sde", "ode", "imh", "path", "maala"]), default=None,
+              help="Raw (sde, ode) or exact (imh, path, maala) sampling; default path for phi4, maala for gauge.")
+@click.option("--n", "n", type=click.IntRange(min=1), default=16, show_default=True, help="Records (per chain).")
+@click.option("--chains", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=100, show_default=True, help="Reverse-SDE/ODE steps.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Ensemble file to write.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the measurement as one JSON object.")
+def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: float | None, beta: float | None,
+               model: Path | None, method: str | None, n: int, chains: int, steps: int, out: Path | None, seed: int,
+               device: str, as_json: bool) -> None:
+    """Sample with a trained diffusion model and measure the result."""
+    from lgdiff._run.sample_scalar import ScalarSampleConfig
+
+    if theory != "phi4":
+        raise click.UsageError(f"sampling {theory} needs the gauge diffusion models (issue #5), not shipped yet")
+    if model is None:
+        raise click.UsageError("--model is required: train one with lgdiff train --data ENSEMBLE --out MODEL")
+    out = out or Path(f"lgdiff-sample-{theory}-L{L}-seed{seed}.safetensors")
+    th = _theory(theory, dim or 2, L, kappa, lam, beta)
+    with _user_errors():
+        config = ScalarSampleConfig(theory=th, model=model, method=method or "path", n=n, chains=chains, steps=steps,
+                                    seed=seed)
+        with click.progressbar(length=n, label="sampling", file=sys.stderr) as bar:
+            ens = config.run(out, device=device, command=_command_line(click.get_current_context()),
+                             progress=bar.update)
+    _report(ens, as_json)
 
 
 def main() -> None:

@@ -161,7 +161,7 @@ def _exact_divergence(score: ScoreFn, sde: AbstractSDE, x: Tensor, t: Tensor, ch
 
 def probability_flow(score: ScoreFn, sde: AbstractSDE, initial: Tensor, *, steps: int,
                      divergence: str = "exact", generator: torch.Generator | None = None, n_probes: int = 1,
-                     t_min: float = 0.0, chunk: int = 64) -> tuple[Tensor, Tensor]:
+                     t_min: float = 1e-3, chunk: int = 64) -> tuple[Tensor, Tensor]:
     r"""Generate by the probability-flow ODE ``dx/dt = f - g^2 s / 2`` (Heun steps, T -> t_min) and
     return ``(x_0, log q(x_0))``.
 
@@ -170,6 +170,7 @@ def probability_flow(score: ScoreFn, sde: AbstractSDE, initial: Tensor, *, steps
     output, deterministic, and may enter an accept/reject step. ``"hutchinson"``: the
     Skilling-Hutchinson trace estimator with ``n_probes`` Rademacher probes (noisy: diagnostics only,
     never in an accept/reject step). ``"none"``: no likelihood (returns NaN).
+    Heun evaluates the score at the end of each step, so ``t_min > 0`` for the VE SDE (s(0) = 0).
     """
     if divergence not in DIVERGENCES:
         raise ValueError(f"divergence must be one of {DIVERGENCES}; got {divergence!r}")
@@ -210,7 +211,7 @@ def _hutchinson(score: ScoreFn, sde: AbstractSDE, x: Tensor, t: Tensor, generato
 
 
 def log_likelihood(score: ScoreFn, sde: AbstractSDE, x0: Tensor, *, steps: int, divergence: str = "hutchinson",
-                   generator: torch.Generator | None = None, n_probes: int = 1, t_min: float = 0.0,
+                   generator: torch.Generator | None = None, n_probes: int = 1, t_min: float = 1e-3,
                    chunk: int = 64) -> Tensor:
     r"""``log q(x_0)`` of given data under the PF-ODE model: integrate forward to T (Heun, trapezoidal
     divergence), ``log q(x_0) = log p_T(x_T) + int_0^T div v dt``. ``divergence="exact"`` takes the trace
@@ -285,14 +286,14 @@ def path_imh(score: ScoreFn, sde: AbstractSDE, action: AbstractScalarAction, lat
 
 def marginal_imh(score: ScoreFn, sde: AbstractSDE, action: AbstractScalarAction, lattice: Lattice, *, chains: int,
                  n: int, steps: int, generator: torch.Generator, dtype: torch.dtype = torch.float64,
-                 device: torch.device | str | None = None, chunk: int = 64) -> MCResult:
+                 device: torch.device | str | None = None, chunk: int = 64, t_min: float = 1e-3) -> MCResult:
     r"""Exact route 1: marginal independence Metropolis with PF-ODE proposals from fresh prior noise and their
     deterministic ``log q`` (log-determinants of the discrete flow map, ``divergence="exact"``). Costs V
     JVPs per ODE step: small volumes."""
 
     def propose() -> tuple[Tensor, Tensor]:
         x_T = sde.prior_sample((chains, *lattice.shape), generator=generator, dtype=dtype, device=device)
-        x0, logq = probability_flow(score, sde, x_T, steps=steps, divergence="exact", chunk=chunk)
+        x0, logq = probability_flow(score, sde, x_T, steps=steps, divergence="exact", chunk=chunk, t_min=t_min)
         return x0, -action(Field(x0, lattice)) - logq
 
     return _imh(propose, n=n, generator=generator)

@@ -1,13 +1,18 @@
 import json
 
+import pytest
 from click.testing import CliRunner
 
 import lgdiff
 from cli.main import cli
 
 
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
 def test_info_json():
-    result = CliRunner().invoke(cli, ["info", "--json"])
+    result = run("info", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["lgdiff"] == lgdiff.__version__
@@ -15,6 +20,92 @@ def test_info_json():
 
 
 def test_unknown_command_fails_cleanly():
-    result = CliRunner().invoke(cli, ["frobnicate"])
+    result = run("frobnicate")
     assert result.exit_code != 0
     assert "No such command" in result.output
+
+
+def test_every_command_has_help():
+    for cmd in ("generate", "measure", "info"):
+        result = run(cmd, "--help")
+        assert result.exit_code == 0 and "Usage" in result.output
+
+
+@pytest.fixture
+def phi4_file(tmp_path):
+    out = tmp_path / "phi4.safetensors"
+    result = run("generate", "--theory", "phi4", "--L", 4, "--kappa", 0.2, "--lam", 0.02, "--n", 6, "--chains", 4,
+                 "--therm", 5, "--out", out, "--json")
+    assert result.exit_code == 0, result.output
+    return out, result
+
+
+def test_generate_then_measure_and_info(phi4_file):
+    out, gen = phi4_file
+    report = json.loads(gen.output.strip().splitlines()[-1])
+    assert set(report) >= {"mag", "abs_mag", "chi2", "binder", "acceptance"}
+    assert set(report["mag"]) == {"mean", "error", "tau_int"}
+    again = run("measure", out, "--json")
+    assert again.exit_code == 0
+    assert json.loads(again.output)["chi2"]["mean"] == report["chi2"]["mean"]
+    info = json.loads(run("info", out, "--json").output)
+    assert info["records"] == 6 and info["chains"] == 4 and info["theory"] == "phi4"
+    assert info["params"] == {"kappa": 0.2, "lam": 0.02} and info["seed"] == 0
+    assert "lgdiff generate" in info["command"]
+
+
+def test_rerun_resumes_and_extends(phi4_file):
+    out, _ = phi4_file
+    result = run("generate", "--theory", "phi4", "--L", 4, "--kappa", 0.2, "--lam", 0.02, "--n", 9, "--chains", 4,
+                 "--therm", 5, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert json.loads(run("info", out, "--json").output)["records"] == 9
+
+
+def test_mismatching_append_is_refused(phi4_file):
+    out, _ = phi4_file
+    result = run("generate", "--theory", "phi4", "--L", 4, "--kappa", 0.3, "--lam", 0.02, "--n", 9, "--chains", 4,
+                 "--therm", 5, "--out", out)
+    assert result.exit_code == 1
+    assert "params.kappa" in result.output and "Traceback" not in result.output
+
+
+def test_gauge_generate_heatbath(tmp_path):
+    out = tmp_path / "su2.safetensors"
+    result = run("generate", "--theory", "su2", "--L", 4, "--beta", 2.0, "--algorithm", "heatbath", "--n", 4,
+                 "--chains", 2, "--therm", 2, "--out", out, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output.strip().splitlines()[-1])
+    assert {"plaquette", "wilson_1x1", "wilson_1x2", "wilson_2x2", "polyakov"} <= set(report)
+    assert report["wilson_1x1"]["mean"] == report["plaquette"]["mean"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--theory", "phi4", "--L", 4, "--lam", 0.1, "--n", 2], "needs --kappa and --lam"),
+        (["--theory", "su3", "--L", 4, "--n", 2], "needs --beta"),
+        (["--theory", "su3", "--L", 4, "--beta", 5.0, "--kappa", 0.1, "--n", 2], "are for phi4"),
+        (["--theory", "u1", "--L", 4, "--beta", 1.0, "--algorithm", "wolff", "--n", 2], "is for scalar phi^4"),
+        (["--theory", "phi4", "--L", 4, "--kappa", 0.1, "--lam", 0.1, "--algorithm", "heatbath", "--n", 2],
+         "heatbath is for gauge theories"),
+        (["--theory", "u1", "--L", 4, "--dim", 1, "--beta", 1.0, "--n", 2], "needs D >= 2"),
+        (["--theory", "u1", "--L", 4, "--beta", 1.0, "--n", 2, "--step-size", -1], "must be a positive number"),
+    ],
+)
+def test_bad_options_fail_with_one_line(tmp_path, args, message):
+    result = run("generate", *args, "--out", tmp_path / "x.safetensors")
+    assert result.exit_code != 0
+    assert message in result.output, result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_foreign_and_missing_files(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_text("hello")
+    for cmd in ("measure", "info"):
+        result = run(cmd, bad)
+        assert result.exit_code == 1 and "not a readable safetensors file" in result.output
+    result = run("measure", tmp_path / "missing.safetensors")
+    assert result.exit_code == 1 and "Traceback" not in result.output

@@ -61,9 +61,9 @@ def test_exact_logdet_is_the_density_of_the_discrete_flow_map(sde, generator):
     # with a Gaussian (linear) score the Heun flow map is linear, x0 = M xT: log q = log N(x0; 0, sT^2 M M^T)
     score = gaussian_score(sde, KAPPA)
     xT = sde.prior_sample((3, 4, 4), generator=generator)
-    x0, logq = probability_flow(score, sde, xT, steps=12, divergence="exact")
+    x0, logq = probability_flow(score, sde, xT, steps=12, divergence="exact", t_min=0.0)
     basis = torch.eye(16).reshape(16, 4, 4)
-    m = probability_flow(score, sde, basis, steps=12, divergence="none")[0].reshape(16, 16).T  # columns M e_i
+    m = probability_flow(score, sde, basis, steps=12, divergence="none", t_min=0.0)[0].reshape(16, 16).T  # columns M e_i
     cov = sde.prior_std() ** 2 * m @ m.T
     want = torch.distributions.MultivariateNormal(torch.zeros(16), covariance_matrix=cov).log_prob(x0.reshape(3, 16))
     torch.testing.assert_close(logq, want, rtol=1e-9, atol=1e-9)
@@ -77,7 +77,7 @@ def test_pf_ode_likelihood_converges_at_second_order(generator):
     xT = sde.prior_sample((4, 4, 4), generator=generator)
     errs = []
     for steps in (8, 16, 32):
-        x0, logq = probability_flow(score, sde, xT, steps=steps, divergence="exact")
+        x0, logq = probability_flow(score, sde, xT, steps=steps, divergence="exact", t_min=0.0)
         errs.append(float((logq - flow_logq(sde, x0)).abs().max()))
     assert errs[0] / errs[1] > 3 and errs[1] / errs[2] > 3, errs
 
@@ -94,7 +94,7 @@ def test_exact_trace_likelihood_converges_at_second_order(generator):
     sde = VESDE()
     score = gaussian_score(sde, KAPPA)
     x0 = torch.randn(4, 4, 4, generator=generator)
-    errs = [float((log_likelihood(score, sde, x0, steps=n, divergence="exact") - flow_logq(sde, x0)).abs().max())
+    errs = [float((log_likelihood(score, sde, x0, steps=n, divergence="exact", t_min=0.0) - flow_logq(sde, x0)).abs().max())
             for n in (8, 16, 32)]
     assert errs[0] / errs[1] > 3 and errs[1] / errs[2] > 3, errs
 
@@ -104,8 +104,8 @@ def test_hutchinson_likelihood_is_unbiased(generator):
     sde = VESDE()
     score = gaussian_score(sde, KAPPA)
     x0 = torch.randn(1, 4, 4, generator=generator).expand(400, 4, 4)
-    est = log_likelihood(score, sde, x0, steps=10, generator=generator)
-    want = float(log_likelihood(score, sde, x0[:1], steps=10, divergence="exact")[0])
+    est = log_likelihood(score, sde, x0, steps=10, generator=generator, t_min=0.0)
+    want = float(log_likelihood(score, sde, x0[:1], steps=10, divergence="exact", t_min=0.0)[0])
     mean, err = float(est.mean()), float(est.std() / math.sqrt(est.numel()))
     assert abs(mean - want) < 4 * err, f"{mean} +- {err} vs {want}"
     assert err > 1e-3  # the estimator is noisy: never for accept/reject
@@ -158,7 +158,7 @@ def test_marginal_imh_is_exact_with_poor_score(lat, generator):
     score = gaussian_score(sde, KAPPA, inflate=POOR, lat=lat)
     n, burn, chains = (40, 15, 128) if lat == SMALL else (150, 50, 256)
     res = marginal_imh(score, sde, Phi4Action(kappa=KAPPA, lam=0.0), lat, chains=chains, n=n, steps=8,
-                       generator=generator)
+                       generator=generator, t_min=0.0)
     z = z_scores(res.samples[burn:], KAPPA, lat)
     assert float(z.abs().max()) < 4, z
     assert 0.02 < float(res.acceptance.mean()) < 1

@@ -1,0 +1,1 @@
+"""Observables: scalar (magnetisation, correlators, estimators), gauge (loops, topology, clover), Wilson flow."""

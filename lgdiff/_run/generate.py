@@ -1,0 +1,120 @@
+"""``lgdiff generate``: a classical Markov chain written to an ensemble file, as a validated config object."""
+
+import math
+import typing
+from collections.abc import Callable
+from pathlib import Path
+
+import attrs
+import torch
+
+from .._actions.phi4 import Phi4Action
+from .._actions.wilson import WilsonAction
+from .._integrators.schemes import SCHEMES
+from .._io.ensemble import Ensemble, generate_ensemble
+from .._samplers.base import AbstractKernel, Composite
+from .._samplers.heatbath import Heatbath
+from .._samplers.hmc import HMC, FourierMass, GaugeHMC
+from .._samplers.metropolis import Metropolis
+from .._samplers.wolff import Wolff
+from .theory import Theory
+
+ALGORITHMS = ("hmc", "fahmc", "metropolis", "wolff", "heatbath")
+_SCALAR_ONLY = ("fahmc", "metropolis", "wolff")
+
+
+def _positive(instance: object, attribute: attrs.Attribute, value: object) -> None:
+    if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ValueError(f"--{attribute.name.replace('_', '-')} must be a positive number; got {value!r}")
+
+
+@typing.final
+@attrs.frozen(kw_only=True)
+class GenerateConfig:
+    """Everything that defines a classical generation run (validated on construction).
+
+    ``n`` records are kept per chain, each holding all ``chains`` configurations, one every ``every``
+    updates after ``therm`` thermalisation updates (an update: one HMC trajectory, or one sweep).
+    Unset molecular-dynamics settings take defaults that suit the theory (trajectory length 1).
+    """
+
+    theory: Theory
+    algorithm: str
+    n: int
+    chains: int = 1
+    therm: int = 100
+    every: int = 1
+    seed: int = 0
+    dtype: str = "float64"
+    step_size: float | None = attrs.field(default=None, validator=_positive)
+    n_steps: int | None = attrs.field(default=None, validator=_positive)
+    integrator: str = "omelyan"
+    m_eff2: float | None = attrs.field(default=None, validator=_positive)
+    overrelax: int = 1
+
+    def __attrs_post_init__(self) -> None:
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"unknown algorithm {self.algorithm!r}; expected one of {', '.join(ALGORITHMS)}")
+        if self.theory.is_gauge and self.algorithm in _SCALAR_ONLY:
+            raise ValueError(f"--algorithm {self.algorithm} is for scalar phi^4; for {self.theory.name} use hmc or heatbath")
+        if not self.theory.is_gauge and self.algorithm == "heatbath":
+            raise ValueError("--algorithm heatbath is for gauge theories (u1, su2, su3); for phi4 use hmc, fahmc, "
+                             "metropolis or wolff")
+        if self.integrator not in SCHEMES:
+            raise ValueError(f"unknown integrator {self.integrator!r}; expected one of {', '.join(SCHEMES)}")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"--dtype must be float32 or float64; got {self.dtype!r}")
+        for name in ("n", "chains", "every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be >= 1; got {getattr(self, name)}")
+        if self.therm < 0 or self.overrelax < 0:
+            raise ValueError(f"--therm and --overrelax must be >= 0; got {self.therm}, {self.overrelax}")
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return torch.float32 if self.dtype == "float32" else torch.float64
+
+    def kernel(self) -> AbstractKernel:
+        """The Markov kernel this configuration asks for."""
+        action = self.theory.action()
+        scheme = SCHEMES[self.integrator]
+        n_steps = self.n_steps or 10
+        if isinstance(action, WilsonAction):
+            if self.algorithm == "heatbath":
+                return Heatbath(action=action, n_overrelax=self.overrelax)
+            return GaugeHMC(action=action, step_size=self.step_size or 1.0 / n_steps, n_steps=n_steps, scheme=scheme)
+        if self.algorithm == "metropolis":
+            return Metropolis(action=action, step_size=self.step_size or 1.0)
+        kinetic_hmc = HMC(action=action, step_size=self.step_size or 1.0 / n_steps, n_steps=n_steps, scheme=scheme)
+        if self.algorithm == "fahmc":
+            return attrs.evolve(kinetic_hmc, kinetic=FourierMass(m_eff2=self.m_eff2 or self._default_m_eff2()),
+                                step_size=self.step_size or 2.0 / n_steps)
+        if self.algorithm == "wolff":
+            if not isinstance(action, Phi4Action):
+                raise ValueError("--algorithm wolff needs the phi4 theory")
+            return Composite((kinetic_hmc, Wolff(action=action)))
+        return kinetic_hmc
+
+    def _default_m_eff2(self) -> float:
+        # the free lattice mass in continuum normalisation, (1 - 2 lam) / kappa - 2 D, floored: it matches
+        # M(k) to the action's quadratic term so that all modes move at similar frequencies
+        p = self.theory.params
+        m2 = (1 - 2 * p["lam"]) / p["kappa"] - 2 * self.theory.lattice.dim
+        return max(m2, 0.1)
+
+    def run(self, out: str | Path, *, device: torch.device | str = "cpu", command: str | None = None,
+            progress: Callable[[int], None] | None = None, flush_every: int = 1) -> Ensemble:
+        """Generate (or resume) the ensemble at ``out``; returns it loaded from the file."""
+        kernel = self.kernel()
+        dtype = self.torch_dtype
+
+        def initial(generator: torch.Generator) -> typing.Any:
+            return self.theory.initial(chains=self.chains, generator=generator, dtype=dtype, device=device)
+
+        return generate_ensemble(out, kernel, initial, theory=self.theory.name, params=self.theory.params,
+                                 seed=self.seed, n=self.n, therm=self.therm, every=self.every, device=device,
+                                 flush_every=flush_every, command=command, progress=progress)
+
+    @property
+    def total_updates(self) -> int:
+        return self.therm + self.n * self.every
