@@ -199,3 +199,56 @@ def test_unitarity_preserved_over_ten_thousand_trajectories(generator):
     for _ in range(10_000):
         U, _ = hmc.step(U, generator=generator)
     assert_group_member(U, atol=1e-12)
+
+
+# ---- exact physics ------------------------------------------------------------------------------------
+
+def _chain_means(series: torch.Tensor) -> tuple[float, float]:
+    """Mean over chains of each chain's time average, and its error from the spread over chains."""
+    per_chain = series.mean(0)
+    return float(per_chain.mean()), float(per_chain.std() / math.sqrt(per_chain.numel()))
+
+
+def test_toy_model_moments(generator):
+    from lgdiff import ToyAction
+    from lgdiff._exact import toy_moments
+
+    for m2 in (1.0, -1.0):
+        hmc = HMC(action=ToyAction(m2=m2, g=0.4), step_size=0.3, n_steps=5)
+        phi = Field.zeros(Lattice(shape=()), batch=2000)
+        xs = torch.stack([s.state.data for s in run_chain(hmc, phi, n=60, therm=30, generator=generator)])
+        for k, exact in zip((2, 4), toy_moments(m2, 0.4)):
+            mean, err = _chain_means(xs**k)
+            assert abs(mean - exact) < 4 * err, f"m2={m2}: <phi^{k}> = {mean} +- {err}, exact {exact}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("beta", [1.0, 3.0])
+def test_gauge_hmc_2d_u1_plaquette_and_topological_susceptibility(beta, generator):
+    from lgdiff import mean_plaquette, topological_charge_u1_2d
+    from lgdiff._exact import u1_2d_plaquette, u1_2d_topological_susceptibility
+
+    lat = Lattice(shape=(8, 8))
+    hmc = GaugeHMC(action=WilsonAction(beta=beta, group=U1()), step_size=0.1, n_steps=10, scheme=OMELYAN)
+    U = LinkField.random(U1(), lat, batch=256, generator=generator)
+    steps = list(run_chain(hmc, U, n=100, therm=100, generator=generator))
+    plaq = torch.stack([mean_plaquette(s.state) for s in steps])
+    q2 = torch.stack([topological_charge_u1_2d(s.state) ** 2 / lat.volume for s in steps])
+    for series, exact in ((plaq, u1_2d_plaquette(beta, (8, 8))), (q2, u1_2d_topological_susceptibility(beta, (8, 8)))):
+        mean, err = _chain_means(series)
+        assert abs(mean - exact) < 4 * err, f"{mean} +- {err} vs exact {exact}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("group, beta", [(SU(2), 2.0), (SU(3), 6.0)], ids=str)
+def test_gauge_hmc_2d_sun_plaquette(group, beta, generator):
+    from lgdiff import mean_plaquette
+    from lgdiff._exact import su_n_2d_plaquette
+
+    lat = Lattice(shape=(16, 16))  # finite-volume corrections ~ (ratio of characters)^V: negligible here
+    hmc = GaugeHMC(action=WilsonAction(beta=beta, group=group), step_size=0.1, n_steps=10, scheme=OMELYAN)
+    U = LinkField.random(group, lat, batch=32, generator=generator)
+    plaq = torch.stack([mean_plaquette(s.state) for s in run_chain(hmc, U, n=60, therm=60, generator=generator)])
+    mean, err = _chain_means(plaq)
+    exact = su_n_2d_plaquette(group.n, beta)
+    assert abs(mean - exact) < 4 * err, f"{mean} +- {err} vs exact {exact}"
