@@ -1,5 +1,7 @@
 """Shared constructor checks for matrix-valued fields (attrs classes check themselves)."""
 
+import typing
+
 import torch
 
 from .._checks import checks_enabled
@@ -7,6 +9,7 @@ from .._geometry.lattice import Lattice
 from .._groups.base import AbstractGroup
 
 
+@typing.no_type_check  # called on every field construction in hot loops: skip the test-suite hook
 def check_matrix_field(cls_name: str, data: object, group: object, lattice: object, *, with_dim: bool) -> None:
     if not isinstance(group, AbstractGroup):
         raise TypeError(f"{cls_name}.group must be a group such as U1() or SU(3); got {group!r}")
@@ -28,6 +31,7 @@ def check_matrix_field(cls_name: str, data: object, group: object, lattice: obje
         )
 
 
+@typing.no_type_check
 def check_members(cls_name: str, data: torch.Tensor, group: AbstractGroup) -> None:
     """Membership check, only when ``lgdiff.checks()`` is on (it synchronises the device)."""
     if not checks_enabled() or data.numel() == 0:
