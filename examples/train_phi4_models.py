@@ -1,0 +1,138 @@
+"""Make the shipped phi^4 score models (lgdiff/models/phi4_*.safetensors) and the ensembles they need.
+
+This is the exact recipe behind the shipped models (2D phi^4, lambda = 0.022); the command line that made
+each model is stored in its metadata (``meta["command"]``) and in docs/diffusion-phi4.md.
+
+    OMP_NUM_THREADS=1 python examples/train_phi4_models.py data  --work /tmp/lgdiff-phi4
+    OMP_NUM_THREADS=1 python examples/train_phi4_models.py train --work /tmp/lgdiff-phi4 --model k0.21_L32
+    OMP_NUM_THREADS=1 python examples/train_phi4_models.py train --work /tmp/lgdiff-phi4 --model k0.27_L16
+    OMP_NUM_THREADS=1 python examples/train_phi4_models.py train --work /tmp/lgdiff-phi4 --model k0.21_L8
+    OMP_NUM_THREADS=1 python examples/train_phi4_models.py ship  --work /tmp/lgdiff-phi4
+
+``data`` generates every ensemble with the same library code as ``lgdiff generate`` (the equivalent
+command is printed and stored in each file): FA-HMC at kappa = 0.21 (symmetric phase), HMC + Wolff
+cluster flips at kappa = 0.27 (near-critical: the cluster update tunnels between the signs of M).
+``train`` runs denoising score matching (VE SDE, sigma = 25) on CPU in float32; rerunning resumes from the
+checkpoint. ``ship`` strips the optimiser state and raw weights, keeping the EMA weights and the provenance,
+and writes lgdiff/models/. Everything is resumable and deterministic given the seeds.
+"""
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from lgdiff._geometry.lattice import Lattice
+from lgdiff._io.checkpoint import load_checkpoint, save_checkpoint
+from lgdiff._io.ensemble import Ensemble
+from lgdiff._models.ncsnpp import NCSNppConfig
+from lgdiff._run.generate import GenerateConfig
+from lgdiff._run.theory import Theory
+from lgdiff._sde.ve import VESDE
+from lgdiff._train.dsm import TrainConfig, train_ncsnpp
+
+LAM = 0.022
+
+# name -> (kappa, L, algorithm, chains, n, every, therm, seed): n * chains configurations
+ENSEMBLES: dict[str, tuple[float, int, str, int, int, int, int, int]] = {
+    "k0.21_L32_train": (0.21, 32, "fahmc", 128, 40, 2, 100, 1),   # 5120 configs, as in the seed
+    "k0.21_L32_test": (0.21, 32, "fahmc", 64, 16, 4, 100, 2),     # 1024 independent configs
+    "k0.21_L8_train": (0.21, 8, "fahmc", 128, 40, 2, 100, 3),     # volume-transfer model
+    "k0.27_L16_train": (0.27, 16, "wolff", 128, 40, 4, 200, 4),   # 5120 configs
+}
+
+# model -> (training ensemble, architecture, training settings)
+MODELS: dict[str, tuple[str, NCSNppConfig, TrainConfig]] = {
+    "k0.21_L32": ("k0.21_L32_train", NCSNppConfig(dim=2, channels=16, multipliers=(1, 2, 2)),
+                  TrainConfig(steps=1200, batch_size=32, lr=2e-3, ema=0.995, seed=0, checkpoint_every=100)),
+    "k0.27_L16": ("k0.27_L16_train", NCSNppConfig(dim=2, channels=16, multipliers=(1, 2, 2)),
+                  TrainConfig(steps=2000, batch_size=64, lr=2e-3, ema=0.995, seed=0, checkpoint_every=100)),
+    "k0.21_L8": ("k0.21_L8_train", NCSNppConfig(dim=2, channels=16, multipliers=(1, 2, 2)),
+                 TrainConfig(steps=1500, batch_size=64, lr=2e-3, ema=0.995, seed=0, checkpoint_every=100)),
+}
+SHIPPED = ("k0.21_L32", "k0.27_L16")
+
+
+def generate_command(name: str) -> str:
+    kappa, L, algorithm, chains, n, every, therm, seed = ENSEMBLES[name]
+    return (f"lgdiff generate --theory phi4 --L {L} --kappa {kappa} --lam {LAM} --algorithm {algorithm} "
+            f"--chains {chains} --n {n} --every {every} --therm {therm} --seed {seed} --out {name}.safetensors")
+
+
+def make_ensemble(work: Path, name: str) -> Ensemble:
+    kappa, L, algorithm, chains, n, every, therm, seed = ENSEMBLES[name]
+    theory = Theory(name="phi4", lattice=Lattice(shape=(L, L)), params={"kappa": kappa, "lam": LAM})
+    config = GenerateConfig(theory=theory, algorithm=algorithm, n=n, chains=chains, every=every, therm=therm,
+                            seed=seed)
+    t0 = time.perf_counter()
+    ens = config.run(work / f"{name}.safetensors", command=generate_command(name), flush_every=n)
+    print(f"{name}: {ens.n_records} x {ens.chains} configurations, {time.perf_counter() - t0:.1f} s", flush=True)
+    return ens
+
+
+def train(work: Path, model: str, argv: list[str]) -> None:
+    data_name, arch, config = MODELS[model]
+    ens = make_ensemble(work, data_name)
+    data = ens.configs().data.reshape(-1, *ens.metadata.lattice)
+    command = "OMP_NUM_THREADS=1 python examples/train_phi4_models.py " + " ".join(shlex.quote(a) for a in argv)
+    provenance = {"theory": "phi4", "params": ens.metadata.params, "lattice": list(ens.metadata.lattice),
+                  "data": f"{data_name}.safetensors ({data.shape[0]} configurations)",
+                  "data_metadata": json.loads(ens.metadata.to_json()), "data_command": generate_command(data_name),
+                  "command": command}
+    t0 = time.perf_counter()
+    log_every = max(1, config.steps // 40)
+
+    def progress(step: int, loss: float) -> None:
+        if step % log_every == 0:
+            print(f"  step {step:5d}  loss {loss:.4f}  {time.perf_counter() - t0:7.1f} s", flush=True)
+
+    report = train_ncsnpp(data, work / f"{model}.ckpt.safetensors", config=config, arch=arch, sde=VESDE(),
+                          provenance=provenance, progress=progress)
+    tail = report.losses[-100:]
+    print(f"{model}: {report.steps_done} steps in {report.seconds:.1f} s this run; mean loss of last {len(tail)} "
+          f"steps {sum(tail) / max(1, len(tail)):.4f}", flush=True)
+    # the wall time is recorded next to the checkpoint (it spans resumed runs only if not resumed)
+    (work / f"{model}.time.json").write_text(json.dumps({"seconds": report.seconds, "steps": report.steps_done}))
+
+
+def ship(work: Path, model: str, dest: Path) -> Path:
+    tensors, meta = load_checkpoint(work / f"{model}.ckpt.safetensors")
+    timing = work / f"{model}.time.json"
+    if timing.exists():
+        meta["train_seconds_wall"] = json.loads(timing.read_text())["seconds"]
+        meta["train_hardware"] = "one thread (OMP_NUM_THREADS=1) of a shared 2-core CPU, float32"
+    out = dest / f"phi4_{model}.safetensors"
+    save_checkpoint(out, {k: v for k, v in tensors.items() if k.startswith("ema.")}, meta)
+    print(f"{out}: {out.stat().st_size / 1024:.0f} KiB", flush=True)
+    return out
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("stage", choices=("data", "train", "ship"))
+    parser.add_argument("--work", type=Path, default=Path("/tmp/lgdiff-phi4"))
+    parser.add_argument("--model", choices=tuple(MODELS))
+    parser.add_argument("--dest", type=Path, default=Path(__file__).resolve().parents[1] / "lgdiff" / "models")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    args.work.mkdir(parents=True, exist_ok=True)
+    if args.stage == "data":
+        for name in ENSEMBLES:
+            make_ensemble(args.work, name)
+    elif args.stage == "train":
+        if args.model is None:
+            parser.error("train needs --model")
+        train(args.work, args.model, argv)
+    else:
+        for model in SHIPPED:
+            ship(args.work, model, args.dest)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

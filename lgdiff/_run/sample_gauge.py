@@ -1,0 +1,176 @@
+"""``lgdiff sample --theory su3|u1``: generate link configurations with a trained L-CNN score, raw (``sde``) or
+exact (``maala``), and write an ensemble file that ``lgdiff measure`` reads.
+
+The shipped models (`default_model`) are ``lgdiff/models/su3_b5.0_L4.safetensors`` (4D SU(3), trained at
+beta = 5.0 on 4^4) and ``lgdiff/models/u1_b1.0_L16.safetensors`` (2D U(1), beta = 1.0, 16^2); see
+docs/gauge-diffusion.md for how they were trained and what they reach.
+"""
+
+import contextlib
+import importlib.resources
+import math
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+
+from .._actions.wilson import WilsonAction
+from .._geometry.lattice import Lattice
+from .._groups.base import complex_dtype
+from .._io.checkpoint import load_checkpoint
+from .._io.ensemble import Ensemble, EnsembleError, EnsembleMetadata, EnsembleWriter
+from .._samplers.gauge_maala import TARGET_ACCEPTANCE, denoise_links, maala_chain
+from .._train.gauge import lcnn_score, load_lcnn
+from .theory import Theory
+
+METHODS = ("maala", "sde")
+SHIPPED = {"su3": "su3_b5.0_L4", "u1": "u1_b1.0_L16"}
+"""theory -> the shipped model's file name (without ``.safetensors``)."""
+
+
+def default_model(theory: str) -> Path:
+    """The shipped model for ``theory`` (``"su3"`` or ``"u1"``)."""
+    if theory not in SHIPPED:
+        raise ValueError(f"no shipped diffusion model for theory {theory!r}; shipped: {', '.join(SHIPPED)}. "
+                         f"Train one with lgdiff._train.gauge.train_lcnn and pass it with --model")
+    path = Path(str(importlib.resources.files("lgdiff") / "models" / f"{SHIPPED[theory]}.safetensors"))
+    if not path.is_file():
+        raise ValueError(f"the shipped model {path} is missing from this installation; reinstall lgdiff or pass "
+                         f"--model")
+    return path
+
+
+def model_metadata(path: str | Path) -> dict[str, Any]:
+    """The metadata of a gauge model file (``theory``, ``beta``, ``lattice``, ``config``, ``command``, ...)."""
+    _, meta = load_checkpoint(path)
+    if meta.get("kind") != "lcnn":
+        raise ValueError(f"{path} holds a {meta.get('kind')!r} model, not a gauge L-CNN (kind 'lcnn')")
+    return meta
+
+
+def _positive_float(instance: object, attribute: attrs.Attribute, value: object) -> None:
+    if value is None and attribute.name in ("langevin_step", "beta_scale"):
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"GaugeSampleConfig.{attribute.name} must be a finite number > 0; got {value!r}")
+
+
+@typing.final
+@attrs.frozen(kw_only=True)
+class GaugeSampleConfig:
+    """A sampling run with a trained L-CNN gauge model.
+
+    ``method``: ``maala`` (exact: reverse SDE to ``t_langevin``, then Metropolis-adjusted Langevin steps with the
+    exact Wilson action at the theory's beta; ``therm`` steps, then ``n`` records one every ``every`` steps, per
+    chain) or ``sde`` (raw reverse SDE to the model's smallest training time; ``n`` batches of ``chains``
+    independent samples). ``steps``: reverse-SDE steps (geometric grid). ``langevin_step``: the Langevin
+    step ``e``; ``None`` adapts it during ``therm`` towards acceptance 0.6 and then freezes it.
+    ``beta_scale``: ``r`` of the physics-conditioned score ``r s_theta``; ``None`` takes ``beta / beta_0``.
+    """
+
+    theory: Theory
+    model: Path = attrs.field(converter=Path)
+    method: str = "maala"
+    n: int = 16
+    chains: int = 8
+    steps: int = 40
+    seed: int = 0
+    t_langevin: float = attrs.field(default=0.01, validator=_positive_float)
+    langevin_step: float | None = attrs.field(default=None, validator=_positive_float)
+    therm: int = 40
+    every: int = 5
+    beta_scale: float | None = attrs.field(default=None, validator=_positive_float)
+
+    def __attrs_post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r} for a gauge theory; expected one of {', '.join(METHODS)}")
+        if not self.theory.is_gauge:
+            raise ValueError(f"GaugeSampleConfig is for gauge theories (u1, su2, su3); got theory {self.theory.name}")
+        for name in ("n", "chains", "steps", "every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be >= 1; got {getattr(self, name)}")
+        if self.therm < 0:
+            raise ValueError(f"--therm must be >= 0; got {self.therm}")
+
+    @classmethod
+    def from_model(cls, theory: str, L: int, *, beta: float | None = None, model: str | Path | None = None,
+                   **settings: Any) -> "GaugeSampleConfig":
+        """The run for ``theory`` on ``L^D`` (D from the model) at ``beta`` (default: the model's beta_0), with the
+        shipped model unless ``model`` is given; ``settings`` are the other fields."""
+        path = default_model(theory) if model is None else Path(model)
+        meta = model_metadata(path)
+        dim = len(meta["lattice"])
+        th = Theory(name=theory, lattice=Lattice(shape=(L,) * dim), params={"beta": meta["beta"] if beta is None else beta})
+        return cls(theory=th, model=path, **settings)
+
+    @property
+    def work_units(self) -> int:
+        """Score evaluations of the run: ``progress`` is called with 1 after each (size a progress bar with this)."""
+        if self.method == "sde":
+            return self.n * self.steps
+        return self.steps + self.therm + self.n * self.every
+
+    def run(self, out: str | Path, *, device: torch.device | str = "cpu", command: str | None = None,
+            progress: Callable[[int], None] | None = None) -> Ensemble:
+        """Sample and write ``out`` (which must not exist); returns the ensemble loaded from the file."""
+        out = Path(out)
+        if out.exists():
+            raise EnsembleError(f"{out} exists; sampling runs do not append: choose another --out or delete it")
+        net, process, meta = load_lcnn(self.model, device=device)
+        group, lattice = self.theory.group, self.theory.lattice
+        if net.config.group != group or net.config.dim != lattice.dim:
+            raise ValueError(f"the model {self.model} is for {net.config.group} in D = {net.config.dim}; the theory "
+                             f"{self.theory.name} on L = {lattice.shape} needs {group} in D = {lattice.dim}")
+        beta, beta_0 = self.theory.params["beta"], float(meta["beta"])
+        r = beta / beta_0 if self.beta_scale is None else self.beta_scale
+        action = self.theory.action()
+        assert isinstance(action, WilsonAction) and group is not None  # internal: checked in __attrs_post_init__
+        score = lcnn_score(net, process)
+        generator = torch.Generator(device=device).manual_seed(self.seed)
+        file_dtype = complex_dtype(next(net.parameters()).dtype)
+        settings: dict[str, float | int | str] = {
+            "model": str(self.model), "model_step": int(meta.get("step", 0)), "beta_0": beta_0, "beta_scale": r,
+            "steps": self.steps, "spacing": "geometric"}
+        tick = (lambda k: progress(k)) if progress is not None else None
+
+        def metadata(extra: dict[str, float | int | str]) -> EnsembleMetadata:
+            return EnsembleMetadata(kind="links", theory=self.theory.name, group=str(group), lattice=lattice.shape,
+                                    params=self.theory.params, algorithm=f"dm-{self.method}",
+                                    settings={**settings, **extra}, seed=self.seed, chains=self.chains,
+                                    dtype=str(file_dtype).removeprefix("torch."), command=command)
+
+        def denoise(t_min: float) -> typing.Any:
+            return denoise_links(score, process, group, lattice, chains=self.chains, steps=self.steps,
+                                 generator=generator, t_min=t_min, beta_scale=r, device=device, progress=tick)
+
+        with contextlib.ExitStack() as stack:
+            if self.method == "sde":
+                t_min = float(meta.get("train", {}).get("t_min", 1e-3))
+                writer = stack.enter_context(EnsembleWriter.open(out, metadata({"t_min": t_min}),
+                                                                 flush_every=max(1, self.n // 4)))
+                ones = torch.ones(self.chains, dtype=torch.float64, device=device)
+                for i in range(self.n):
+                    U = denoise(t_min)
+                    writer.append(U.to(dtype=file_dtype), i, ones, generator.get_state())
+            else:
+                U = denoise(self.t_langevin)
+                step = 0.05 if self.langevin_step is None else self.langevin_step
+                target = TARGET_ACCEPTANCE if self.langevin_step is None else None
+                records = maala_chain(score, action, U, n=self.n, t_langevin=self.t_langevin, step_size=step,
+                                      generator=generator, beta_scale=r, every=self.every, therm=self.therm,
+                                      target_acceptance=target, progress=tick)
+                writer = None
+                for rec in records:
+                    if writer is None:  # the step size is fixed once thermalised: record it
+                        extra = {"t_langevin": self.t_langevin, "langevin_step": float(rec.step_size),
+                                 "adapted": int(self.langevin_step is None), "therm": self.therm, "every": self.every}
+                        writer = stack.enter_context(EnsembleWriter.open(out, metadata(extra),
+                                                                         flush_every=max(1, self.n // 4)))
+                    writer.append(rec.state.to(dtype=file_dtype), rec.index, rec.acceptance, generator.get_state())
+        return Ensemble.load(out)
+
+
+__all__ = ["GaugeSampleConfig", "METHODS", "default_model", "model_metadata"]

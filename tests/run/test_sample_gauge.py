@@ -1,0 +1,121 @@
+"""``GaugeSampleConfig``: the sampling run behind ``lgdiff sample --theory su3|u1`` (ensemble file, metadata,
+errors), the shipped models, and (slow) the shipped U(1) model against the exact 2D results."""
+
+import math
+
+import pytest
+import torch
+
+from lgdiff import SU, U1, Lattice, LinkField
+from lgdiff._exact import u1_2d_topological_susceptibility, u1_2d_wilson_loop
+from lgdiff._io.ensemble import Ensemble, EnsembleError
+from lgdiff._models.lcnn import LCNNConfig
+from lgdiff._observables.gauge import topological_charge_u1_2d, wilson_loop
+from lgdiff._run.sample_gauge import SHIPPED, GaugeSampleConfig, default_model, model_metadata
+from lgdiff._run.theory import Theory
+from lgdiff._sde.group import GroupVE
+from lgdiff._train.gauge import GaugeTrainConfig, train_lcnn
+
+
+@pytest.fixture(scope="module")
+def tiny_u1_model(tmp_path_factory) -> str:
+    """A U(1) model trained for a few steps at beta_0 = 2 (the run's mechanics, not its physics)."""
+    path = tmp_path_factory.mktemp("model") / "u1.safetensors"
+    data = LinkField.identity(U1(), Lattice(shape=(4, 4)), batch=8)
+    train_lcnn(data, path, config=GaugeTrainConfig(steps=3, batch_size=4), process=GroupVE(),
+               arch=LCNNConfig(group=U1(), dim=2, channels=3, blocks=1),
+               provenance={"theory": "u1", "beta": 2.0, "command": "pytest"})
+    return str(path)
+
+
+def u1_theory(L: int, beta: float) -> Theory:
+    return Theory(name="u1", lattice=Lattice(shape=(L, L)), params={"beta": beta})
+
+
+def test_maala_run_writes_an_ensemble_with_its_settings(tmp_path, tiny_u1_model):
+    config = GaugeSampleConfig(theory=u1_theory(6, 3.0), model=tiny_u1_model, n=3, chains=2, steps=4, therm=5,
+                               every=2)
+    ticks = []
+    ens = config.run(tmp_path / "e.safetensors", command="lgdiff sample ...", progress=ticks.append)
+    assert sum(ticks) == config.work_units == 4 + 5 + 3 * 2
+    meta = ens.metadata
+    assert (meta.kind, meta.theory, meta.group, meta.lattice, meta.chains) == ("links", "u1", "U(1)", (6, 6), 2)
+    assert meta.algorithm == "dm-maala" and meta.params == {"beta": 3.0} and meta.command == "lgdiff sample ..."
+    s = meta.settings
+    assert s["beta_0"] == 2.0 and s["beta_scale"] == 1.5 and s["adapted"] == 1 and s["langevin_step"] > 0
+    assert ens.n_records == 3 and ens.acceptance.shape == (3, 2)
+    assert list(ens.index) == [6, 8, 10]
+    assert U1().membership_error(ens.configs().data).amax() < 1e-5
+
+
+def test_fixed_step_and_explicit_beta_scale_are_used(tmp_path, tiny_u1_model):
+    config = GaugeSampleConfig(theory=u1_theory(4, 1.0), model=tiny_u1_model, n=2, chains=2, steps=2, therm=0,
+                               langevin_step=0.03, beta_scale=1.0)
+    s = config.run(tmp_path / "e.safetensors").metadata.settings
+    assert s["langevin_step"] == pytest.approx(0.03) and s["adapted"] == 0 and s["beta_scale"] == 1.0
+
+
+def test_sde_run_records_independent_batches(tmp_path, tiny_u1_model):
+    config = GaugeSampleConfig(theory=u1_theory(4, 2.0), model=tiny_u1_model, method="sde", n=2, chains=3, steps=3)
+    ticks = []
+    ens = config.run(tmp_path / "e.safetensors", progress=ticks.append)
+    assert ens.metadata.algorithm == "dm-sde" and ens.n_records == 2 and ens.chains == 3
+    assert sum(ticks) == config.work_units == 6
+    assert torch.equal(ens.acceptance, torch.ones(2, 3, dtype=torch.float64))
+
+
+def test_from_model_takes_beta_and_dimension_from_the_model(tiny_u1_model):
+    config = GaugeSampleConfig.from_model("u1", 8, model=tiny_u1_model, n=2)
+    assert config.theory.params == {"beta": 2.0} and config.theory.lattice.shape == (8, 8) and config.n == 2
+    assert GaugeSampleConfig.from_model("u1", 8, beta=5.0, model=tiny_u1_model).theory.params == {"beta": 5.0}
+
+
+def test_run_errors_say_what_to_fix(tmp_path, tiny_u1_model):
+    with pytest.raises(ValueError, match="unknown method 'ode' for a gauge theory"):
+        GaugeSampleConfig(theory=u1_theory(4, 1.0), model=tiny_u1_model, method="ode")
+    with pytest.raises(ValueError, match="GaugeSampleConfig is for gauge theories"):
+        GaugeSampleConfig(theory=Theory(name="phi4", lattice=Lattice(shape=(4, 4)), params={"kappa": 0.2, "lam": 0.02}),
+                          model=tiny_u1_model)
+    with pytest.raises(ValueError, match="--chains must be >= 1; got 0"):
+        GaugeSampleConfig(theory=u1_theory(4, 1.0), model=tiny_u1_model, chains=0)
+    with pytest.raises(ValueError, match="t_langevin must be a finite number > 0"):
+        GaugeSampleConfig(theory=u1_theory(4, 1.0), model=tiny_u1_model, t_langevin=0.0)
+    su2 = Theory(name="su2", lattice=Lattice(shape=(4, 4)), params={"beta": 2.0})
+    with pytest.raises(ValueError, match="is for U\\(1\\) in D = 2; the theory su2 on L = \\(4, 4\\) needs SU\\(2\\)"):
+        GaugeSampleConfig(theory=su2, model=tiny_u1_model).run(tmp_path / "a.safetensors")
+    (tmp_path / "b.safetensors").write_bytes(b"")
+    with pytest.raises(EnsembleError, match="exists; sampling runs do not append"):
+        GaugeSampleConfig(theory=u1_theory(4, 1.0), model=tiny_u1_model).run(tmp_path / "b.safetensors")
+    with pytest.raises(ValueError, match="no shipped diffusion model for theory 'su2'"):
+        default_model("su2")
+
+
+@pytest.mark.parametrize(("theory", "group", "dim", "L", "beta"), [("su3", SU(3), 4, 4, 5.0), ("u1", U1(), 2, 16, 1.0)])
+def test_shipped_models_are_small_and_carry_their_provenance(theory, group, dim, L, beta):
+    path = default_model(theory)
+    assert path.name == f"{SHIPPED[theory]}.safetensors" and path.stat().st_size < 300_000
+    meta = model_metadata(path)
+    assert meta["theory"] == theory and meta["beta"] == beta and meta["lattice"] == [L] * dim
+    assert LCNNConfig.from_dict(meta["config"]).group == group
+    assert meta["command"].startswith("OMP_NUM_THREADS=1 python examples/train_gauge_models.py train")
+    assert meta["train_seconds"] > 0 and meta["data_command"].startswith("lgdiff generate")
+
+
+def _chain_mean(series: torch.Tensor) -> tuple[float, float]:
+    m = series.mean(0)
+    return float(m.mean()), float(m.std() / math.sqrt(m.shape[0]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("beta", [1.0, 3.0])
+def test_shipped_u1_model_reproduces_exact_wilson_loops_and_chi_t_on_8x8(tmp_path, beta):
+    config = GaugeSampleConfig.from_model("u1", 8, beta=beta, n=60, chains=16, therm=100, every=5)
+    ens = config.run(tmp_path / "e.safetensors")
+    for r in (1, 2, 3):
+        m, e = _chain_mean(ens.series(lambda U, r=r: wilson_loop(U, r, r)))
+        exact = u1_2d_wilson_loop(beta, (8, 8), r, r)
+        assert abs(m - exact) < 4 * e, f"W({r},{r}) = {m} +- {e} vs exact {exact}"
+    m, e = _chain_mean(ens.series(topological_charge_u1_2d) ** 2 / 64)
+    exact = u1_2d_topological_susceptibility(beta, (8, 8))
+    assert abs(m - exact) < 4 * e, f"chi_t = {m} +- {e} vs exact {exact}"
+    assert float(ens.acceptance.mean()) > 0.4
