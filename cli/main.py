@@ -240,8 +240,10 @@ def train_cmd(data: Path, out: Path, steps: int | None, epochs: float | None, ba
 @click.option("--method", type=click.Choice(["sde", "ode", "imh", "path", "maala"]), default=None,
               help="Raw (sde, ode) or exact (imh, path, maala) sampling; default path for phi4, maala for gauge.")
 @click.option("--n", "n", type=click.IntRange(min=1), default=16, show_default=True, help="Records (per chain).")
-@click.option("--chains", type=click.IntRange(min=1), default=16, show_default=True)
-@click.option("--steps", type=click.IntRange(min=1), default=100, show_default=True, help="Reverse-SDE/ODE steps.")
+@click.option("--chains", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Independent chains (gauge: the model's default unless given).")
+@click.option("--steps", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Reverse-SDE/ODE steps (gauge: the sampler's default unless given).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Ensemble file to write.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
@@ -249,22 +251,53 @@ def train_cmd(data: Path, out: Path, steps: int | None, epochs: float | None, ba
 def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: float | None, beta: float | None,
                model: Path | None, method: str | None, n: int, chains: int, steps: int, out: Path | None, seed: int,
                device: str, as_json: bool) -> None:
-    """Sample with a trained diffusion model and measure the result."""
+    """Sample with a trained diffusion model and measure the result.
+
+    Gauge theories (u1, su3) use the shipped L-CNN model by default and MAALA (exact); e.g.
+    `lgdiff sample --theory su3 --L 6` (beta defaults to the model's beta_0 = 5.0; --beta rescales the score
+    by beta/beta_0). phi4 needs --model (train one with `lgdiff train`) and defaults to the path-space
+    independence sampler.
+    """
+    from lgdiff._run.sample_gauge import GaugeSampleConfig
     from lgdiff._run.sample_scalar import ScalarSampleConfig
 
-    if theory != "phi4":
-        raise click.UsageError(f"sampling {theory} needs the gauge diffusion models (issue #5), not shipped yet")
-    if model is None:
-        raise click.UsageError("--model is required: train one with lgdiff train --data ENSEMBLE --out MODEL")
     out = out or Path(f"lgdiff-sample-{theory}-L{L}-seed{seed}.safetensors")
-    th = _theory(theory, dim or 2, L, kappa, lam, beta)
+    command = _command_line(click.get_current_context())
+    if theory == "phi4":
+        if model is None:
+            raise click.UsageError("--model is required for phi4: train one with lgdiff train --data ENSEMBLE --out MODEL")
+        th = _theory(theory, dim or 2, L, kappa, lam, beta)
+        with _user_errors():
+            config = ScalarSampleConfig(theory=th, model=model, method=method or "path", n=n, chains=chains,
+                                        steps=steps, seed=seed)
+            with click.progressbar(length=n, label="sampling", file=sys.stderr) as bar:
+                ens = config.run(out, device=device, command=command, progress=bar.update)
+        _report(ens, as_json)
+        return
+    if kappa is not None or lam is not None:
+        raise click.UsageError(f"--kappa/--lam are for phi4; {theory} takes --beta")
+    if method not in (None, "maala", "sde"):
+        raise click.UsageError(f"--method {method} is for phi4; gauge theories sample with maala or sde")
     with _user_errors():
-        config = ScalarSampleConfig(theory=th, model=model, method=method or "path", n=n, chains=chains, steps=steps,
-                                    seed=seed)
-        with click.progressbar(length=n, label="sampling", file=sys.stderr) as bar:
-            ens = config.run(out, device=device, command=_command_line(click.get_current_context()),
-                             progress=bar.update)
+        gauge_steps = steps if ctx_given("steps") else None
+        settings: dict[str, object] = {"method": method or "maala", "n": n, "chains": chains, "seed": seed}
+        if gauge_steps is not None:
+            settings["steps"] = gauge_steps
+        if not ctx_given("chains"):
+            settings.pop("chains")
+        config = GaugeSampleConfig.from_model(theory, L, beta=beta, model=model, **settings)
+        if dim is not None and dim != config.theory.lattice.dim:
+            raise ValueError(f"the model is for D = {config.theory.lattice.dim}; got --dim {dim}")
+        with click.progressbar(length=config.work_units, label="sampling", file=sys.stderr) as bar:
+            ens = config.run(out, device=device, command=command, progress=bar.update)
     _report(ens, as_json)
+
+
+def ctx_given(name: str) -> bool:
+    """Whether option ``name`` was given on the command line (not its default)."""
+    ctx = click.get_current_context()
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
 
 
 def main() -> None:

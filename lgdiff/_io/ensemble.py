@@ -312,7 +312,9 @@ def _from_stored(meta: EnsembleMetadata, raw: Tensor, device: torch.device | str
     group = meta.to_group()
     if group is None:
         return Field(raw.to(device=device, dtype=dtype or meta.torch_dtype), meta.to_lattice())
-    data = torch.view_as_complex(raw.contiguous())
+    # clone: a view into the safetensors buffer is only 8-byte aligned, and torch's complex128 batched matmul
+    # crashes on such storage
+    data = torch.view_as_complex(raw.contiguous()).clone()
     return LinkField(data.to(device=device, dtype=dtype or meta.torch_dtype), group, meta.to_lattice())
 
 

@@ -109,3 +109,22 @@ def test_foreign_and_missing_files(tmp_path):
         assert result.exit_code == 1 and "not a readable safetensors file" in result.output
     result = run("measure", tmp_path / "missing.safetensors")
     assert result.exit_code == 1 and "Traceback" not in result.output
+
+
+def test_sample_gauge_with_shipped_model(tmp_path):
+    out = tmp_path / "u1.safetensors"
+    result = run("sample", "--theory", "u1", "--L", 4, "--n", 2, "--chains", 2, "--steps", 5, "--out", out, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output.strip().splitlines()[-1])
+    assert {"plaquette", "wilson_1x1", "topo_charge", "acceptance"} <= set(report)
+    info = json.loads(run("info", out, "--json").output)
+    assert info["theory"] == "u1" and info["params"] == {"beta": 1.0} and "lgdiff sample" in info["command"]
+
+
+def test_sample_bad_options(tmp_path):
+    result = run("sample", "--theory", "su3", "--L", 4, "--kappa", 0.1, "--out", tmp_path / "x.safetensors")
+    assert result.exit_code != 0 and "are for phi4" in result.output
+    result = run("sample", "--theory", "phi4", "--L", 8, "--kappa", 0.2, "--lam", 0.02, "--out", tmp_path / "y.safetensors")
+    assert result.exit_code != 0 and "--model is required" in result.output
+    result = run("sample", "--theory", "su2", "--L", 4, "--out", tmp_path / "z.safetensors")
+    assert result.exit_code == 1 and "no shipped diffusion model" in result.output
