@@ -54,6 +54,17 @@ from ._observables.scalar import magnetization as magnetization
 from ._observables.scalar import susceptibility as susceptibility
 from ._observables.scalar import two_point_momentum as two_point_momentum
 from ._run.generate import GenerateConfig as GenerateConfig
+from ._run.sample_gauge import GaugeSampleConfig as GaugeSampleConfig
+from ._run.sample_gauge import default_model as default_model
+from ._run.sample_scalar import ScalarSampleConfig as ScalarSampleConfig
+from ._samplers.gauge_maala import maala_links as maala_links
+from ._sde.group import GroupVE as GroupVE
+from ._sde.group import probability_flow_group as probability_flow_group
+from ._sde.group import reverse_sde_group as reverse_sde_group
+from ._sde.heat_kernel import heat_kernel as heat_kernel
+from ._train.gauge import GaugeTrainConfig as GaugeTrainConfig
+from ._train.gauge import load_lcnn as load_lcnn
+from ._train.gauge import train_lcnn as train_lcnn
 from ._run.measure import measure as measure
 from ._run.theory import Theory as Theory
 from ._samplers.base import AbstractKernel as AbstractKernel
