@@ -18,6 +18,7 @@ import attrs
 import torch
 
 from .._actions.wilson import WilsonAction
+from .._fields.links import LinkField
 from .._geometry.lattice import Lattice
 from .._groups.base import complex_dtype
 from .._io.checkpoint import load_checkpoint
@@ -67,7 +68,8 @@ class GaugeSampleConfig:
     exact Wilson action at the theory's beta; ``therm`` steps, then ``n`` records one every ``every`` steps, per
     chain) or ``sde`` (raw reverse SDE to the model's smallest training time; ``n`` batches of ``chains``
     independent samples). ``steps``: reverse-SDE steps (geometric grid). ``langevin_step``: the Langevin
-    step ``e``; ``None`` adapts it during ``therm`` towards acceptance 0.6 and then freezes it.
+    step ``e``; ``None`` adapts it during ``therm`` towards acceptance 0.6, starting from ``0.1 n^(-1/3)`` (``n`` the
+    real degrees of freedom per configuration), and then freezes it.
     ``beta_scale``: ``r`` of the physics-conditioned score ``r s_theta``; ``None`` takes ``beta / beta_0``.
     """
 
@@ -103,7 +105,8 @@ class GaugeSampleConfig:
         path = default_model(theory) if model is None else Path(model)
         meta = model_metadata(path)
         dim = len(meta["lattice"])
-        th = Theory(name=theory, lattice=Lattice(shape=(L,) * dim), params={"beta": meta["beta"] if beta is None else beta})
+        params = {"beta": meta["beta"] if beta is None else beta}
+        th = Theory(name=theory, lattice=Lattice(shape=(L,) * dim), params=params)
         return cls(theory=th, model=path, **settings)
 
     @property
@@ -134,7 +137,6 @@ class GaugeSampleConfig:
         settings: dict[str, float | int | str] = {
             "model": str(self.model), "model_step": int(meta.get("step", 0)), "beta_0": beta_0, "beta_scale": r,
             "steps": self.steps, "spacing": "geometric"}
-        tick = (lambda k: progress(k)) if progress is not None else None
 
         def metadata(extra: dict[str, float | int | str]) -> EnsembleMetadata:
             return EnsembleMetadata(kind="links", theory=self.theory.name, group=str(group), lattice=lattice.shape,
@@ -142,9 +144,9 @@ class GaugeSampleConfig:
                                     settings={**settings, **extra}, seed=self.seed, chains=self.chains,
                                     dtype=str(file_dtype).removeprefix("torch."), command=command)
 
-        def denoise(t_min: float) -> typing.Any:
+        def denoise(t_min: float) -> LinkField:
             return denoise_links(score, process, group, lattice, chains=self.chains, steps=self.steps,
-                                 generator=generator, t_min=t_min, beta_scale=r, device=device, progress=tick)
+                                 generator=generator, t_min=t_min, beta_scale=r, device=device, progress=progress)
 
         with contextlib.ExitStack() as stack:
             if self.method == "sde":
@@ -157,11 +159,13 @@ class GaugeSampleConfig:
                     writer.append(U.to(dtype=file_dtype), i, ones, generator.get_state())
             else:
                 U = denoise(self.t_langevin)
-                step = 0.05 if self.langevin_step is None else self.langevin_step
+                # the adaptation starts from 0.1 n^(-1/3) (n: real degrees of freedom per chain; MALA's scaling)
+                n_dof = lattice.dim * lattice.volume * group.n_generators
+                step = 0.1 * n_dof ** (-1 / 3) if self.langevin_step is None else self.langevin_step
                 target = TARGET_ACCEPTANCE if self.langevin_step is None else None
                 records = maala_chain(score, action, U, n=self.n, t_langevin=self.t_langevin, step_size=step,
                                       generator=generator, beta_scale=r, every=self.every, therm=self.therm,
-                                      target_acceptance=target, progress=tick)
+                                      target_acceptance=target, progress=progress)
                 writer = None
                 for rec in records:
                     if writer is None:  # the step size is fixed once thermalised: record it

@@ -94,6 +94,7 @@ def denoise_links(score: GroupScore, process: GroupVE, group: AbstractGroup, lat
     _check_count("steps", steps, 1)
     _check_count("chains", chains, 1)
     prior = process.prior(group, lattice, batch=chains, generator=generator, dtype=dtype, device=device)
+
     def callback(info: GroupStepInfo) -> None:
         if progress is not None:
             progress(1)

@@ -8,7 +8,7 @@ import torch
 
 from lgdiff import SU, U1, Lattice, LinkField
 from lgdiff._exact import u1_2d_topological_susceptibility, u1_2d_wilson_loop
-from lgdiff._io.ensemble import Ensemble, EnsembleError
+from lgdiff._io.ensemble import EnsembleError
 from lgdiff._models.lcnn import LCNNConfig
 from lgdiff._observables.gauge import topological_charge_u1_2d, wilson_loop
 from lgdiff._run.sample_gauge import SHIPPED, GaugeSampleConfig, default_model, model_metadata
