@@ -49,8 +49,16 @@ class Phi4Action(AbstractScalarAction):
     def gradient(self, phi: Field) -> Field:
         self._check(phi)
         x = phi.data
-        neighbours = sum(shift(x, mu, site_axis=1) + shift(x, mu, site_axis=1, steps=-1) for mu in phi.lattice.directions)
-        return phi.with_data(-2 * self.kappa * neighbours + 2 * (1 - 2 * self.lam) * x + 4 * self.lam * x * x * x)
+        # in-place accumulation into fresh temporaries: half the memory passes of the textbook expression
+        # (this is the HMC hot path); autograd-safe, since no in-place op overwrites a value saved for backward
+        neighbours: Tensor | None = None
+        for mu in phi.lattice.directions:
+            forward = shift(x, mu, site_axis=1)
+            neighbours = forward if neighbours is None else neighbours.add_(forward)
+            neighbours.add_(shift(x, mu, site_axis=1, steps=-1))
+        inner = (x * x).mul_(4 * self.lam).add_(2 * (1 - 2 * self.lam))  # 2 (1 - 2 lambda) + 4 lambda phi^2
+        force = torch.mul(x, inner)
+        return phi.with_data(force.add_(neighbours, alpha=-2 * self.kappa) if neighbours is not None else force)
 
     def local_action(self, value: Tensor, neighbour_sum: Tensor) -> Tensor:
         """``-2 kappa phi(x) sum_mu [phi(x+mu) + phi(x-mu)] + (1 - 2 lambda) phi(x)^2 + lambda phi(x)^4``."""

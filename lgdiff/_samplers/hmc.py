@@ -159,10 +159,10 @@ class HMC(AbstractKernel[Field]):
         lat = phi.lattice
 
         def kick(q: Field, mom: Tensor, h: float) -> Tensor:
-            return mom - h * self.action.gradient(q).data
+            return torch.add(mom, self.action.gradient(q).data, alpha=-h)
 
         def drift(q: Field, mom: Tensor, h: float) -> Field:
-            return q.with_data(q.data + h * self.kinetic.velocity(mom, lat))
+            return q.with_data(torch.add(q.data, self.kinetic.velocity(mom, lat), alpha=h))
 
         return integrate(self.scheme, phi, p, eps=self.step_size, n_steps=self.n_steps, kick=kick, drift=drift)
 

