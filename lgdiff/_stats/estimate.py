@@ -38,6 +38,8 @@ def format_value_error(value: float, error: float) -> str:
     decimals = significant - 1 - exponent
     if decimals > 8 or decimals < -5:  # very small or large numbers: scientific notation, 6.02(4)e23
         k = math.floor(math.log10(abs(value))) if abs(value) >= error else exponent
+        if k == 0 or error < 1e-8 * abs(value):  # an error far below the value's digits: show both plainly
+            return f"{value:.12g}({error:.2g})"
         return f"{format_value_error(value / 10.0**k, error / 10.0**k)}e{k}"
     error_digits = round(error * 10.0**decimals)
     if decimals > 0:

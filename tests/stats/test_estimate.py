@@ -37,6 +37,15 @@ def test_format_degenerate_errors():
     assert format_value_error(1.5, math.nan) == "1.5(nan)"
 
 
+def test_format_tiny_error_on_order_one_value():
+    # once recursed forever (a 2-record ensemble with a near-constant observable hit it)
+    assert format_value_error(5.0, 1e-12) == "5(1e-12)"
+    assert format_value_error(0.5, 1e-300) == "0.5(1e-300)"
+    assert format_value_error(-2.25, 3e-9) == "-2.25(3e-09)"
+    for error in (6e-9, 9e-10, 1e-10):
+        assert format_value_error(5.0, error) == f"5({error:.2g})"
+
+
 def test_estimate_str_and_dict():
     est = Estimate(mean=np.float64(2.4213), error=0.1011)
     assert str(est) == "2.42(10)"
