@@ -74,9 +74,9 @@ def _open_on_main(path: str | os.PathLike, meta: EnsembleMetadata, flush_every: 
                 if point.rng_state.numel() % blocks:
                     raise ValueError(f"{path}: its rng_state does not split into {blocks} generator states; the "
                                      f"file was not written by a {blocks}-block run")
-                rng = point.rng_state.chunk(blocks)
+                rng = [part.clone() for part in point.rng_state.chunk(blocks)]  # set_state needs its own storage
                 message = [None, point.n_records, point.index,
-                           [point.state[b * per_block:(b + 1) * per_block] for b in range(blocks)], list(rng)]
+                           [point.state[b * per_block:(b + 1) * per_block] for b in range(blocks)], rng]
             else:
                 message = [None, 0, -1, None, None]
         except ValueError as e:  # EnsembleError included: every rank must learn it, or the others wait forever
