@@ -60,34 +60,47 @@ def _gather_blocks(local: Tensor) -> Tensor | None:
     return torch.view_as_complex(out) if local.is_complex() else out
 
 
+@attrs.frozen
+class _Opened:
+    """What rank 0 learns on opening the file, broadcast to every rank: an error message, or where to resume
+    (every block's part of the last record and its generator state; ``states is None`` for a new file)."""
+
+    error: str | None = None
+    n_records: int = 0
+    index: int = -1
+    states: list[State] | None = None
+    rng_states: list[Tensor] | None = None
+
+
 def _open_on_main(path: str | os.PathLike, meta: EnsembleMetadata, flush_every: int, blocks: int
-                  ) -> tuple[EnsembleWriter | None, list[object]]:
-    """Rank 0 opens (or continues) the file; every rank gets ``[error, n_records, index, states, rng_states]``
-    where ``states``/``rng_states`` hold every block's part of the last record (``None`` for a new file)."""
-    writer, message = None, [None, 0, -1, None, None]
+                  ) -> tuple[EnsembleWriter | None, _Opened]:
+    """Rank 0 opens (or continues) the file and tells every rank what it found (`_Opened`); an error found by
+    rank 0 is raised on every rank, so that no rank waits forever for the others."""
+    writer, opened = None, _Opened()
     if _dist.is_main():
         try:
             writer = EnsembleWriter.open(path, meta, flush_every=flush_every)
             point = writer.resume_state(device="cpu")
             if point is not None:
-                per_block = point.state.batch // blocks
                 if point.rng_state.numel() % blocks:
                     raise ValueError(f"{path}: its rng_state does not split into {blocks} generator states; the "
                                      f"file was not written by a {blocks}-block run")
-                rng = [part.clone() for part in point.rng_state.chunk(blocks)]  # set_state needs its own storage
-                message = [None, point.n_records, point.index,
-                           [point.state[b * per_block:(b + 1) * per_block] for b in range(blocks)], rng]
-            else:
-                message = [None, 0, -1, None, None]
-        except ValueError as e:  # EnsembleError included: every rank must learn it, or the others wait forever
-            message = [f"{e}", 0, -1, None, None]
+                per_block = point.state.batch // blocks
+                opened = _Opened(n_records=point.n_records, index=point.index,
+                                 states=[point.state[b * per_block:(b + 1) * per_block] for b in range(blocks)],
+                                 # set_state on a view of the concatenation crashes torch: give each its storage
+                                 rng_states=[part.clone() for part in point.rng_state.chunk(blocks)])
+        except ValueError as e:  # EnsembleError included
+            opened = _Opened(error=str(e))
     if _dist.world_size() > 1:
+        message = [opened]
         dist.broadcast_object_list(message, src=0)
-    if message[0] is not None:
+        opened = message[0]
+    if opened.error is not None:
         if writer is not None:
             writer.close()
-        raise ValueError(message[0])
-    return writer, message
+        raise ValueError(opened.error)
+    return writer, opened
 
 
 def generate_split_ensemble(path: str | os.PathLike, kernel: AbstractKernel,
@@ -114,15 +127,14 @@ def generate_split_ensemble(path: str | os.PathLike, kernel: AbstractKernel,
     meta = attrs.evolve(meta, chains=chains, settings={**meta.settings, "run.therm": therm, "run.every": every,
                                                        "run.blocks": blocks,
                                                        "run.block_seeds": ",".join(map(str, seeds))})
-    writer, (_, n_records, last_index, resume_states, resume_rng) = _open_on_main(path, meta, flush_every, blocks)
+    writer, opened = _open_on_main(path, meta, flush_every, blocks)
     start = 0
-    if resume_states is not None:
-        assert resume_rng is not None
-        states = [resume_states[b].to(device=device) for b in mine]  # type: ignore[index]
+    if opened.states is not None and opened.rng_states is not None:
+        states = [opened.states[b].to(device=device) for b in mine]
         for g, b in zip(generators, mine, strict=True):
-            g.set_state(resume_rng[b])  # type: ignore[index]
-        start, therm = int(last_index) + 1, 0  # type: ignore[call-overload]
-    todo = max(n - int(n_records), 0)  # type: ignore[call-overload]
+            g.set_state(opened.rng_states[b])
+        start, therm = opened.index + 1, 0
+    todo = max(n - opened.n_records, 0)
     chains_of = [run_chain(kernel, state, n=todo, generator=g, therm=therm, every=every, start=start,
                            progress=progress if i == 0 and _dist.is_main() else None)
                  for i, (state, g) in enumerate(zip(states, generators, strict=True))]

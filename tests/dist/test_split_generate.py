@@ -112,7 +112,13 @@ def test_a_resumed_block_run_continues_bit_for_bit(tmp_path, one_thread):
     _one_process(_phi4(n=2), tmp_path / "resumed.safetensors")
     _one_process(PHI4, tmp_path / "resumed.safetensors")  # --n 3: one more record, continued from the file
     _one_process(PHI4, tmp_path / "straight.safetensors")
-    _assert_same_records(Ensemble.load(tmp_path / "resumed.safetensors"), Ensemble.load(tmp_path / "straight.safetensors"))
+    straight = Ensemble.load(tmp_path / "straight.safetensors")
+    _assert_same_records(Ensemble.load(tmp_path / "resumed.safetensors"), straight)
+    # a file of one process continued by two ranks (rank 0 broadcasts each block's last state and generator)
+    _one_process(_phi4(n=1), tmp_path / "ranks.safetensors")
+    done = _torchrun(PHI4, tmp_path / "ranks.safetensors")
+    assert done.returncode == 0, done.stderr[-3000:]
+    _assert_same_records(Ensemble.load(tmp_path / "ranks.safetensors"), straight)
 
 
 def test_chains_that_do_not_split_into_the_blocks_are_refused(tmp_path):
