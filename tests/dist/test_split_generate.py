@@ -122,7 +122,8 @@ def test_a_resumed_block_run_continues_bit_for_bit(tmp_path, one_thread):
 
 
 def test_chains_that_do_not_split_into_the_blocks_are_refused(tmp_path):
-    result = CliRunner().invoke(cli, ["generate", *_phi4(chains=5), "--out", str(tmp_path / "x.safetensors"), "--blocks", "2"])
+    out = tmp_path / "x.safetensors"
+    result = CliRunner().invoke(cli, ["generate", *_phi4(chains=5), "--out", str(out), "--blocks", "2"])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "--chains 5 must be divisible by --blocks 2" in result.output
     assert not any(tmp_path.iterdir())
