@@ -14,6 +14,7 @@ import click
 import torch
 
 import lgdiff
+from lgdiff import _dist
 from lgdiff._geometry.lattice import Lattice
 from lgdiff._io.ensemble import Ensemble
 from lgdiff._run.generate import ALGORITHMS, GenerateConfig
@@ -42,9 +43,11 @@ def _format(result: dict[str, float | None]) -> str:
     return text
 
 
-def _command_line(ctx: click.Context) -> str:
-    """The equivalent command line, from the parsed options (provenance: how to regenerate the file)."""
-    parts = ["lgdiff", ctx.info_name or ""]
+def _command_line(ctx: click.Context, world: int = 1) -> str:
+    """The equivalent command line, from the parsed options (provenance: how to regenerate the file); a run of
+    ``world`` > 1 processes reads ``torchrun --nproc-per-node W -m cli.main -- ...``."""
+    launcher = ["torchrun", "--nproc-per-node", str(world), "-m", "cli.main", "--"] if world > 1 else ["lgdiff"]
+    parts = [*launcher, ctx.info_name or ""]
     for param in ctx.command.params:
         value = ctx.params.get(param.name or "")
         if value is None or value is False or param.name == "as_json" or not isinstance(param, click.Option):
@@ -138,28 +141,45 @@ def _theory(theory: str, dim: int, L: int, kappa: float | None, lam: float | Non
 @click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64", show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu or cuda.")
 @click.option("--flush-every", type=click.IntRange(min=1), default=1, show_default=True, help="Records per file write.")
+@click.option("--blocks", type=click.IntRange(min=1), default=None,
+              help="Split the chains into this many independently seeded blocks (default: the number of torchrun "
+                   "processes, 1 without torchrun). One process with --blocks K writes the file of K ranks.")
 @click.option("--json", "as_json", is_flag=True, help="Print the measurement as one JSON object.")
 def generate_cmd(theory: str, dim: int, L: int, kappa: float | None, lam: float | None, beta: float | None,
                  algorithm: str, n: int, out: Path, seed: int, therm: int, every: int, chains: int,
                  step_size: float | None, n_steps: int | None, integrator: str, m_eff2: float | None, overrelax: int,
-                 dtype: str, device: str, flush_every: int, as_json: bool) -> None:
-    """Generate an ensemble with a classical Markov chain. Rerunning the same command resumes it."""
+                 dtype: str, device: str, flush_every: int, blocks: int | None, as_json: bool) -> None:
+    """Generate an ensemble with a classical Markov chain. Rerunning the same command resumes it.
+
+    Under `torchrun --nproc-per-node W -m cli.main generate ...` each rank runs chains/W of the chains and rank 0
+    writes the file (docs/distributed.md)."""
     th = _theory(theory, dim, L, kappa, lam, beta)
-    with _user_errors():
+    with _user_errors(), _dist.process_group(device) as world:
         config = GenerateConfig(theory=th, algorithm=algorithm, n=n, chains=chains, therm=therm, every=every,
                                 seed=seed, dtype=dtype, step_size=step_size, n_steps=n_steps, integrator=integrator,
-                                m_eff2=m_eff2, overrelax=overrelax)
-        dev = torch.device(device)
+                                m_eff2=m_eff2, overrelax=overrelax, blocks=blocks or world)
+        dev = _dist.device_for_rank(device)
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise ValueError("--device cuda requested but CUDA is not available; use --device cpu")
-    command = _command_line(click.get_current_context())
-    try:
-        with _user_errors(), click.progressbar(length=config.total_updates, label="generating", file=sys.stderr) as bar:
-            ens = config.run(out, device=dev, command=command, progress=bar.update, flush_every=flush_every)
-    except KeyboardInterrupt:
-        raise click.ClickException(f"interrupted; {out} keeps every record written so far: rerun the same command "
-                                   "to resume") from None
-    _report(ens, as_json)
+        command = _command_line(click.get_current_context(), world)
+        try:
+            with _progress(config.total_updates, "generating") as update:
+                ens = config.run(out, device=dev, command=command, progress=update, flush_every=flush_every)
+        except KeyboardInterrupt:
+            raise click.ClickException(f"interrupted; {out} keeps every record written so far: rerun the same "
+                                       "command to resume") from None
+    if ens is not None:  # rank 0
+        _report(ens, as_json)
+
+
+@contextmanager
+def _progress(length: int, label: str) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr, drawn by rank 0 only (the other ranks of a torchrun launch stay silent)."""
+    if not _dist.is_main():
+        yield lambda steps: None
+        return
+    with click.progressbar(length=length, label=label, file=sys.stderr) as bar:
+        yield bar.update
 
 
 def _report(ens: Ensemble, as_json: bool, flow_time: float = 1.0) -> None:
@@ -207,12 +227,12 @@ def train_cmd(data: Path, out: Path, steps: int | None, epochs: float | None, ba
 
     if steps is not None and epochs is not None:
         raise click.UsageError("give --steps or --epochs, not both")
-    with _user_errors():
+    with _user_errors(), _dist.process_group(device) as world:
         ens = Ensemble.load(data)
         if ens.metadata.kind != "scalar":
             raise ValueError(f"{data} holds {ens.metadata.theory} links; lgdiff train fits scalar (phi4) ensembles "
                              "with NCSN++; gauge models train with lgdiff._train.gauge")
-        x = ens.configs(device=device).data
+        x = ens.configs(device=_dist.device_for_rank(device)).data
         n_steps = steps if steps is not None else max(1, round((epochs or 0) * x.shape[0] / batch_size)) if epochs else 2000
         config = TrainConfig(steps=n_steps, batch_size=batch_size, lr=lr, z2_augment=z2, seed=seed)
         arch = NCSNppConfig(dim=ens.metadata.to_lattice().dim, channels=channels)
@@ -220,10 +240,13 @@ def train_cmd(data: Path, out: Path, steps: int | None, epochs: float | None, ba
         provenance = {"theory": ens.metadata.theory, "params": ens.metadata.params,
                       "lattice": list(ens.metadata.lattice), "data": str(data),
                       "data_metadata": json.loads(ens.metadata.to_json()),
-                      "command": _command_line(click.get_current_context())}
-        with click.progressbar(length=n_steps, label="training", file=sys.stderr) as bar:
+                      "command": _command_line(click.get_current_context(), world)}
+        with _progress(n_steps, "training") as update:
             report = train_ncsnpp(x, out, config=config, arch=arch, sde=sde, provenance=provenance, device=device,
-                                  progress=lambda step, loss: bar.update(1))
+                                  progress=lambda step, loss: update(1))
+        main = _dist.is_main()
+    if not main:  # rank 0 reports
+        return
     tail = report.losses[-min(50, len(report.losses)):]
     click.echo(f"{out}: {report.steps_done} steps, final loss {sum(tail) / len(tail):.4f} (mean of last {len(tail)}), "
                f"{report.seconds:.1f} s")

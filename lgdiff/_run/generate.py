@@ -9,6 +9,7 @@ import attrs
 import torch
 
 from .._actions.phi4 import Phi4Action
+from .._dist import world_size
 from .._actions.wilson import WilsonAction
 from .._integrators.schemes import SCHEMES
 from .._io.ensemble import Ensemble, generate_ensemble
@@ -17,6 +18,7 @@ from .._samplers.heatbath import Heatbath
 from .._samplers.hmc import HMC, FourierMass, GaugeHMC
 from .._samplers.metropolis import Metropolis
 from .._samplers.wolff import Wolff
+from .split import generate_split_ensemble
 from .theory import Theory
 
 ALGORITHMS = ("hmc", "fahmc", "metropolis", "wolff", "heatbath")
@@ -36,6 +38,10 @@ class GenerateConfig:
     ``n`` records are kept per chain, each holding all ``chains`` configurations, one every ``every``
     updates after ``therm`` thermalisation updates (an update: one HMC trajectory, or one sweep).
     Unset molecular-dynamics settings take defaults that suit the theory (trajectory length 1).
+
+    ``blocks`` K >= 2 splits the chains into K independently seeded blocks of ``chains / K``, which the ranks of a
+    ``torchrun`` launch share (`lgdiff._run.split`, docs/distributed.md); K = 1 is the ordinary run with one
+    generator seeded with ``seed``.
     """
 
     theory: Theory
@@ -51,6 +57,7 @@ class GenerateConfig:
     integrator: str = "omelyan"
     m_eff2: float | None = attrs.field(default=None, validator=_positive)
     overrelax: int = 1
+    blocks: int = 1
 
     def __attrs_post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -67,6 +74,10 @@ class GenerateConfig:
         for name in ("n", "chains", "every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be >= 1; got {getattr(self, name)}")
+        if self.blocks < 1 or self.chains % self.blocks:
+            raise ValueError(f"--chains {self.chains} must be divisible by --blocks {self.blocks} (under torchrun "
+                             f"--blocks defaults to the number of processes): every block runs chains/blocks chains "
+                             f"with its own seed stream. Choose --chains as a multiple of {max(self.blocks, 1)}")
         if self.therm < 0 or self.overrelax < 0:
             raise ValueError(f"--therm and --overrelax must be >= 0; got {self.therm}, {self.overrelax}")
 
@@ -103,14 +114,21 @@ class GenerateConfig:
         return max(m2, 0.1)
 
     def run(self, out: str | Path, *, device: torch.device | str = "cpu", command: str | None = None,
-            progress: Callable[[int], None] | None = None, flush_every: int = 1) -> Ensemble:
-        """Generate (or resume) the ensemble at ``out``; returns it loaded from the file."""
+            progress: Callable[[int], None] | None = None, flush_every: int = 1) -> Ensemble | None:
+        """Generate (or resume) the ensemble at ``out``; returns it loaded from the file (``None`` on the ranks
+        other than 0 of a multi-process run: rank 0 alone writes)."""
         kernel = self.kernel()
         dtype = self.torch_dtype
 
         def initial(generator: torch.Generator) -> typing.Any:
-            return self.theory.initial(chains=self.chains, generator=generator, dtype=dtype, device=device)
+            return self.theory.initial(chains=self.chains // self.blocks, generator=generator, dtype=dtype,
+                                       device=device)
 
+        if self.blocks > 1 or world_size() > 1:
+            return generate_split_ensemble(out, kernel, initial, blocks=self.blocks, theory=self.theory.name,
+                                           params=self.theory.params, seed=self.seed, n=self.n, therm=self.therm,
+                                           every=self.every, device=device, flush_every=flush_every,
+                                           command=command, progress=progress)
         return generate_ensemble(out, kernel, initial, theory=self.theory.name, params=self.theory.params,
                                  seed=self.seed, n=self.n, therm=self.therm, every=self.every, device=device,
                                  flush_every=flush_every, command=command, progress=progress)

@@ -29,15 +29,16 @@ from typing import Any
 
 import attrs
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from .. import _dist
 from .._fields.links import AlgebraField, LinkField
 from .._groups.base import complex_dtype, real_dtype
 from .._io.checkpoint import CheckpointError, load_checkpoint
 from .._models.lcnn import LCNN, LCNNConfig
 from .._sde.group import TARGETS, GroupScore, GroupVE
 from .._sde.ve import VESDE
-from .dsm import TrainReport, _load_state, _save
+from .dsm import TrainReport, _data_parallel_shard, _load_state, _save, _wrap_data_parallel
 
 
 @typing.final
@@ -83,11 +84,15 @@ def lcnn_score(net: LCNN, process: GroupVE) -> GroupScore:
     Links of another precision than the network's are cast for the network and the score is returned in the
     links' dtype: a float32 network serves complex128 chains.
     """
-    net_dtype = complex_dtype(next(net.parameters()).dtype)
+    return _score_of(net.score_raw, complex_dtype(next(net.parameters()).dtype), process)
+
+
+def _score_of(score_raw: Callable[[Tensor, Tensor], Tensor], net_dtype: torch.dtype, process: GroupVE) -> GroupScore:
+    """`lcnn_score` for any ``score_raw(u, tau)``: the network itself, or its `DistributedDataParallel` wrapper."""
 
     def score(U: LinkField, t: Tensor) -> AlgebraField:
         s = process.std(t.to(real_dtype(U.data.dtype)))
-        raw = net.score_raw(U.data.to(net_dtype), (torch.log(s) / 4).to(real_dtype(net_dtype)))
+        raw = score_raw(U.data.to(net_dtype), (torch.log(s) / 4).to(real_dtype(net_dtype)))
         out = raw.to(U.data.dtype) / s.reshape(-1, *([1] * (raw.ndim - 1)))
         return AlgebraField(out, U.group, U.lattice)
 
@@ -112,6 +117,11 @@ def train_lcnn(data: LinkField, out: str | os.PathLike, *, config: GaugeTrainCon
     If ``out`` exists and holds the same architecture, process and settings, training resumes from it bit for
     bit; a finished checkpoint is left as it is. ``provenance`` adds keys to the metadata (``theory``, ``beta``,
     ``data``, ``command``, ...). ``progress(step, loss)`` is called after every optimiser step.
+
+    Inside a process group (``torchrun``) training is data-parallel exactly as in
+    :func:`lgdiff._train.dsm.train_ncsnpp`: one global batch of ``batch_size`` (divisible by the world size)
+    drawn identically on every rank, a shard per rank, DDP-averaged gradients, rank 0 alone keeps the EMA and
+    writes ``out`` (docs/distributed.md).
     """
     if not isinstance(data, LinkField):
         raise TypeError(f"train_lcnn needs the training configurations as a LinkField; got {type(data).__name__}")
@@ -120,13 +130,16 @@ def train_lcnn(data: LinkField, out: str | os.PathLike, *, config: GaugeTrainCon
                          f"is for {arch.group} in D = {arch.dim}; build LCNNConfig(group={data.group}, "
                          f"dim={data.lattice.dim}, ...)")
     out = Path(out)
+    world, shard = _data_parallel_shard(config.batch_size, "GaugeTrainConfig.batch_size")
+    device = _dist.device_for_rank(device) if world > 1 else device
     generator = torch.Generator(device=device).manual_seed(config.seed)
     model = LCNN(arch, generator=torch.Generator(device=device).manual_seed(config.seed))
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     meta_run: dict[str, Any] = {"kind": "lcnn", "time_input": TIME_INPUT, "config": arch.to_dict(),
                                 "process": process.settings(),
-                                "train": attrs.asdict(config), "lattice": list(data.lattice.shape), **provenance}
+                                "train": attrs.asdict(config), "lattice": list(data.lattice.shape),
+                                "world_size": world, **provenance}
     start, losses, seconds = 0, [], 0.0
     if out.exists():
         tensors, meta = load_checkpoint(out, device=device)
@@ -138,28 +151,45 @@ def train_lcnn(data: LinkField, out: str | os.PathLike, *, config: GaugeTrainCon
         generator.set_state(tensors["rng_state"].to("cpu"))
         start, losses, seconds = int(meta["step"]), list(meta.get("losses", [])), float(meta.get("train_seconds", 0))
     links = data.to(device=device, dtype=complex_dtype(arch.torch_dtype))
-    score = lcnn_score(model, process)
+    # DDP hooks the gradients only of calls to its forward: route score_raw through it (a one-rank run: the net)
+    score = _score_of(_wrap_data_parallel(_ScoreRaw(model), world), complex_dtype(arch.torch_dtype), process)
     # the same s(t) and g(t) on the shorter interval [0, t_focus] (VESDE's s(t) does not depend on T)
     focus = None if config.t_focus is None else GroupVE(sde=attrs.evolve(process.sde, t_final=config.t_focus))
     n = links.batch
     t0 = time.perf_counter()
     for step in range(start, config.steps):
+        # the global batch and its noise are drawn on every rank; each rank evaluates its shard (train_ncsnpp)
         idx = torch.randint(0, n, (config.batch_size,), generator=generator, device=device)
         loss_process = focus if focus is not None and step % 2 == 1 else process
-        loss = loss_process.dsm_loss(score, links[idx], generator=generator, t_min=config.t_min, target=config.target)
+        loss = loss_process.dsm_loss(score, links[idx], generator=generator, t_min=config.t_min, target=config.target,
+                                     shard=shard)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        with torch.no_grad():
-            for pe, p in zip(ema.parameters(), model.parameters(), strict=True):
-                pe.lerp_(p, 1 - config.ema)
-        losses.append(float(loss.detach()))  # one host sync per optimiser step, negligible next to the backward
+        if _dist.is_main():
+            with torch.no_grad():
+                for pe, p in zip(ema.parameters(), model.parameters(), strict=True):
+                    pe.lerp_(p, 1 - config.ema)
+        # one host sync per optimiser step, negligible next to the backward
+        losses.append(float(_dist.mean_over_ranks(loss.detach())))
         if progress is not None:
             progress(step + 1, losses[-1])
-        if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
+        if _dist.is_main() and ((step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps):
             elapsed = seconds + time.perf_counter() - t0
             _save(out, model, ema, opt, generator, {**meta_run, "train_seconds": elapsed}, step + 1, losses)
+    _dist.barrier()  # the final checkpoint exists for every rank once training returns
     return TrainReport(steps_done=config.steps, losses=losses, seconds=time.perf_counter() - t0)
+
+
+class _ScoreRaw(nn.Module):
+    """``LCNN.score_raw`` as a module's ``forward``, so that `DistributedDataParallel` can wrap it."""
+
+    def __init__(self, net: LCNN) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, u: Tensor, tau: Tensor) -> Tensor:
+        return self.net.score_raw(u, tau)
 
 
 def load_lcnn(path: str | os.PathLike, *, device: torch.device | str = "cpu", ema: bool = True
