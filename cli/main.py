@@ -212,44 +212,78 @@ def measure_cmd(file: Path, flow_time: float, as_json: bool) -> None:
 @click.option("--epochs", type=click.FloatRange(min=0, min_open=True), help="Passes over the data (instead of --steps).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--lr", type=float, default=2e-3, show_default=True)
-@click.option("--sde", "sde_name", type=click.Choice(["ve", "vp"]), default="ve", show_default=True)
-@click.option("--channels", type=click.IntRange(min=4), default=16, show_default=True)
-@click.option("--z2/--no-z2", default=True, show_default=True, help="phi -> -phi augmentation.")
+@click.option("--sde", "sde_name", type=click.Choice(["ve", "vp"]), default="ve", show_default=True,
+              help="Forward SDE (gauge links: ve only, the group process of PHYSICS.md).")
+@click.option("--channels", type=click.IntRange(min=1), help="Network width (default 16 for NCSN++, 8 for the L-CNN).")
+@click.option("--blocks", "lcnn_blocks", type=click.IntRange(min=1), default=2, show_default=True,
+              help="L-CNN blocks (gauge links only).")
+@click.option("--z2/--no-z2", default=True, show_default=True, help="phi -> -phi augmentation (phi4 only).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 def train_cmd(data: Path, out: Path, steps: int | None, epochs: float | None, batch_size: int, lr: float,
-              sde_name: str, channels: int, z2: bool, seed: int, device: str) -> None:
-    """Train a score network on an ensemble (denoising score matching); rerunning resumes from --out."""
-    from lgdiff._models.ncsnpp import NCSNppConfig
-    from lgdiff._sde.ve import VESDE
-    from lgdiff._sde.vp import VPSDE
-    from lgdiff._train.dsm import TrainConfig, train_ncsnpp
+              sde_name: str, channels: int | None, lcnn_blocks: int, z2: bool, seed: int, device: str) -> None:
+    """Train a score network on an ensemble (denoising score matching); rerunning resumes from --out.
 
+    phi4 ensembles train a periodic NCSN++ (VE or VP SDE); u1/su2/su3 ensembles train a gauge-equivariant L-CNN on
+    the group (U(1) and SU(2) with the exact heat-kernel target, SU(N) with the Gaussian one), usable with
+    `lgdiff sample --model`."""
     if steps is not None and epochs is not None:
         raise click.UsageError("give --steps or --epochs, not both")
     with _user_errors(), _dist.process_group(device) as world:
         ens = Ensemble.load(data)
-        if ens.metadata.kind != "scalar":
-            raise ValueError(f"{data} holds {ens.metadata.theory} links; lgdiff train fits scalar (phi4) ensembles "
-                             "with NCSN++; gauge models train with lgdiff._train.gauge")
-        x = ens.configs(device=_dist.device_for_rank(device)).data
-        n_steps = steps if steps is not None else max(1, round((epochs or 0) * x.shape[0] / batch_size)) if epochs else 2000
-        config = TrainConfig(steps=n_steps, batch_size=batch_size, lr=lr, z2_augment=z2, seed=seed)
-        arch = NCSNppConfig(dim=ens.metadata.to_lattice().dim, channels=channels)
-        sde = VESDE() if sde_name == "ve" else VPSDE()
+        field = ens.configs(device=_dist.device_for_rank(device))
+        n_configs = field.data.shape[0]
+        n_steps = steps if steps is not None else max(1, round((epochs or 0) * n_configs / batch_size)) if epochs else 2000
         provenance = {"theory": ens.metadata.theory, "params": ens.metadata.params,
                       "lattice": list(ens.metadata.lattice), "data": str(data),
                       "data_metadata": json.loads(ens.metadata.to_json()),
                       "command": _command_line(click.get_current_context(), world)}
         with _progress(n_steps, "training") as update:
-            report = train_ncsnpp(x, out, config=config, arch=arch, sde=sde, provenance=provenance, device=device,
-                                  progress=lambda step, loss: update(1))
+            if ens.metadata.kind == "scalar":
+                report = _train_scalar(field.data, out, n_steps, batch_size, lr, sde_name, channels or 16, z2, seed,
+                                       device, provenance, update)
+            else:
+                if sde_name != "ve":
+                    raise ValueError(f"--sde {sde_name}: gauge links diffuse with the group VE process only; "
+                                     "drop --sde or use --sde ve")
+                provenance["beta"] = float(ens.metadata.params["beta"])
+                report = _train_gauge(field, out, n_steps, batch_size, lr, channels or 8, lcnn_blocks, seed, device,
+                                      provenance, update)
         main = _dist.is_main()
     if not main:  # rank 0 reports
         return
     tail = report.losses[-min(50, len(report.losses)):]
     click.echo(f"{out}: {report.steps_done} steps, final loss {sum(tail) / len(tail):.4f} (mean of last {len(tail)}), "
                f"{report.seconds:.1f} s")
+
+
+def _train_scalar(x: Any, out: Path, n_steps: int, batch_size: int, lr: float, sde_name: str, channels: int, z2: bool,
+                  seed: int, device: str, provenance: dict[str, Any], update: Callable[[int], None]) -> Any:
+    from lgdiff._models.ncsnpp import NCSNppConfig
+    from lgdiff._sde.ve import VESDE
+    from lgdiff._sde.vp import VPSDE
+    from lgdiff._train.dsm import TrainConfig, train_ncsnpp
+
+    config = TrainConfig(steps=n_steps, batch_size=batch_size, lr=lr, z2_augment=z2, seed=seed)
+    arch = NCSNppConfig(dim=x.ndim - 1, channels=channels)
+    sde = VESDE() if sde_name == "ve" else VPSDE()
+    return train_ncsnpp(x, out, config=config, arch=arch, sde=sde, provenance=provenance, device=device,
+                        progress=lambda step, loss: update(1))
+
+
+def _train_gauge(links: Any, out: Path, n_steps: int, batch_size: int, lr: float, channels: int, blocks: int,
+                 seed: int, device: str, provenance: dict[str, Any], update: Callable[[int], None]) -> Any:
+    from lgdiff._groups.sun import SU
+    from lgdiff._models.lcnn import LCNNConfig
+    from lgdiff._sde.group import GroupVE
+    from lgdiff._train.gauge import GaugeTrainConfig, train_lcnn
+
+    # the exact Brownian (heat) kernel is implemented for U(1) and SU(2); SU(N >= 3) regresses the Gaussian target
+    target = "gaussian" if isinstance(links.group, SU) and links.group.n > 2 else "heat_kernel"
+    config = GaugeTrainConfig(steps=n_steps, batch_size=batch_size, lr=lr, seed=seed, target=target, t_focus=0.5)
+    arch = LCNNConfig(group=links.group, dim=links.lattice.dim, channels=channels, blocks=blocks, dtype="float32")
+    return train_lcnn(links, out, config=config, arch=arch, process=GroupVE(), provenance=provenance, device=device,
+                      progress=lambda step, loss: update(1))
 
 
 @cli.command("sample")

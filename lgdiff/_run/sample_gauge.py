@@ -36,7 +36,7 @@ def default_model(theory: str) -> Path:
     """The shipped model for ``theory`` (``"su3"`` or ``"u1"``)."""
     if theory not in SHIPPED:
         raise ValueError(f"no shipped diffusion model for theory {theory!r}; shipped: {', '.join(SHIPPED)}. "
-                         f"Train one with lgdiff._train.gauge.train_lcnn and pass it with --model")
+                         f"Train one with `lgdiff train --data ENSEMBLE --out MODEL` and pass it with --model")
     path = Path(str(importlib.resources.files("lgdiff") / "models" / f"{SHIPPED[theory]}.safetensors"))
     if not path.is_file():
         raise ValueError(f"the shipped model {path} is missing from this installation; reinstall lgdiff or pass "

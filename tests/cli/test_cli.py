@@ -128,3 +128,33 @@ def test_sample_bad_options(tmp_path):
     assert result.exit_code != 0 and "--model is required" in result.output
     result = run("sample", "--theory", "su2", "--L", 4, "--out", tmp_path / "z.safetensors")
     assert result.exit_code == 1 and "no shipped diffusion model" in result.output
+
+
+def test_train_gauge_model_then_sample_with_it(tmp_path):
+    data, model = tmp_path / "u1.safetensors", tmp_path / "model.safetensors"
+    assert run("generate", "--theory", "u1", "--L", 4, "--beta", 2.0, "--algorithm", "heatbath", "--n", 4,
+               "--chains", 4, "--therm", 2, "--out", data).exit_code == 0
+    result = run("train", "--data", data, "--out", model, "--steps", 3, "--batch-size", 4, "--channels", 2,
+                 "--blocks", 1)
+    assert result.exit_code == 0, result.output
+    from lgdiff._run.sample_gauge import model_metadata
+
+    meta = model_metadata(model)
+    assert meta["kind"] == "lcnn" and meta["beta"] == 2.0 and meta["step"] == 3
+    assert meta["train"]["target"] == "heat_kernel" and meta["config"]["channels"] == 2
+    assert "lgdiff train" in meta["command"]
+    out = tmp_path / "dm.safetensors"
+    result = run("sample", "--theory", "u1", "--L", 4, "--model", model, "--n", 2, "--chains", 2, "--steps", 4,
+                 "--out", out, "--json")
+    assert result.exit_code == 0, result.output
+    info = json.loads(run("info", out, "--json").output)
+    assert info["params"] == {"beta": 2.0} and info["algorithm"] == "dm-maala"
+
+
+def test_train_gauge_refuses_vp(tmp_path):
+    data = tmp_path / "u1.safetensors"
+    assert run("generate", "--theory", "u1", "--L", 4, "--beta", 2.0, "--algorithm", "heatbath", "--n", 2,
+               "--chains", 2, "--therm", 1, "--out", data).exit_code == 0
+    result = run("train", "--data", data, "--out", tmp_path / "m.safetensors", "--sde", "vp")
+    assert result.exit_code == 1 and "group VE process only" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "m.safetensors").exists()
