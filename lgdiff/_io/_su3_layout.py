@@ -7,9 +7,6 @@ x fastest, so one configuration in file order is the array ``[t][z][y][x][mu][ro
 ``U[0].permute(4, 3, 2, 1, 0, 5, 6)`` of lgdiff's ``[B, 4, Lx, Ly, Lz, Lt, 3, 3]``.
 """
 
-import contextlib
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +18,7 @@ from .._geometry.lattice import Lattice
 from .._groups.base import trace
 from .._groups.sun import SU
 from .._observables.gauge import mean_plaquette
-from .ensemble import _default_mode, _fsync_dir, _TMP_SUFFIX
+from .ensemble import _default_mode, atomic_replace
 
 NC = 3
 ND = 4
@@ -99,20 +96,13 @@ def unitarity_violation(data: Tensor) -> tuple[float, tuple[int, ...]]:
 
 
 def write_atomic(path: Path, payload: list[bytes]) -> None:
-    """Write ``payload`` into a temporary file next to ``path``, fsync, rename over ``path``: a reader or a
-    crash sees the old file or the complete new one, never a partial file."""
+    """Write the chunks of ``payload`` to ``path`` atomically (temporary file in the same directory, fsync,
+    rename; `lgdiff._io.ensemble.atomic_replace`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TMP_SUFFIX)
-    try:
-        with os.fdopen(fd, "wb") as f:
+
+    def fill(tmp: str) -> None:
+        with open(tmp, "wb") as f:
             for chunk in payload:
                 f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _default_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
+
+    atomic_replace(path, fill, _default_mode())

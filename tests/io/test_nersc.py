@@ -167,12 +167,6 @@ def test_truncated_data(good_file):
         read_nersc(good_file)
 
 
-def test_header_dims_do_not_match_data(good_file):
-    replace_header(good_file, "DIMENSION_4 = 2", "DIMENSION_4 = 1")
-    with pytest.raises(NerscError, match="has a header that does not match its data"):
-        read_nersc(good_file)
-
-
 def test_non_unitary_links_with_consistent_checksum(good_file):
     text, data = split(good_file)
     values = np.frombuffer(data, dtype=">f4").copy()
@@ -184,15 +178,15 @@ def test_non_unitary_links_with_consistent_checksum(good_file):
         read_nersc(good_file)
 
 
-def test_wrong_datatype(good_file):
-    replace_header(good_file, "DATATYPE = 4D_SU3_GAUGE_3x3", "DATATYPE = 4D_SU2_GAUGE")
-    with pytest.raises(NerscError, match="DATATYPE = '4D_SU2_GAUGE' is not supported"):
-        read_nersc(good_file)
-
-
-def test_unknown_floating_point(good_file):
-    replace_header(good_file, "FLOATING_POINT = IEEE32BIG", "FLOATING_POINT = VAX")
-    with pytest.raises(NerscError, match="FLOATING_POINT = 'VAX' is not one of IEEE32BIG"):
+@pytest.mark.parametrize(("old", "new", "match"), [
+    ("DIMENSION_4 = 2", "DIMENSION_4 = 1", "has a header that does not match its data: DIMENSION_1..4 = \\(2, 2, 2, 1\\)"),
+    ("DATATYPE = 4D_SU3_GAUGE_3x3", "DATATYPE = 4D_SU2_GAUGE", "DATATYPE = '4D_SU2_GAUGE' is not supported"),
+    ("FLOATING_POINT = IEEE32BIG", "FLOATING_POINT = VAX", "FLOATING_POINT = 'VAX' is not one of IEEE32BIG"),
+    ("DIMENSION_2 = 2", "DIMENSION_2 = -2", "needs DIMENSION_2 = a positive int; got '-2'"),
+], ids=["dims", "datatype", "floating_point", "negative_dim"])
+def test_bad_header(good_file, old, new, match):
+    replace_header(good_file, old, new)
+    with pytest.raises(NerscError, match=match):
         read_nersc(good_file)
 
 
