@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from lgdiff._io.convert import FORMATS, export_ensemble, format_of, import_configs, sniff_format
+from lgdiff._io.convert import export_ensemble, format_of, import_configs, sniff_format
 from lgdiff._io.ensemble import Ensemble
 
 _HELP = """Convert gauge configurations between lgdiff ensembles and NERSC / ILDG files.
@@ -47,24 +47,32 @@ def convert_cmd(inputs: tuple[Path, ...], out: Path, fmt: str | None, precision:
                 storage: str, endian: str, beta: float | None, ensemble_id: str | None) -> None:
     from cli.main import _user_errors  # cli.main imports this module to register the command
 
-    with _user_errors():
-        for name, value, allowed in (("--precision", precision, ("single", "double")),
-                                     ("--storage", storage, ("3x3", "3x2")), ("--endian", endian, ("big", "little"))):
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
-        out_fmt = format_of(out, fmt)
-        in_fmts = [sniff_format(p) for p in inputs]
-        if out_fmt == "lgdiff":
-            if "lgdiff" in in_fmts:
-                raise ValueError("converting to an lgdiff ensemble needs NERSC or ILDG inputs; got an lgdiff ensemble")
-            command = _command_line(inputs, out, {"format": fmt, "beta": beta})
-            ens = import_configs(inputs, out, beta=beta, command=command)
-            click.echo(f"wrote {out}: {ens.n_records} configurations of SU(3) on L={ens.metadata.lattice}, "
-                       f"beta = {ens.metadata.params['beta']}")
-            return
-        if in_fmts != ["lgdiff"]:
-            raise ValueError(f"converting to {out_fmt} needs one lgdiff ensemble (*.safetensors) as input; got "
-                             f"{len(inputs)} file(s) of format {', '.join(in_fmts)}")
-        files = export_ensemble(Ensemble.load(inputs[0]), str(out), fmt=out_fmt, precision=precision, record=record,
-                                storage=storage, endian=endian, ensemble_id=ensemble_id)
-        click.echo(f"wrote {len(files)} {out_fmt} file(s): {files[0]}" + (f" .. {files[-1]}" if len(files) > 1 else ""))
+    try:
+        with _user_errors():
+            _convert(inputs, out, fmt, precision, record, storage, endian, beta, ensemble_id)
+    except OSError as e:  # a directory where a file should be, no permission, a full disk
+        raise click.ClickException(f"{e.filename or out}: {e.strerror or e}") from None
+
+
+def _convert(inputs: tuple[Path, ...], out: Path, fmt: str | None, precision: str, record: int | None,
+             storage: str, endian: str, beta: float | None, ensemble_id: str | None) -> None:
+    for name, value, allowed in (("--precision", precision, ("single", "double")),
+                                 ("--storage", storage, ("3x3", "3x2")), ("--endian", endian, ("big", "little"))):
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+    out_fmt = format_of(out, fmt)
+    in_fmts = [sniff_format(p) for p in inputs]
+    if out_fmt == "lgdiff":
+        if "lgdiff" in in_fmts:
+            raise ValueError("converting to an lgdiff ensemble needs NERSC or ILDG inputs; got an lgdiff ensemble")
+        command = _command_line(inputs, out, {"format": fmt, "beta": beta})
+        ens = import_configs(inputs, out, beta=beta, command=command)
+        click.echo(f"wrote {out}: {ens.n_records} configurations of SU(3) on L={ens.metadata.lattice}, "
+                   f"beta = {ens.metadata.params['beta']}")
+        return
+    if in_fmts != ["lgdiff"]:
+        raise ValueError(f"converting to {out_fmt} needs one lgdiff ensemble (*.safetensors) as input; got "
+                         f"{len(inputs)} file(s) of format {', '.join(in_fmts)}")
+    files = export_ensemble(Ensemble.load(inputs[0]), str(out), fmt=out_fmt, precision=precision, record=record,
+                            storage=storage, endian=endian, ensemble_id=ensemble_id)
+    click.echo(f"wrote {len(files)} {out_fmt} file(s): {files[0]}" + (f" .. {files[-1]}" if len(files) > 1 else ""))

@@ -10,9 +10,11 @@
 
 import os
 import string
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 
+import attrs
 import torch
 
 from .._fields.links import LinkField
@@ -108,8 +110,7 @@ def export_ensemble(ensemble: Ensemble, pattern: str, *, fmt: str, precision: st
     if not records:
         raise ConvertError(f"{ensemble.path} holds no records; nothing to convert")
     _check_pattern(pattern, records=len(records), chains=meta.chains)
-    beta = meta.params.get("beta")
-    beta = float(beta) if isinstance(beta, (int, float)) and not isinstance(beta, bool) else None
+    beta = _number(meta.params.get("beta"))
     if ensemble_id is None:
         stored_id = meta.settings.get("ensemble_id")
         ensemble_id = stored_id if isinstance(stored_id, str) and stored_id else f"lgdiff-{meta.theory}-seed{meta.seed}"
@@ -132,8 +133,24 @@ def export_ensemble(ensemble: Ensemble, pattern: str, *, fmt: str, precision: st
     return written
 
 
-def _read_any(path: Path) -> tuple[str, LinkField, float | None, int | None, str | None]:
-    """``(format, links, beta, sequence number, ensemble id)`` of one NERSC or ILDG file."""
+@typing.final
+@attrs.frozen
+class _Imported:
+    """One NERSC or ILDG file as read, with the metadata it records."""
+
+    path: Path
+    fmt: str
+    links: LinkField
+    beta: float | None
+    sequence_number: int | None
+    ensemble_id: str | None
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _read_any(path: Path) -> _Imported:
     fmt = sniff_format(path)
     if fmt == "nersc":
         links, header = read_nersc(path)
@@ -143,15 +160,14 @@ def _read_any(path: Path) -> tuple[str, LinkField, float | None, int | None, str
         except ValueError:
             raise ConvertError(f"{path}: BETA = {beta_text!r} is not a number; fix the header or give --beta") from None
         seq = int(seq_text) if seq_text.isdigit() else None
-        return fmt, links, beta, seq, header.get("ENSEMBLE_ID") or None
+        return _Imported(path, fmt, links, beta, seq, header.get("ENSEMBLE_ID") or None)
     if fmt == "ildg":
         links, info = read_ildg(path)
         meta = info["metadata"]
         assert isinstance(meta, dict)
-        beta, seq, eid = meta.get("beta"), meta.get("sequence_number"), meta.get("ensemble_id")
-        beta = float(beta) if isinstance(beta, (int, float)) and not isinstance(beta, bool) else None
+        seq, eid = meta.get("sequence_number"), meta.get("ensemble_id")
         seq = seq if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0 else None
-        return fmt, links, beta, seq, eid if isinstance(eid, str) and eid else None
+        return _Imported(path, fmt, links, _number(meta.get("beta")), seq, eid if isinstance(eid, str) and eid else None)
     raise ConvertError(f"{path} is an lgdiff ensemble; convert it to NERSC/ILDG, or give NERSC/ILDG inputs")
 
 
@@ -176,34 +192,33 @@ def import_configs(paths: Sequence[str | os.PathLike], out: str | os.PathLike, *
         raise ConvertError(f"an lgdiff ensemble is named *{SUFFIX}; got {str(out)!r}")
     if out.exists():
         raise ConvertError(f"{out} exists; choose another output or delete it (imports never append)")
-    read = [(Path(p), *_read_any(Path(p))) for p in paths]
-    first_path, links0 = read[0][0], read[0][2]
-    for path, _, links, _, _, _ in read[1:]:
-        if links.lattice != links0.lattice or links.data.dtype != links0.data.dtype:
-            raise ConvertError(f"{path} holds L={links.lattice.shape} {links.data.dtype}, but {first_path} holds "
-                               f"L={links0.lattice.shape} {links0.data.dtype}; import files of one ensemble together")
-    betas = {b for *_, b, _, _ in read if b is not None}
-    if beta is not None:
-        betas.add(float(beta))
+    files = [_read_any(Path(p)) for p in paths]
+    first = files[0]
+    for f in files[1:]:
+        if f.links.lattice != first.links.lattice or f.links.data.dtype != first.links.data.dtype:
+            raise ConvertError(f"{f.path} holds L={f.links.lattice.shape} {f.links.data.dtype}, but {first.path} holds "
+                               f"L={first.links.lattice.shape} {first.links.data.dtype}; import files of one "
+                               f"ensemble together")
+    betas = {f.beta for f in files if f.beta is not None} | ({float(beta)} if beta is not None else set())
     if len(betas) > 1:
         raise ConvertError(f"the files and --beta disagree on beta: {sorted(betas)}; import one ensemble at a time")
     if not betas:
         raise ConvertError("the files do not record beta; give it with --beta")
-    seqs = [s for *_, s, _ in read]
-    if all(s is not None for s in seqs) and len(set(seqs)) == len(seqs):
-        order = sorted(range(len(read)), key=lambda i: seqs[i])
-        index = [int(seqs[i]) for i in order]  # type: ignore[arg-type]
+    numbered = [f.sequence_number for f in files if f.sequence_number is not None]
+    if len(numbered) == len(files) and len(set(numbered)) == len(files):
+        files = sorted(files, key=lambda f: f.sequence_number or 0)
+        index = sorted(numbered)
     else:
-        order, index = list(range(len(read))), list(range(len(read)))
-    formats = sorted({r[1] for r in read})
-    ids = sorted({r[5] for r in read if r[5] is not None})
+        index = list(range(len(files)))
+    formats = sorted({f.fmt for f in files})
+    ids = sorted({f.ensemble_id for f in files if f.ensemble_id is not None})
     meta = EnsembleMetadata(
-        kind="links", theory="su3", group=str(SU(3)), lattice=links0.lattice.shape, params={"beta": betas.pop()},
+        kind="links", theory="su3", group=str(SU(3)), lattice=first.links.lattice.shape, params={"beta": betas.pop()},
         algorithm="imported:" + "+".join(formats),
-        settings={"sources": ", ".join(os.path.basename(read[i][0]) for i in order), "ensemble_id": ", ".join(ids)},
-        seed=0, chains=1, dtype=str(links0.data.dtype).removeprefix("torch."), command=command)
+        settings={"sources": ", ".join(f.path.name for f in files), "ensemble_id": ", ".join(ids)},
+        seed=0, chains=1, dtype=str(first.links.data.dtype).removeprefix("torch."), command=command)
     rng = torch.Generator().get_state()
-    with EnsembleWriter.open(out, meta, flush_every=len(read)) as writer:
-        for i, k in zip(order, index):
-            writer.append(read[i][2], k, torch.ones(1, dtype=torch.float64), rng)
+    with EnsembleWriter.open(out, meta, flush_every=len(files)) as writer:
+        for f, k in zip(files, index):
+            writer.append(f.links, k, torch.ones(1, dtype=torch.float64), rng)
     return Ensemble.load(out)

@@ -147,3 +147,9 @@ def test_foreign_input(tmp_path):
 def test_help_explains_patterns():
     result = run("convert", "--help")
     assert result.exit_code == 0 and "{index}" in result.output and "{chain}" in result.output
+
+
+def test_unwritable_output_is_one_line(tmp_path, ensemble):
+    blocked = ensemble.path / "x.{index}.c{chain}.nersc"  # the "directory" is the ensemble file
+    result = run("convert", ensemble.path, blocked)
+    assert_one_line_error(result, str(ensemble.path))

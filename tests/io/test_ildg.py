@@ -137,3 +137,14 @@ def test_write_refuses_non_su3(tmp_path):
 
 def test_public_api():
     assert lgdiff.read_ildg is read_ildg and issubclass(lgdiff.IldgError, ValueError)
+
+
+def test_lime_message_nesting(tmp_path):
+    # two records, the first without ME and the second with MB: a message opened twice
+    chunks = encode_lime([[("a", b"12345678")], [("b", b"")]])
+    header = bytearray(chunks[0])
+    header[6:8] = (0x8000).to_bytes(2, "big")  # clear ME on record 0
+    path = tmp_path / "nested.lime"
+    path.write_bytes(bytes(header) + b"".join(chunks[1:]))
+    with pytest.raises(lgdiff.LimeError, match="LIME record 1 has MB=1 but a message is still open"):
+        read_lime(path)
