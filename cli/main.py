@@ -357,6 +357,11 @@ def ctx_given(name: str) -> bool:
     return source is not None and source.name == "COMMANDLINE"
 
 
+from cli.convert import convert_cmd  # noqa: E402  (registered after cli is defined)
+
+cli.add_command(convert_cmd)
+
+
 def main() -> None:
     cli()
 

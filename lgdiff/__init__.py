@@ -31,6 +31,15 @@ from ._io.ensemble import EnsembleMetadata as EnsembleMetadata
 from ._io.ensemble import EnsembleWriter as EnsembleWriter
 from ._io.ensemble import ResumePoint as ResumePoint
 from ._io.ensemble import generate_ensemble as generate_ensemble
+from ._io.ildg import IldgError as IldgError
+from ._io.ildg import read_ildg as read_ildg
+from ._io.ildg import write_ildg as write_ildg
+from ._io.lime import LimeError as LimeError
+from ._io.lime import LimeRecord as LimeRecord
+from ._io.lime import read_lime as read_lime
+from ._io.nersc import NerscError as NerscError
+from ._io.nersc import read_nersc as read_nersc
+from ._io.nersc import write_nersc as write_nersc
 from ._models.embedding import TimeEmbedding as TimeEmbedding
 from ._models.lcnn import LCNN as LCNN
 from ._models.lcnn import LCNNConfig as LCNNConfig

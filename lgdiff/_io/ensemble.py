@@ -505,12 +505,13 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _atomic_save(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str], mode: int) -> None:
-    """Write into a temporary file next to ``path``, fsync, rename over ``path``; remove the temporary on failure."""
+def atomic_replace(path: Path, fill: Callable[[str], None], mode: int) -> None:
+    """``fill(tmp)`` writes a temporary file next to ``path``; fsync it and rename it over ``path``; remove the
+    temporary on failure. A reader or a crash sees the old file or the complete new one, never a mixture."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TMP_SUFFIX)
     os.close(fd)
     try:
-        save_file(tensors, tmp, metadata=metadata)
+        fill(tmp)
         os.chmod(tmp, mode)
         with open(tmp, "r+b") as f:
             os.fsync(f.fileno())
@@ -520,6 +521,11 @@ def _atomic_save(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str
             os.unlink(tmp)
         raise
     _fsync_dir(path.parent)
+
+
+def _atomic_save(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str], mode: int) -> None:
+    """Save a safetensors file atomically (`atomic_replace`)."""
+    atomic_replace(path, lambda tmp: save_file(tensors, tmp, metadata=metadata), mode)
 
 
 @typing.final
