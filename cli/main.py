@@ -300,6 +300,13 @@ def ctx_given(name: str) -> bool:
     return source is not None and source.name == "COMMANDLINE"
 
 
+from cli.compare import compare_cmd  # noqa: E402  (after cli and the helpers it uses are defined)
+from cli.plot import plot_cmd  # noqa: E402
+
+cli.add_command(compare_cmd)
+cli.add_command(plot_cmd)
+
+
 def main() -> None:
     cli()
 

@@ -6,6 +6,7 @@ Everything runs on the host in numpy float64 (torch tensors are copied once): en
 from .estimate import Autocorrelation as Autocorrelation
 from .estimate import Estimate as Estimate
 from .estimate import GammaEstimate as GammaEstimate
+from .estimate import format_mean_error as format_mean_error
 from .estimate import format_value_error as format_value_error
 from .gamma import autocorrelation as autocorrelation
 from .gamma import gamma_method as gamma_method
@@ -23,6 +24,7 @@ __all__ = [
     "autocorrelation",
     "binned",
     "bootstrap",
+    "format_mean_error",
     "format_value_error",
     "gamma_method",
     "gamma_method_derived",

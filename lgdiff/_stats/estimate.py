@@ -49,6 +49,30 @@ def format_value_error(value: float, error: float) -> str:
     return text
 
 
+def finite_or_nan(x: object) -> float:
+    """``x`` as a float if it is a finite real number (Python or numpy), else NaN (also for ``None``)."""
+    try:
+        value = float(x)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan
+    return value if math.isfinite(value) else math.nan
+
+
+def format_mean_error(mean: object, error: object) -> str:
+    """``format_value_error`` for results that may be incomplete: ``"n/a"`` without a finite mean, the mean
+    alone (6 significant digits) without a finite positive error.
+
+    >>> format_mean_error(0.44521, 0.0019), format_mean_error(1.0, None), format_mean_error(None, 0.1)
+    ('0.4452(19)', '1', 'n/a')
+    """
+    m, e = finite_or_nan(mean), finite_or_nan(error)
+    if math.isnan(m):
+        return "n/a"
+    if math.isnan(e) or e <= 0:
+        return f"{m:.6g}"
+    return format_value_error(m, e)
+
+
 def _value(x: object) -> float | np.ndarray:
     array = np.asarray(x, dtype=np.float64)
     if array.ndim == 0:
