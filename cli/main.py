@@ -138,13 +138,16 @@ def _theory(theory: str, dim: int, L: int, kappa: float | None, lam: float | Non
 @click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64", show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu or cuda.")
 @click.option("--flush-every", type=click.IntRange(min=1), default=1, show_default=True, help="Records per file write.")
+@click.option("--plot", "plot_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write the PNG plots of the ensemble (lgdiff plot) into this directory.")
 @click.option("--json", "as_json", is_flag=True, help="Print the measurement as one JSON object.")
 def generate_cmd(theory: str, dim: int, L: int, kappa: float | None, lam: float | None, beta: float | None,
                  algorithm: str, n: int, out: Path, seed: int, therm: int, every: int, chains: int,
                  step_size: float | None, n_steps: int | None, integrator: str, m_eff2: float | None, overrelax: int,
-                 dtype: str, device: str, flush_every: int, as_json: bool) -> None:
+                 dtype: str, device: str, flush_every: int, plot_dir: Path | None, as_json: bool) -> None:
     """Generate an ensemble with a classical Markov chain. Rerunning the same command resumes it."""
     th = _theory(theory, dim, L, kappa, lam, beta)
+    _check_plotting(plot_dir)
     with _user_errors():
         config = GenerateConfig(theory=th, algorithm=algorithm, n=n, chains=chains, therm=therm, every=every,
                                 seed=seed, dtype=dtype, step_size=step_size, n_steps=n_steps, integrator=integrator,
@@ -160,6 +163,7 @@ def generate_cmd(theory: str, dim: int, L: int, kappa: float | None, lam: float 
         raise click.ClickException(f"interrupted; {out} keeps every record written so far: rerun the same command "
                                    "to resume") from None
     _report(ens, as_json)
+    _plot(ens, plot_dir)
 
 
 def _report(ens: Ensemble, as_json: bool, flow_time: float = 1.0) -> None:
@@ -172,6 +176,21 @@ def _report(ens: Ensemble, as_json: bool, flow_time: float = 1.0) -> None:
                f"{meta.algorithm}: {ens.n_records} records x {ens.chains} chains")
     for key, value in results.items():
         click.echo(f"{key:>20}: {_format(_clean(value))}")
+
+
+def _check_plotting(plot_dir: Path | None) -> None:
+    from cli.plot import check_plotting
+
+    check_plotting(plot_dir)
+
+
+def _plot(ens: Ensemble, plot_dir: Path | None) -> None:
+    """``--plot DIR``: the plots of ``lgdiff plot``, file names on stderr (stdout keeps the measurement)."""
+    if plot_dir is not None:
+        from cli.plot import write_plots
+
+        with _user_errors():
+            write_plots(ens, plot_dir, err=True)
 
 
 @cli.command("measure")
@@ -247,10 +266,12 @@ def train_cmd(data: Path, out: Path, steps: int | None, epochs: float | None, ba
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Ensemble file to write.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
+@click.option("--plot", "plot_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write the PNG plots of the ensemble (lgdiff plot) into this directory.")
 @click.option("--json", "as_json", is_flag=True, help="Print the measurement as one JSON object.")
 def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: float | None, beta: float | None,
                model: Path | None, method: str | None, n: int, chains: int, steps: int, out: Path | None, seed: int,
-               device: str, as_json: bool) -> None:
+               device: str, plot_dir: Path | None, as_json: bool) -> None:
     """Sample with a trained diffusion model and measure the result.
 
     Gauge theories (u1, su3) use the shipped L-CNN model by default and MAALA (exact); e.g.
@@ -262,6 +283,7 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
     from lgdiff._run.sample_scalar import ScalarSampleConfig
 
     out = out or Path(f"lgdiff-sample-{theory}-L{L}-seed{seed}.safetensors")
+    _check_plotting(plot_dir)
     command = _command_line(click.get_current_context())
     if theory == "phi4":
         if model is None:
@@ -273,6 +295,7 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
             with click.progressbar(length=n, label="sampling", file=sys.stderr) as bar:
                 ens = config.run(out, device=device, command=command, progress=bar.update)
         _report(ens, as_json)
+        _plot(ens, plot_dir)
         return
     if kappa is not None or lam is not None:
         raise click.UsageError(f"--kappa/--lam are for phi4; {theory} takes --beta")
@@ -291,6 +314,7 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
         with click.progressbar(length=config.work_units, label="sampling", file=sys.stderr) as bar:
             ens = config.run(out, device=device, command=command, progress=bar.update)
     _report(ens, as_json)
+    _plot(ens, plot_dir)
 
 
 def ctx_given(name: str) -> bool:

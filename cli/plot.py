@@ -5,7 +5,7 @@ from pathlib import Path
 import click
 
 from lgdiff._io.ensemble import Ensemble
-from lgdiff._plot import MissingPlotDependency, plot_ensemble
+from lgdiff._plot import MissingPlotDependency, plot_ensemble, require_plotting
 
 
 def write_plots(ens: Ensemble, out: Path, *, exact: bool = True, err: bool = False) -> list[Path]:
@@ -18,6 +18,18 @@ def write_plots(ens: Ensemble, out: Path, *, exact: bool = True, err: bool = Fal
     for path in paths:
         click.echo(str(path), err=err)
     return paths
+
+
+def check_plotting(plot_dir: Path | None) -> None:
+    """Before a long run with ``--plot DIR``: fail now, not after the run, if plotting is impossible."""
+    if plot_dir is None:
+        return
+    try:
+        require_plotting()
+    except MissingPlotDependency as e:
+        raise click.ClickException(str(e)) from None
+    if plot_dir.exists() and not plot_dir.is_dir():
+        raise click.UsageError(f"--plot {plot_dir} exists and is not a directory; choose a directory")
 
 
 @click.command("plot")

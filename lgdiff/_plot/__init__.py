@@ -1,7 +1,9 @@
 """Plots of ensembles (matplotlib, the optional ``plot`` extra; imported only when a figure is built)."""
 
 from .ensemble import describe as describe
+from .ensemble import ensemble_figures as ensemble_figures
 from .ensemble import plot_ensemble as plot_ensemble
+from .ensemble import require_plotting as require_plotting
 from .figures import MissingPlotDependency as MissingPlotDependency
 from .figures import autocorrelation_figure as autocorrelation_figure
 from .figures import histogram_figure as histogram_figure
@@ -12,8 +14,10 @@ __all__ = [
     "MissingPlotDependency",
     "autocorrelation_figure",
     "describe",
+    "ensemble_figures",
     "histogram_figure",
     "plot_ensemble",
+    "require_plotting",
     "snapshot_figure",
     "wilson_loop_figure",
 ]

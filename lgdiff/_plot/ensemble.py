@@ -69,15 +69,23 @@ def _acf(series: np.ndarray) -> tuple[Autocorrelation | None, str | None]:
     try:
         return autocorrelation(series), None
     except ValueError:  # Wolff's criterion not met up to n/2: show rho anyway, flagged
-        return autocorrelation(series, S=0), "no window found up to n/2: series too short, tau_int unreliable"
+        return autocorrelation(series, S=0.0), "no window found up to n/2: series too short, tau_int unreliable"
 
 
-def _require_scipy() -> None:
+def require_plotting(*, exact: bool = True) -> None:
+    """Raise `MissingPlotDependency` now if `plot_ensemble` would lack matplotlib (or scipy, for ``exact``):
+    a long run with ``--plot`` checks this before it starts."""
     try:
-        import scipy  # noqa: F401
+        import matplotlib  # noqa: F401
     except ImportError:
-        raise MissingPlotDependency(f"the exact reference lines need scipy, which is not installed; install it with "
-                                    f"{PLOT_EXTRA_HINT}, or plot without them (exact=False, --no-exact)") from None
+        raise MissingPlotDependency(f"plotting needs matplotlib, which is not installed; install it with "
+                                    f"{PLOT_EXTRA_HINT}") from None
+    if exact:
+        try:
+            import scipy  # noqa: F401
+        except ImportError:
+            raise MissingPlotDependency(f"the exact reference lines need scipy, which is not installed; install it "
+                                        f"with {PLOT_EXTRA_HINT}, or plot without them (exact=False, --no-exact)") from None
 
 
 def _exact_gauge(meta: EnsembleMetadata) -> tuple[Callable[[int, int], float] | None, str, dict[str, float]]:
@@ -177,6 +185,20 @@ def _gauge_figures(ens: Ensemble, title: str, *, exact: bool, flow_time: float) 
     return figures
 
 
+def ensemble_figures(ens: Ensemble, *, exact: bool = True, flow_time: float = 1.0) -> dict[str, Figure]:
+    """The figures of `plot_ensemble`, unsaved, keyed ``hist_mag`` (scalar) or ``hist_plaquette``,
+    ``hist_topo`` (gauge, where a charge is defined), ``autocorr``, ``wilson`` (gauge) and ``snapshot``.
+    Raises `MissingPlotDependency` (an ``ImportError``) without matplotlib (or scipy with ``exact``),
+    ``ValueError`` for an empty ensemble."""
+    if ens.n_records == 0:
+        raise ValueError(f"{ens.path} holds no records; there is nothing to plot")
+    require_plotting(exact=exact)
+    title = describe(ens)
+    if ens.metadata.kind == "links":
+        return _gauge_figures(ens, title, exact=exact, flow_time=flow_time)
+    return _scalar_figures(ens, title)
+
+
 def plot_ensemble(ens: Ensemble, out_dir: str | os.PathLike, *, exact: bool = True,
                   flow_time: float = 1.0) -> list[Path]:
     """Write the standard plots of an ensemble as PNG files ``<out_dir>/<file stem>-<plot>.png``.
@@ -187,21 +209,15 @@ def plot_ensemble(ens: Ensemble, out_dir: str | os.PathLike, *, exact: bool = Tr
     - `exact`: draw the exact values where known (needs scipy, part of the ``plot`` extra).
     - `flow_time`: Wilson-flow time of the 4D topological charge, as in `measure`.
 
-    **Returns:** the written paths, in the order hist_*, autocorr, wilson, snapshot. Raises
-    `MissingPlotDependency` (an ``ImportError``) without matplotlib, ``ValueError`` for an empty ensemble.
+    **Returns:** the written paths, in the order of `ensemble_figures`. Each file is written atomically.
+    Raises as `ensemble_figures`, and ``ValueError`` if `out_dir` is a file.
     """
-    if ens.n_records == 0:
-        raise ValueError(f"{ens.path} holds no records; there is nothing to plot")
-    if exact:
-        _require_scipy()
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"the plot directory {out} exists and is not a directory; choose another --out")
-    title = describe(ens)
-    figures = (_gauge_figures(ens, title, exact=exact, flow_time=flow_time) if ens.metadata.kind == "links"
-               else _scalar_figures(ens, title))
+    figures = ensemble_figures(ens, exact=exact, flow_time=flow_time)
     out.mkdir(parents=True, exist_ok=True)
     return [_save(fig, out / f"{ens.path.stem}-{name}.png") for name, fig in figures.items()]
 
 
-__all__ = ["describe", "plot_ensemble"]
+__all__ = ["describe", "ensemble_figures", "plot_ensemble", "require_plotting"]
