@@ -130,7 +130,7 @@ def _scalar_figures(ens: Ensemble, title: str) -> dict[str, Figure]:
         phi = ens.record(-1).data[0]  # [*L], chain 0
         dim = len(meta.lattice)
         field = phi[(slice(None),) * min(dim, 2) + (0,) * max(dim - 2, 0)]
-        where = "" if dim <= 2 else ", slice " + " = ".join(f"x_{k}" for k in range(2, dim)) + " = 0"
+        where = "" if dim <= 2 else ", slice " + " = ".join(f"$x_{k}$" for k in range(2, dim)) + " = 0"
         figures["snapshot"] = snapshot_figure(_np(field), quantity=r"field $\phi(x)$",
                                               title=f"{title}\nlast record, chain 0{where}")
     return figures
@@ -167,7 +167,7 @@ def _gauge_figures(ens: Ensemble, title: str, *, exact: bool, flow_time: float) 
     U = ens.record(-1)
     assert isinstance(U, LinkField)  # a links ensemble: Ensemble.record returns links
     plaq = plaquette_field(U[0:1], 0, 1)[0, ..., 0, 0] if U.group.n == 1 else plaquette_field(U[0:1], 0, 1)[0]
-    where = "" if lattice.dim == 2 else ", slice " + " = ".join(f"x_{k}" for k in range(2, lattice.dim)) + " = 0"
+    where = "" if lattice.dim == 2 else ", slice " + " = ".join(f"$x_{k}$" for k in range(2, lattice.dim)) + " = 0"
     index = (slice(None), slice(None)) + (0,) * (lattice.dim - 2)
     snap_title = f"{title}\nlast record, chain 0, plane (0, 1){where}"
     if U.group.n == 1:

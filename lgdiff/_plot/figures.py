@@ -168,6 +168,7 @@ def snapshot_figure(field: np.ndarray, *, quantity: str, title: str, axis_names:
         ax.plot(np.arange(field.size), field, "o-", markersize=3)
         ax.set_xlabel(f"${axis_names[0]}$ [lattice units a]")
         ax.set_ylabel(quantity)
+        ax.xaxis.get_major_locator().set_params(integer=True)  # sites are integers
     else:
         if limits is None:
             bound = float(np.max(np.abs(field))) or 1.0
@@ -179,6 +180,8 @@ def snapshot_figure(field: np.ndarray, *, quantity: str, title: str, axis_names:
             bar.set_ticks(list(ticks), labels=list(ticks.values()))
         ax.set_xlabel(f"${axis_names[0]}$ [lattice units a]")
         ax.set_ylabel(f"${axis_names[1]}$ [lattice units a]")
+        for axis in (ax.xaxis, ax.yaxis):  # sites are integers
+            axis.get_major_locator().set_params(integer=True)
     ax.set_title(title, fontsize=10)
     return fig
 

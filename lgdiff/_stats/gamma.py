@@ -71,6 +71,11 @@ def _windowed_gamma(delta: np.ndarray, S: float, *, where: str) -> tuple[np.ndar
     return gamma + c_f / N, window  # Wolff eq. 49: remove the O(1/N) bias of Gamma(t) from the subtracted mean
 
 
+def _tau_int_error(tau_int: float, window: int, N: int) -> float:
+    """Madras-Sokal: ``delta tau_int = 2 tau_int sqrt((W + 1/2 - tau_int) / N)``."""
+    return 2 * tau_int * math.sqrt(max(window + 0.5 - tau_int, 0.0) / N)
+
+
 def _gamma_analysis(delta: np.ndarray, value: float, S: float, *, where: str) -> GammaEstimate:
     N = delta.size
     windowed = _windowed_gamma(delta, S, where=where)
@@ -79,7 +84,7 @@ def _gamma_analysis(delta: np.ndarray, value: float, S: float, *, where: str) ->
     gamma, window = windowed
     c_f = gamma[0] + 2 * gamma[1 : window + 1].sum()
     tau_int = c_f / (2 * gamma[0])
-    tau_int_error = 2 * tau_int * math.sqrt(max(window + 0.5 - tau_int, 0.0) / N)
+    tau_int_error = _tau_int_error(tau_int, window, N)
     return GammaEstimate(
         mean=value,
         error=math.sqrt(c_f / N),
@@ -148,7 +153,7 @@ def autocorrelation(series: SeriesLike, *, S: float = 1.5) -> Autocorrelation:
     gamma, window = windowed
     rho = gamma / gamma[0]
     tau_int = 0.5 + float(rho[1 : window + 1].sum())
-    tau_int_error = 2 * tau_int * math.sqrt(max(window + 0.5 - tau_int, 0.0) / a.size)
+    tau_int_error = _tau_int_error(tau_int, window, a.size)
     return Autocorrelation(rho=rho, window=window, tau_int=tau_int, tau_int_error=tau_int_error)
 
 
