@@ -144,16 +144,20 @@ def _theory(theory: str, dim: int, L: int, kappa: float | None, lam: float | Non
 @click.option("--blocks", type=click.IntRange(min=1), default=None,
               help="Split the chains into this many independently seeded blocks (default: the number of torchrun "
                    "processes, 1 without torchrun). One process with --blocks K writes the file of K ranks.")
+@click.option("--plot", "plot_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write the PNG plots of the ensemble (lgdiff plot) into this directory.")
 @click.option("--json", "as_json", is_flag=True, help="Print the measurement as one JSON object.")
 def generate_cmd(theory: str, dim: int, L: int, kappa: float | None, lam: float | None, beta: float | None,
                  algorithm: str, n: int, out: Path, seed: int, therm: int, every: int, chains: int,
                  step_size: float | None, n_steps: int | None, integrator: str, m_eff2: float | None, overrelax: int,
-                 dtype: str, device: str, flush_every: int, blocks: int | None, as_json: bool) -> None:
+                 dtype: str, device: str, flush_every: int, blocks: int | None, plot_dir: Path | None,
+                 as_json: bool) -> None:
     """Generate an ensemble with a classical Markov chain. Rerunning the same command resumes it.
 
     Under `torchrun --nproc-per-node W -m cli.main generate ...` each rank runs chains/W of the chains and rank 0
     writes the file (docs/distributed.md)."""
     th = _theory(theory, dim, L, kappa, lam, beta)
+    _check_plotting(plot_dir)
     with _user_errors(), _dist.process_group(device) as world:
         config = GenerateConfig(theory=th, algorithm=algorithm, n=n, chains=chains, therm=therm, every=every,
                                 seed=seed, dtype=dtype, step_size=step_size, n_steps=n_steps, integrator=integrator,
@@ -170,6 +174,7 @@ def generate_cmd(theory: str, dim: int, L: int, kappa: float | None, lam: float 
                                        "command to resume") from None
     if ens is not None:  # rank 0
         _report(ens, as_json)
+        _plot(ens, plot_dir)
 
 
 @contextmanager
@@ -192,6 +197,21 @@ def _report(ens: Ensemble, as_json: bool, flow_time: float = 1.0) -> None:
                f"{meta.algorithm}: {ens.n_records} records x {ens.chains} chains")
     for key, value in results.items():
         click.echo(f"{key:>20}: {_format(_clean(value))}")
+
+
+def _check_plotting(plot_dir: Path | None) -> None:
+    from cli.plot import check_plotting
+
+    check_plotting(plot_dir)
+
+
+def _plot(ens: Ensemble, plot_dir: Path | None) -> None:
+    """``--plot DIR``: the plots of ``lgdiff plot``, file names on stderr (stdout keeps the measurement)."""
+    if plot_dir is not None:
+        from cli.plot import write_plots
+
+        with _user_errors():
+            write_plots(ens, plot_dir, err=True)
 
 
 @cli.command("measure")
@@ -304,10 +324,12 @@ def _train_gauge(links: Any, out: Path, n_steps: int, batch_size: int, lr: float
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Ensemble file to write.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
+@click.option("--plot", "plot_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write the PNG plots of the ensemble (lgdiff plot) into this directory.")
 @click.option("--json", "as_json", is_flag=True, help="Print the measurement as one JSON object.")
 def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: float | None, beta: float | None,
                model: Path | None, method: str | None, n: int, chains: int, steps: int, out: Path | None, seed: int,
-               device: str, as_json: bool) -> None:
+               device: str, plot_dir: Path | None, as_json: bool) -> None:
     """Sample with a trained diffusion model and measure the result.
 
     Gauge theories (u1, su3) use the shipped L-CNN model by default and MAALA (exact); e.g.
@@ -319,6 +341,7 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
     from lgdiff._run.sample_scalar import ScalarSampleConfig
 
     out = out or Path(f"lgdiff-sample-{theory}-L{L}-seed{seed}.safetensors")
+    _check_plotting(plot_dir)
     command = _command_line(click.get_current_context())
     if theory == "phi4":
         if model is None:
@@ -330,6 +353,7 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
             with click.progressbar(length=n, label="sampling", file=sys.stderr) as bar:
                 ens = config.run(out, device=device, command=command, progress=bar.update)
         _report(ens, as_json)
+        _plot(ens, plot_dir)
         return
     if kappa is not None or lam is not None:
         raise click.UsageError(f"--kappa/--lam are for phi4; {theory} takes --beta")
@@ -348,6 +372,7 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
         with click.progressbar(length=config.work_units, label="sampling", file=sys.stderr) as bar:
             ens = config.run(out, device=device, command=command, progress=bar.update)
     _report(ens, as_json)
+    _plot(ens, plot_dir)
 
 
 def ctx_given(name: str) -> bool:
@@ -360,6 +385,11 @@ def ctx_given(name: str) -> bool:
 from cli.convert import convert_cmd  # noqa: E402  (registered after cli is defined)
 
 cli.add_command(convert_cmd)
+from cli.compare import compare_cmd  # noqa: E402  (after cli and the helpers it uses are defined)
+from cli.plot import plot_cmd  # noqa: E402
+
+cli.add_command(compare_cmd)
+cli.add_command(plot_cmd)
 
 
 def main() -> None:

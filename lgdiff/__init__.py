@@ -74,7 +74,9 @@ from ._sde.heat_kernel import heat_kernel as heat_kernel
 from ._train.gauge import GaugeTrainConfig as GaugeTrainConfig
 from ._train.gauge import load_lcnn as load_lcnn
 from ._train.gauge import train_lcnn as train_lcnn
+from ._run.compare import compare as compare
 from ._run.measure import measure as measure
+from ._plot import plot_ensemble as plot_ensemble
 from ._run.theory import Theory as Theory
 from ._samplers.base import AbstractKernel as AbstractKernel
 from ._samplers.base import Composite as Composite
@@ -97,8 +99,10 @@ from ._samplers.wolff import Wolff as Wolff
 from ._sde.base import AbstractSDE as AbstractSDE
 from ._sde.ve import VESDE as VESDE
 from ._sde.vp import VPSDE as VPSDE
+from ._stats import Autocorrelation as Autocorrelation
 from ._stats import Estimate as Estimate
 from ._stats import GammaEstimate as GammaEstimate
+from ._stats import autocorrelation as autocorrelation
 from ._stats import bootstrap as bootstrap
 from ._stats import gamma_method as gamma_method
 from ._stats import gamma_method_derived as gamma_method_derived

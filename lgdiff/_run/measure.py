@@ -78,24 +78,41 @@ def _loop_sizes(shape: tuple[int, ...]) -> list[tuple[int, int]]:
     return [(r, t) for t in range(1, top + 1) for r in range(1, t + 1)]
 
 
+def topological_charge_observable(ens: Ensemble, *, flow_time: float = 1.0,
+                                  flow_eps: float = 0.02) -> Callable[[LinkField], Tensor] | None:
+    """The per-configuration topological charge that fits the ensemble, or ``None`` where none is defined:
+    2D U(1): the geometric charge; 4D SU(N): the clover charge after Wilson flow to ``flow_time``."""
+    meta = ens.metadata
+    dim = len(meta.lattice)
+    if meta.kind != "links":
+        return None
+    if meta.group == "U(1)" and dim == 2:
+        return topological_charge_u1_2d
+    if dim == 4 and meta.group != "U(1)":
+        def charge(U: LinkField) -> Tensor:
+            return topological_charge_clover(wilson_flow(U, t=flow_time, eps=flow_eps))
+        return charge
+    return None
+
+
+def measure_wilson_loops(ens: Ensemble) -> dict[tuple[int, int], Result]:
+    """``W(R, T)`` for ``R <= T <= min(L)/2`` (at most 4), keyed by ``(R, T)``."""
+    return {(r, t): _analyse(_identity, _np(ens.series(lambda U, r=r, t=t: wilson_loop(U, r, t))))
+            for r, t in _loop_sizes(ens.metadata.to_lattice().shape)}
+
+
 def measure_gauge(ens: Ensemble, *, flow_time: float = 1.0, flow_eps: float = 0.02) -> dict[str, Result]:
     """``plaquette``, ``wilson_RxT`` (R <= T <= min(L)/2, at most 4), ``polyakov`` (Re of the loop in the last
     direction), ``polyakov_abs``, and where defined ``topo_charge`` and ``topo_susceptibility`` = <Q^2>/V
     (2D U(1): geometric charge; 4D: clover charge after Wilson flow to ``flow_time``)."""
-    meta = ens.metadata
-    lattice = meta.to_lattice()
+    lattice = ens.metadata.to_lattice()
     out: dict[str, Result] = {"plaquette": _analyse(_identity, _np(ens.series(mean_plaquette)))}
-    for r, t in _loop_sizes(lattice.shape):
-        out[f"wilson_{r}x{t}"] = _analyse(_identity, _np(ens.series(lambda U, r=r, t=t: wilson_loop(U, r, t))))
+    for (r, t), result in measure_wilson_loops(ens).items():
+        out[f"wilson_{r}x{t}"] = result
     poly = ens.series(polyakov_loop)
     out["polyakov"] = _analyse(_identity, _np(poly.real))
     out["polyakov_abs"] = _analyse(_identity, _np(poly.abs()))
-    charge: Callable[[LinkField], Tensor] | None = None
-    if meta.group == "U(1)" and lattice.dim == 2:
-        charge = topological_charge_u1_2d
-    elif lattice.dim == 4 and meta.group != "U(1)":
-        def charge(U: LinkField) -> Tensor:
-            return topological_charge_clover(wilson_flow(U, t=flow_time, eps=flow_eps))
+    charge = topological_charge_observable(ens, flow_time=flow_time, flow_eps=flow_eps)
     if charge is not None:
         q = _np(ens.series(charge))
         out["topo_charge"] = _analyse(_identity, q)
@@ -112,4 +129,4 @@ def measure(ens: Ensemble, *, flow_time: float = 1.0) -> dict[str, Result]:
     return out
 
 
-__all__ = ["measure", "measure_gauge", "measure_scalar", "Field"]
+__all__ = ["measure", "measure_gauge", "measure_scalar", "measure_wilson_loops", "topological_charge_observable", "Field"]

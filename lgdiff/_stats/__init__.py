@@ -3,9 +3,12 @@
 Everything runs on the host in numpy float64 (torch tensors are copied once): end-of-run analysis.
 """
 
+from .estimate import Autocorrelation as Autocorrelation
 from .estimate import Estimate as Estimate
 from .estimate import GammaEstimate as GammaEstimate
+from .estimate import format_mean_error as format_mean_error
 from .estimate import format_value_error as format_value_error
+from .gamma import autocorrelation as autocorrelation
 from .gamma import gamma_method as gamma_method
 from .gamma import gamma_method_derived as gamma_method_derived
 from .resampling import binned as binned
@@ -15,10 +18,13 @@ from .resampling import jackknife_binder as jackknife_binder
 from .resampling import jackknife_susceptibility as jackknife_susceptibility
 
 __all__ = [
+    "Autocorrelation",
     "Estimate",
     "GammaEstimate",
+    "autocorrelation",
     "binned",
     "bootstrap",
+    "format_mean_error",
     "format_value_error",
     "gamma_method",
     "gamma_method_derived",

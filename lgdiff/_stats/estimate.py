@@ -51,6 +51,30 @@ def format_value_error(value: float, error: float) -> str:
     return text
 
 
+def finite_or_nan(x: object) -> float:
+    """``x`` as a float if it is a finite real number (Python or numpy), else NaN (also for ``None``)."""
+    try:
+        value = float(x)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan
+    return value if math.isfinite(value) else math.nan
+
+
+def format_mean_error(mean: object, error: object) -> str:
+    """``format_value_error`` for results that may be incomplete: ``"n/a"`` without a finite mean, the mean
+    alone (6 significant digits) without a finite positive error.
+
+    >>> format_mean_error(0.44521, 0.0019), format_mean_error(1.0, None), format_mean_error(None, 0.1)
+    ('0.4452(19)', '1', 'n/a')
+    """
+    m, e = finite_or_nan(mean), finite_or_nan(error)
+    if math.isnan(m):
+        return "n/a"
+    if math.isnan(e) or e <= 0:
+        return f"{m:.6g}"
+    return format_value_error(m, e)
+
+
 def _value(x: object) -> float | np.ndarray:
     array = np.asarray(x, dtype=np.float64)
     if array.ndim == 0:
@@ -133,3 +157,35 @@ class GammaEstimate:
     def to_dict(self) -> dict[str, float | int]:
         """All fields as plain Python numbers (``window`` an int, the rest floats)."""
         return attrs.asdict(self)
+
+
+def _read_only_rho(x: object) -> np.ndarray:
+    array = np.array(x, dtype=np.float64)
+    array.setflags(write=False)
+    return array
+
+
+@typing.final
+@attrs.frozen(eq=False)
+class Autocorrelation:
+    r"""The normalised autocorrelation function of a series and Wolff's window (``autocorrelation``).
+
+    - `rho`: ``rho(t) = Gamma(t) / Gamma(0)`` for ``t = 0..n // 2`` (read-only float64; ``rho(0) = 1``),
+      from the bias-corrected ``Gamma(t)`` of the Gamma method.
+    - `window`: Wolff's automatic summation window ``W``.
+    - `tau_int`: ``1/2 + sum_{t=1}^{W} rho(t)``, the same number ``gamma_method`` reports.
+    - `tau_int_error`: ``2 tau_int sqrt((W + 1/2 - tau_int) / N)`` (Madras-Sokal).
+    """
+
+    rho: np.ndarray = attrs.field(converter=_read_only_rho)
+    window: int = attrs.field(converter=int)
+    tau_int: float = attrs.field(converter=float)
+    tau_int_error: float = attrs.field(converter=float)
+
+    def __attrs_post_init__(self) -> None:
+        if self.rho.ndim != 1 or self.rho.size < 1 or self.rho[0] != 1.0:
+            raise ValueError(f"Autocorrelation.rho must be 1-D with rho[0] = 1; got shape {self.rho.shape}"
+                             f"{f' and rho[0] = {self.rho[0]}' if self.rho.size else ''}")
+        if not 0 <= self.window < self.rho.size:
+            raise ValueError(f"Autocorrelation.window must be in 0..{self.rho.size - 1} (the lags of rho); "
+                             f"got {self.window}")

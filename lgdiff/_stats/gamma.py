@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .estimate import GammaEstimate
+from .estimate import Autocorrelation, GammaEstimate
 from .resampling import SeriesLike, as_series, as_series_set
 
 
@@ -36,37 +36,55 @@ def _autocovariance(delta: np.ndarray) -> np.ndarray:
     return lagged / (n * R - R * np.arange(t_max + 1))
 
 
-def _gamma_analysis(delta: np.ndarray, value: float, S: float, *, where: str) -> GammaEstimate:
+def _automatic_window(gamma: np.ndarray, n: int, N: int, S: float, *, where: str) -> int:
+    """Wolff's automatic window: the first ``W`` with ``g(W) < 0`` (module docstring); 0 for ``S = 0``."""
+    if S == 0:
+        return 0
+    W = np.arange(1, gamma.size)
+    excess = np.cumsum(gamma[1:]) / gamma[0]  # tau_int(W) - 1/2
+    positive = excess > 0
+    safe = np.where(positive, excess, 1.0)
+    tau = np.where(positive, S / np.log((safe + 1) / safe), np.finfo(np.float64).eps)
+    g = np.exp(-W / tau) - tau / np.sqrt(W * N)
+    below = np.flatnonzero(g < 0)
+    if below.size == 0:
+        raise ValueError(
+            f"{where}: Wolff's automatic windowing found no window W <= n/2 = {n // 2}: the series is too "
+            f"short for its autocorrelation time (tau_int({n // 2}) = {0.5 + excess[-1]:.3g} at n = {n} per "
+            f"chain; frozen chains look like this). Use longer chains, thin less, or pass S=0 to assume "
+            f"no autocorrelation."
+        )
+    return int(W[below[0]])
+
+
+def _windowed_gamma(delta: np.ndarray, S: float, *, where: str) -> tuple[np.ndarray, int] | None:
+    """Bias-corrected ``Gamma(t)``, ``t = 0..n // 2``, and the automatic window; ``None`` for a constant series."""
     n, R = delta.shape
     N = n * R
     gamma = _autocovariance(delta)
     if gamma[0] <= 0:  # a constant series: no fluctuations, no autocorrelation
-        return GammaEstimate(mean=value, error=0.0, tau_int=0.5, tau_int_error=0.0, window=0, n_eff=N)
-    if S == 0:
-        window = 0
-    else:
-        W = np.arange(1, gamma.size)
-        excess = np.cumsum(gamma[1:]) / gamma[0]  # tau_int(W) - 1/2
-        positive = excess > 0
-        safe = np.where(positive, excess, 1.0)
-        tau = np.where(positive, S / np.log((safe + 1) / safe), np.finfo(np.float64).eps)
-        g = np.exp(-W / tau) - tau / np.sqrt(W * N)
-        below = np.flatnonzero(g < 0)
-        if below.size == 0:
-            raise ValueError(
-                f"{where}: Wolff's automatic windowing found no window W <= n/2 = {n // 2}: the series is too "
-                f"short for its autocorrelation time (tau_int({n // 2}) = {0.5 + excess[-1]:.3g} at n = {n} per "
-                f"chain; frozen chains look like this). Use longer chains, thin less, or pass S=0 to assume "
-                f"no autocorrelation."
-            )
-        window = int(W[below[0]])
+        return None
+    window = _automatic_window(gamma, n, N, S, where=where)
     c_f = gamma[0] + 2 * gamma[1 : window + 1].sum()
     if c_f <= 0:
         raise ValueError(f"{where}: the estimated variance of the mean is not positive (C_F = {c_f:.3g}); the data are pathological")
-    gamma = gamma + c_f / N  # Wolff eq. 49: remove the O(1/N) bias of Gamma(t) from the subtracted mean
+    return gamma + c_f / N, window  # Wolff eq. 49: remove the O(1/N) bias of Gamma(t) from the subtracted mean
+
+
+def _tau_int_error(tau_int: float, window: int, N: int) -> float:
+    """Madras-Sokal: ``delta tau_int = 2 tau_int sqrt((W + 1/2 - tau_int) / N)``."""
+    return 2 * tau_int * math.sqrt(max(window + 0.5 - tau_int, 0.0) / N)
+
+
+def _gamma_analysis(delta: np.ndarray, value: float, S: float, *, where: str) -> GammaEstimate:
+    N = delta.size
+    windowed = _windowed_gamma(delta, S, where=where)
+    if windowed is None:
+        return GammaEstimate(mean=value, error=0.0, tau_int=0.5, tau_int_error=0.0, window=0, n_eff=N)
+    gamma, window = windowed
     c_f = gamma[0] + 2 * gamma[1 : window + 1].sum()
     tau_int = c_f / (2 * gamma[0])
-    tau_int_error = 2 * tau_int * math.sqrt(max(window + 0.5 - tau_int, 0.0) / N)
+    tau_int_error = _tau_int_error(tau_int, window, N)
     return GammaEstimate(
         mean=value,
         error=math.sqrt(c_f / N),
@@ -105,6 +123,38 @@ def gamma_method(series: SeriesLike, *, S: float = 1.5) -> GammaEstimate:
     a = as_series(series, where="gamma_method")
     mean = float(a.mean())
     return _gamma_analysis(a - mean, mean, S, where="gamma_method")
+
+
+def autocorrelation(series: SeriesLike, *, S: float = 1.5) -> Autocorrelation:
+    r"""Normalised autocorrelation function ``rho(t) = Gamma(t) / Gamma(0)`` and Wolff's window.
+
+    The same analysis as ``gamma_method`` (replicas summed, bias-corrected ``Gamma``, automatic
+    window), exposed for plotting: ``tau_int = 1/2 + sum_{t=1}^{W} rho(t)`` equals ``gamma_method``'s.
+    For an AR(1) process ``a_i = phi a_{i-1} + noise``, ``rho(t) = phi^t``.
+
+    **Arguments:**
+    - `series`: ``[n]`` or ``[n, chains]``, numpy or torch.
+    - `S`: window parameter, as in ``gamma_method``.
+
+    **Returns:** an ``Autocorrelation`` with ``rho`` for ``t = 0..n // 2``. Raises ``ValueError`` for a
+    constant series (``Gamma(0) = 0``: rho is undefined) or when no window is found (as ``gamma_method``).
+
+    >>> rng = np.random.default_rng(1)
+    >>> acf = autocorrelation(rng.normal(size=10_000))  # white noise: rho(t > 0) ~ 0, W = 1
+    >>> acf.window, round(float(acf.rho[0]), 3), abs(float(acf.rho[1])) < 0.05
+    (1, 1.0, True)
+    """
+    _check_S(S, "autocorrelation")
+    a = as_series(series, where="autocorrelation")
+    windowed = _windowed_gamma(a - a.mean(), S, where="autocorrelation")
+    if windowed is None:
+        raise ValueError(f"autocorrelation: the series is constant ({float(a.flat[0])!r} throughout), so "
+                         f"rho(t) = Gamma(t) / Gamma(0) is undefined; check that the observable fluctuates")
+    gamma, window = windowed
+    rho = gamma / gamma[0]
+    tau_int = 0.5 + float(rho[1 : window + 1].sum())
+    tau_int_error = _tau_int_error(tau_int, window, a.size)
+    return Autocorrelation(rho=rho, window=window, tau_int=tau_int, tau_int_error=tau_int_error)
 
 
 def gamma_method_derived(fn: Callable[..., float], *series: SeriesLike, S: float = 1.5) -> GammaEstimate:
