@@ -7,7 +7,7 @@ given, and models it ships go under that work directory.
 
 import argparse
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,25 +24,33 @@ def wants_smoke(argv: Sequence[str]) -> bool:
     return pre.parse_known_args(list(argv))[0].smoke
 
 
-def work_dir(work: Path | None, *, smoke: bool, default: Path) -> Path:
-    """``--work`` if given; otherwise ``default`` for a full run, a fresh temporary directory for a smoke run."""
-    if work is not None:
-        return work
+def work_and_dest(parser: argparse.ArgumentParser, work: Path | None, dest: Path | None, *, smoke: bool,
+                  default_work: Path) -> tuple[Path, Path]:
+    """The work directory and where ``ship`` writes.
+
+    A full run: ``--work`` (default ``default_work``) and ``--dest`` (default lgdiff/models). A smoke run: ``--work``
+    (default a fresh temporary directory) and ``--dest`` (default ``WORK/models``), which must lie under the work
+    directory; any other ``--dest`` is a usage error, raised before anything is created.
+    """
     if not smoke:
-        return default
-    work = Path(tempfile.mkdtemp(prefix="lgdiff-smoke-"))
-    print(f"smoke run in {work}", flush=True)
-    return work
+        return (default_work if work is None else work), (SHIPPED_MODELS if dest is None else dest)
+    if dest is not None and (work is None or not dest.resolve().is_relative_to(work.resolve())):
+        where = "a fresh temporary directory" if work is None else str(work)
+        parser.error(f"--smoke ships models only under its work directory ({where}); got --dest {dest}. "
+                     f"Leave --dest out (it defaults to WORK/models) or give a --work that contains it")
+    if work is None:
+        work = Path(tempfile.mkdtemp(prefix="lgdiff-smoke-"))
+        print(f"smoke run in {work}", flush=True)
+    return work, (work / "models" if dest is None else dest)
 
 
-def dest_dir(parser: argparse.ArgumentParser, dest: Path | None, work: Path, *, smoke: bool) -> Path:
-    """Where ``ship`` writes: ``--dest``, by default lgdiff/models; a smoke run writes only under ``--work``
-    (by default ``work/models``) and refuses any other ``--dest``."""
+def ensure_checkpoint(parser: argparse.ArgumentParser, work: Path, model: str, *, smoke: bool,
+                      train: Callable[[], None]) -> None:
+    """Before ``ship``: a full run needs ``train --model MODEL`` to have run (else a usage error); a smoke run
+    calls ``train()`` to make what it ships."""
+    if (work / f"{model}.ckpt.safetensors").exists():
+        return
     if not smoke:
-        return SHIPPED_MODELS if dest is None else dest
-    if dest is None:
-        return work / "models"
-    if not dest.resolve().is_relative_to(work.resolve()):
-        parser.error(f"--smoke ships models only under the work directory {work}; got --dest {dest}. "
-                     f"Leave --dest out (it defaults to {work / 'models'}) or choose a folder under --work")
-    return dest
+        parser.error(f"no checkpoint {work / f'{model}.ckpt.safetensors'} to ship: run "
+                     f"'train --work {work} --model {model}' first")
+    train()

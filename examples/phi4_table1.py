@@ -85,6 +85,10 @@ def main() -> None:
     if smoke:
         p.set_defaults(**SMOKE)
     args = p.parse_args()
+    for option, path in (("--model", args.model), ("--test", args.test)):
+        if path is not None and not path.is_file():
+            p.error(f"{option} {path}: no such file (the test set is made by train_phi4_models.py data; "
+                    f"--smoke makes a tiny one itself)")
     torch.set_num_threads(1)
     if args.test is None:  # only in a smoke run (required otherwise)
         with tempfile.TemporaryDirectory(prefix="lgdiff-smoke-") as work:

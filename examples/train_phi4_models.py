@@ -50,7 +50,7 @@ from lgdiff._run.theory import Theory
 from lgdiff._sde.ve import VESDE
 from lgdiff._train.dsm import TrainConfig, train_ncsnpp
 
-from _smoke import SMOKE_HELP, dest_dir, wants_smoke, work_dir  # noqa: E402  (examples/_smoke.py)
+from _smoke import SMOKE_HELP, ensure_checkpoint, wants_smoke, work_and_dest  # noqa: E402  (examples/_smoke.py)
 
 LAM = 0.022
 
@@ -164,8 +164,7 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     recipe = SMOKE if smoke else FULL
     torch.set_num_threads(1)
-    work = work_dir(args.work, smoke=smoke, default=Path("/tmp/lgdiff-phi4"))
-    dest = dest_dir(parser, args.dest, work, smoke=smoke)
+    work, dest = work_and_dest(parser, args.work, args.dest, smoke=smoke, default_work=Path("/tmp/lgdiff-phi4"))
     work.mkdir(parents=True, exist_ok=True)
     if args.stage == "data":
         for name in recipe.ensembles:
@@ -176,11 +175,8 @@ def main(argv: list[str]) -> None:
         train(recipe, work, args.model, argv)
     else:
         for model in SHIPPED:
-            if not (work / f"{model}.ckpt.safetensors").exists():
-                if not smoke:
-                    parser.error(f"no checkpoint {work / f'{model}.ckpt.safetensors'} to ship: run "
-                                 f"'train --work {work} --model {model}' first")
-                train(recipe, work, model, [*argv, "--model", model])  # a smoke run makes what it ships
+            ensure_checkpoint(parser, work, model, smoke=smoke,
+                              train=lambda model=model: train(recipe, work, model, [*argv, "--model", model]))
             ship(work, model, dest)
 
 
