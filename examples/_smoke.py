@@ -29,11 +29,14 @@ def work_and_dest(parser: argparse.ArgumentParser, work: Path | None, dest: Path
     """The work directory and where ``ship`` writes.
 
     A full run: ``--work`` (default ``default_work``) and ``--dest`` (default lgdiff/models). A smoke run: ``--work``
-    (default a fresh temporary directory) and ``--dest`` (default ``WORK/models``), which must lie under the work
-    directory; any other ``--dest`` is a usage error, raised before anything is created.
+    (default a fresh temporary directory; not inside the repository) and ``--dest`` (default ``WORK/models``), which
+    must lie under the work directory; anything else is a usage error, raised before anything is created.
     """
     if not smoke:
         return (default_work if work is None else work), (SHIPPED_MODELS if dest is None else dest)
+    if work is not None and work.resolve().is_relative_to(REPO):
+        parser.error(f"--smoke never writes into the repository; got --work {work} inside {REPO}. "
+                     f"Leave --work out (a fresh temporary directory) or choose one outside the checkout")
     if dest is not None and (work is None or not dest.resolve().is_relative_to(work.resolve())):
         where = "a fresh temporary directory" if work is None else str(work)
         parser.error(f"--smoke ships models only under its work directory ({where}); got --dest {dest}. "

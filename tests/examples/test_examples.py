@@ -4,7 +4,7 @@ Each script runs in a subprocess (``sys.executable examples/X.py ... --smoke``, 
 OMP_NUM_THREADS=1), as a user would run it. The checks are on what the stage must produce: the files it writes
 (with the sizes the smoke recipe asks for), the lines it prints (finite numbers; exact values where the script
 prints them, checked against an independent quadrature or closed form) and that nothing was written into the
-repository (``git status`` of lgdiff/models, and the files there, unchanged).
+repository (``git status`` of lgdiff/models and examples/, and the shipped model files, unchanged).
 """
 
 import json
@@ -29,11 +29,12 @@ SHIPPED = REPO / "lgdiff" / "models"
 NUMBER = r"[-+]?(?:\d+\.?\d*(?:e[-+]?\d+)?|nan|inf)"
 
 
-def _models_state() -> tuple[str, list[tuple[str, int, int]]]:
-    """``git status`` of lgdiff/models (empty when git or the checkout is missing) and its files' sizes and times."""
+def _repository_state() -> tuple[str, list[tuple[str, int, int]]]:
+    """``git status`` of lgdiff/models and examples/ (empty when git or the checkout is missing), and the sizes and
+    times of the shipped model files."""
     try:
         status = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=all", "--",
-                                 "lgdiff/models"], capture_output=True, text=True, check=True).stdout
+                                 "lgdiff/models", "examples"], capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
         status = ""
     files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in SHIPPED.iterdir())
@@ -42,10 +43,10 @@ def _models_state() -> tuple[str, list[tuple[str, int, int]]]:
 
 @pytest.fixture(autouse=True)
 def _repository_untouched():
-    """No smoke run may write into the repository's shipped models."""
-    before = _models_state()
+    """No smoke run may write into the repository (its shipped models, or next to the scripts)."""
+    before = _repository_state()
     yield
-    assert _models_state() == before, "a smoke run changed lgdiff/models"
+    assert _repository_state() == before, "a smoke run wrote into lgdiff/models or examples/"
 
 
 def run_example(script: str, *args: str, cwd: Path, expect: int = 0,
@@ -107,10 +108,13 @@ def test_phi4_ship_without_work_uses_a_fresh_temporary_directory(tmp_path):
         assert meta["step"] == 4 and meta["train_seconds_wall"] >= 0
 
 
-def test_smoke_refuses_to_ship_into_the_repository(tmp_path):
-    proc = run_example("train_phi4_models.py", "ship", "--dest", str(SHIPPED), cwd=tmp_path, expect=2)
-    assert "error: --smoke ships models only under its work directory" in proc.stderr
-    assert "Traceback" not in proc.stderr
+@pytest.mark.parametrize(("args", "message"), [
+    (("--dest", str(SHIPPED)), "error: --smoke ships models only under its work directory"),
+    (("--work", str(REPO / "examples")), "error: --smoke never writes into the repository"),
+], ids=["dest", "work"])
+def test_smoke_refuses_to_write_into_the_repository(tmp_path, args, message):
+    proc = run_example("train_gauge_models.py", "ship", *args, cwd=tmp_path, expect=2)
+    assert message in proc.stderr and "Traceback" not in proc.stderr
     assert not any(tmp_path.iterdir())  # refused before a work directory was made
 
 
