@@ -9,11 +9,23 @@ HMC test set: <M>, chi_2, U_L (jackknife errors); and R^2 of the effective actio
 
 The test set is made by ``examples/train_phi4_models.py data`` (or the ``lgdiff generate`` command it prints).
 Every part is optional (set its count to 0). Numbers are printed as a table and written to --json.
+
+Cost on one CPU core (estimated from 0.39 CPU s per call of the shipped network on a batch of 128 at L = 32):
+the defaults (raw reverse SDE, 1024 samples x 100 steps, and R^2) about 7 minutes; the command above, with the
+path and MAALA routes, roughly twice that. Each row prints its own CPU seconds.
+
+``--smoke`` runs every route (raw SDE, R^2, path IMH, MAALA) with the shipped model at tiny sizes (L = 8, a few
+samples, 4 SDE steps: seconds on one core); without ``--test`` it generates a tiny HMC test set itself in a
+temporary directory (the ``k0.21_L32_test`` smoke ensemble of ``train_phi4_models.py``). Explicit options
+override the smoke sizes:
+
+    OMP_NUM_THREADS=1 python examples/phi4_table1.py --smoke
 """
 
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -28,29 +40,65 @@ from lgdiff._geometry.lattice import Lattice  # noqa: E402
 from lgdiff._io.ensemble import Ensemble  # noqa: E402
 from lgdiff._samplers.diffusion import log_likelihood, maala, path_imh, reverse_sde  # noqa: E402
 
+from _smoke import SMOKE_HELP, wants_smoke  # noqa: E402  (examples/_smoke.py)
+
+# --smoke: every route at tiny sizes (explicit options still win)
+SMOKE = {"L": 8, "n_sde": 8, "batch": 8, "steps": 4, "n_r2": 8, "r2_steps": 2, "path_chains": 2, "path_n": 2,
+         "maala_chains": 2, "maala_n": 4, "maala_therm": 2}
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The module docstring as written, and each option's default."""
+
+
+def smoke_test_set(work: Path) -> Path:
+    """The tiny HMC test set of a smoke run (``train_phi4_models.py``'s smoke ``k0.21_L32_test``, L = 8)."""
+    import train_phi4_models
+
+    train_phi4_models.make_ensemble(train_phi4_models.SMOKE, work, "k0.21_L32_test")
+    return work / "k0.21_L32_test.safetensors"
+
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", type=Path, default=MODELS / "phi4_k0.21_L32.safetensors")
-    p.add_argument("--test", type=Path, required=True, help="independent HMC ensemble at the same couplings")
-    p.add_argument("--L", type=int, default=32)
-    p.add_argument("--kappa", type=float, default=0.21)
-    p.add_argument("--n-sde", type=int, default=1024)
-    p.add_argument("--batch", type=int, default=128)
+    smoke = wants_smoke(sys.argv[1:])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=_HelpFormatter)
+    p.add_argument("--model", type=Path, default=MODELS / "phi4_k0.21_L32.safetensors", help="score model file")
+    p.add_argument("--test", type=Path, required=not smoke,
+                   help="independent HMC ensemble at the same couplings (--smoke: generated if not given)")
+    p.add_argument("--L", type=int, default=32, help="lattice size L (L x L); the seed: 32")
+    p.add_argument("--kappa", type=float, default=0.21, help="hopping parameter")
+    p.add_argument("--n-sde", type=int, default=1024, help="raw reverse-SDE samples")
+    p.add_argument("--batch", type=int, default=128, help="reverse-SDE batch size")
     p.add_argument("--steps", type=int, default=100, help="reverse-SDE steps (raw and path routes)")
-    p.add_argument("--n-r2", type=int, default=128)
-    p.add_argument("--r2-steps", type=int, default=50)
-    p.add_argument("--path-chains", type=int, default=0)
-    p.add_argument("--path-n", type=int, default=0)
-    p.add_argument("--maala-chains", type=int, default=0)
-    p.add_argument("--maala-n", type=int, default=0)
-    p.add_argument("--maala-t", type=float, default=0.02)
-    p.add_argument("--maala-step", type=float, default=0.1)
-    p.add_argument("--maala-therm", type=int, default=50)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", type=Path)
+    p.add_argument("--n-r2", type=int, default=128, help="generated samples for R^2")
+    p.add_argument("--r2-steps", type=int, default=50, help="PF-ODE Heun steps for R^2")
+    p.add_argument("--path-chains", type=int, default=0, help="path-space IMH chains (full: 16)")
+    p.add_argument("--path-n", type=int, default=0, help="path-space IMH steps per chain (full: 16)")
+    p.add_argument("--maala-chains", type=int, default=0, help="MAALA chains (full: 32)")
+    p.add_argument("--maala-n", type=int, default=0, help="MAALA records per chain after --maala-therm (full: 400)")
+    p.add_argument("--maala-t", type=float, default=0.02, help="MAALA Langevin time t")
+    p.add_argument("--maala-step", type=float, default=0.1, help="MAALA step size e")
+    p.add_argument("--maala-therm", type=int, default=50, help="MAALA steps discarded")
+    p.add_argument("--seed", type=int, default=0, help="seed of the one generator")
+    p.add_argument("--json", type=Path, help="also write the numbers to this JSON file")
+    p.add_argument("--smoke", action="store_true", help=f"{SMOKE_HELP}; sizes: " + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in SMOKE.items()))
+    if smoke:
+        p.set_defaults(**SMOKE)
     args = p.parse_args()
+    for option, path in (("--model", args.model), ("--test", args.test)):
+        if path is not None and not path.is_file():
+            p.error(f"{option} {path}: no such file (the test set is made by train_phi4_models.py data; "
+                    f"--smoke makes a tiny one itself)")
     torch.set_num_threads(1)
+    if args.test is None:  # only in a smoke run (required otherwise)
+        with tempfile.TemporaryDirectory(prefix="lgdiff-smoke-") as work:
+            args.test = smoke_test_set(Path(work))
+            run(args)
+    else:
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
     score, net, meta = load_score(args.model)
     sde = net.sde
     lattice = Lattice(shape=(args.L, args.L))
@@ -96,7 +144,7 @@ def main() -> None:
         M = res.samples[args.maala_therm:].mean(dim=(2, 3)).numpy()
         rows[f"DM MAALA (t = {args.maala_t}, e = {args.maala_step})"] = {
             "n": int(M.size), "acceptance": float(res.acceptance[args.maala_therm:].mean()), "cpu_s": tm.cpu,
-            **magnetisation_table(M, V, n_bins=20)}
+            **magnetisation_table(M, V, n_bins=min(20, M.shape[0]))}
 
     print(f"2D phi^4 L = {args.L}, kappa = {args.kappa}, lambda = {LAM}; model {args.model.name} "
           f"(trained {meta.get('step')} steps on L = {meta.get('lattice')})")

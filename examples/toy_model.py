@@ -18,12 +18,20 @@ reverse SDE sampler, and the generated <phi^2>, <phi^4> are compared with ``lgdi
     python examples/toy_model.py                  # writes toy_model.png if matplotlib is installed
     python examples/toy_model.py --out fig.png --steps 3000
 
-Runs in about a minute on one CPU core.
+The default run (3000 DSM steps of a width-64 MLP per well, 20000 reverse-SDE samples at 500 steps as in the
+seed, quadrature on 8001 points) takes about a minute on one CPU core.
+
+``--smoke`` takes the same path at tiny sizes (20 training steps, width 8, 200 samples, 20 SDE steps, 1601
+quadrature points: seconds on one core) and writes its figure into a fresh temporary directory unless ``--out``
+is given. Explicit options override the smoke sizes:
+
+    python examples/toy_model.py --smoke
 """
 
 import argparse
 import math
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,6 +44,8 @@ from lgdiff._exact import toy_moments  # noqa: E402
 from lgdiff._samplers.diffusion import reverse_sde  # noqa: E402
 from lgdiff._sde.ve import VESDE  # noqa: E402
 from lgdiff._train.dsm import dsm_loss  # noqa: E402
+
+from _smoke import SMOKE_HELP, wants_smoke  # noqa: E402  (examples/_smoke.py)
 
 G = 0.4
 TIMES = (0.05, 0.2, 0.4, 0.6, 1.0)
@@ -88,11 +98,11 @@ def exact_samples(n: int, m2: float, generator: torch.Generator) -> Tensor:
     return grid[torch.searchsorted(cdf, u).clamp(max=grid.numel() - 1)]
 
 
-def train(m2: float, steps: int, seed: int) -> tuple[MLPScore, float]:
+def train(m2: float, steps: int, seed: int, width: int = 64) -> tuple[MLPScore, float]:
     sde = VESDE()
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    model = MLPScore(sde).double()
+    model = MLPScore(sde, width).double()
     data = exact_samples(100_000, m2, generator)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
@@ -116,20 +126,41 @@ def learned_action(model: MLPScore, grid: Tensor, t: float) -> tuple[Tensor, Ten
     return -log_q, score
 
 
+# --smoke: the same path at tiny sizes (explicit options still win)
+SMOKE = {"steps": 20, "width": 8, "samples": 200, "sde_steps": 20, "quad_points": 1601}
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The module docstring as written, and each option's default."""
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path("toy_model.png"))
+    smoke = wants_smoke(sys.argv[1:])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=_HelpFormatter)
+    parser.add_argument("--out", type=Path, help="the figure (default toy_model.png; --smoke: in a fresh "
+                                                 "temporary directory)")
     parser.add_argument("--steps", type=int, default=3000, help="DSM training steps per model")
+    parser.add_argument("--width", type=int, default=64, help="hidden width of the MLP score")
     parser.add_argument("--samples", type=int, default=20_000, help="reverse-SDE samples for the moments")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sde-steps", type=int, default=500, help="reverse-SDE steps for the moments (the seed: 500)")
+    parser.add_argument("--quad-points", type=int, default=8001,
+                        help="quadrature points on [-40, 40] for the exact p_t (memory grows as their square)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the training and sampling generators")
+    parser.add_argument("--smoke", action="store_true", help=f"{SMOKE_HELP}; sizes: "
+                        + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in SMOKE.items()))
+    if smoke:
+        parser.set_defaults(**SMOKE)
     args = parser.parse_args()
+    if args.out is None:
+        args.out = Path(tempfile.mkdtemp(prefix="lgdiff-smoke-")) / "toy_model.png" if smoke else Path("toy_model.png")
     torch.set_num_threads(1)
     sde = VESDE()
     grid = torch.linspace(-6, 6, 601, dtype=torch.float64)
-    wide = torch.linspace(-40, 40, 8001, dtype=torch.float64)  # the quadrature needs the diffused tails
+    # the quadrature needs the diffused tails
+    wide = torch.linspace(-40, 40, args.quad_points, dtype=torch.float64)
     results = {}
     for label, m2 in (("single well", 1.0), ("double well", -1.0)):
-        model, seconds = train(m2, args.steps, args.seed)
+        model, seconds = train(m2, args.steps, args.seed, args.width)
         curves = []
         print(f"\n{label} (mu^2 = {m2:+.0f}, g = {G}): MLP trained {args.steps} steps in {seconds:.1f} s")
         print(f"{'t':>5} {'s(t)':>7} {'max|drift err|/max|drift|':>26} {'max|S_eff err| (|phi|<4)':>26}")
@@ -150,13 +181,13 @@ def main() -> None:
             curves.append((t, drift_exact, drift_learn, s_e, s_l))
         generator = torch.Generator().manual_seed(args.seed + 1)
         x_T = sde.prior_sample((args.samples,), generator=generator, dtype=torch.float64)
-        x0 = reverse_sde(model, sde, x_T, steps=500, generator=generator)
+        x0 = reverse_sde(model, sde, x_T, steps=args.sde_steps, generator=generator)
         m2_exact, m4_exact = toy_moments(m2, G)
         n = x0.numel()
         for k, exact in ((2, m2_exact), (4, m4_exact)):
             xk = x0**k
             mean, err = float(xk.mean()), float(xk.std() / math.sqrt(n))
-            print(f"  reverse SDE (500 steps, {n} samples): <phi^{k}> = {mean:.4f} +- {err:.4f}   exact {exact:.4f}   "
+            print(f"  reverse SDE ({args.sde_steps} steps, {n} samples): <phi^{k}> = {mean:.4f} +- {err:.4f}   exact {exact:.4f}   "
                   f"({(mean - exact) / err:+.1f} sigma)")
         results[label] = curves
     try:

@@ -17,6 +17,21 @@ equivalent command is printed and stored in each file). ``train`` runs denoising
 keeps the EMA weights and the provenance and writes lgdiff/models/. ``validate`` samples with
 ``GaugeSampleConfig`` and compares with heatbath reference ensembles (su3) or the exact 2D U(1) values (u1).
 Everything is resumable and deterministic given the seeds.
+
+Cost of the default run (wall time on the shared 2-core development CPU, OMP_NUM_THREADS=1, docs/gauge-diffusion.md):
+``data`` about 27 minutes (455 s for the SU(3) 4^4 training set, 14 s for U(1) 16^2, 1141 s for the SU(3) 6^4
+reference), ``train`` 507 s (su3_b5.0_L4) and 232 s (u1_b1.0_L16), ``ship`` a second, ``validate --check su3``
+70-80 s of sampling (after the reference ensemble), ``validate --check u1`` about 4 minutes (12 runs of 5-60 s).
+
+``--smoke`` runs the same stages with the same model names at tiny sizes (SU(3) on 2^4 and 4^4, U(1) on 4^2, a few
+configurations, a 2-channel L-CNN trained for 3 steps, MAALA with 2 chains; validate u1 at one beta and one L):
+seconds per stage on one core, e.g.
+
+    OMP_NUM_THREADS=1 python examples/train_gauge_models.py validate --check su3 --smoke
+
+A smoke run works in a fresh temporary directory unless ``--work`` is given, makes whatever its stage needs
+(``ship`` trains the models it ships, ``validate`` samples with the models it trains and ships into
+``WORK/models``, not with the models in lgdiff/models) and never writes into lgdiff/models.
 """
 
 import argparse
@@ -27,7 +42,9 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NamedTuple
 
+import attrs
 import torch
 
 from lgdiff import SU, U1, LinkField
@@ -43,6 +60,8 @@ from lgdiff._run.theory import Theory
 from lgdiff._sde.group import GroupVE
 from lgdiff._stats import gamma_method
 from lgdiff._train.gauge import GaugeTrainConfig, train_lcnn
+
+from _smoke import SMOKE_HELP, ensure_checkpoint, wants_smoke, work_and_dest  # examples/_smoke.py
 
 # name -> (theory, D, L, beta, chains, n, every, therm, seed): n * chains heatbath configurations
 ENSEMBLES: dict[str, tuple[str, int, int, float, int, int, int, int, int]] = {
@@ -61,32 +80,61 @@ MODELS: dict[str, tuple[str, LCNNConfig, GaugeTrainConfig]] = {
                                      checkpoint_every=100, t_focus=0.5)),
 }
 
+# --smoke: the same names at tiny sizes (seconds on one core); the heatbath needs even L
+SMOKE_ENSEMBLES: dict[str, tuple[str, int, int, float, int, int, int, int, int]] = {
+    "su3_b5.0_L4_train": ("su3", 4, 2, 5.0, 2, 2, 1, 2, 1),
+    "u1_b1.0_L16_train": ("u1", 2, 4, 1.0, 2, 2, 1, 2, 2),
+    "su3_b5.5_L6_ref": ("su3", 4, 4, 5.5, 2, 2, 1, 2, 3),  # W(2,2) needs L >= 3
+}
+SMOKE_MODELS: dict[str, tuple[str, LCNNConfig, GaugeTrainConfig]] = {
+    model: (data, attrs.evolve(arch, channels=2, blocks=1, time_features=4),
+            attrs.evolve(config, steps=3, batch_size=2, checkpoint_every=3))
+    for model, (data, arch, config) in MODELS.items()
+}
 
-def generate_command(name: str) -> str:
-    theory, dim, L, beta, chains, n, every, therm, seed = ENSEMBLES[name]
+
+class Recipe(NamedTuple):
+    """The ensembles, models and validation runs: the shipped recipe, or its ``--smoke`` miniature."""
+
+    ensembles: dict[str, tuple[str, int, int, float, int, int, int, int, int]]
+    models: dict[str, tuple[str, LCNNConfig, GaugeTrainConfig]]
+    su3_settings: dict[str, Any]  # GaugeSampleConfig fields of the su3 validation (L, beta: the reference's)
+    u1_betas: tuple[float, ...]
+    u1_sizes: tuple[int, ...]
+    u1_settings: dict[str, Any]
+
+
+FULL = Recipe(ENSEMBLES, MODELS, {}, (1.0, 3.0, 5.0, 7.0), (8, 16, 32),
+              {"n": 100, "chains": 16, "every": 5, "therm": 100})
+SMOKE = Recipe(SMOKE_ENSEMBLES, SMOKE_MODELS, {"n": 2, "chains": 2, "steps": 4, "therm": 2, "every": 1}, (1.0,), (4,),
+               {"n": 4, "chains": 2, "steps": 4, "therm": 2, "every": 1})
+
+
+def generate_command(recipe: Recipe, name: str) -> str:
+    theory, dim, L, beta, chains, n, every, therm, seed = recipe.ensembles[name]
     return (f"lgdiff generate --theory {theory} --dim {dim} --L {L} --beta {beta} --algorithm heatbath "
             f"--chains {chains} --n {n} --every {every} --therm {therm} --seed {seed} --out {name}.safetensors")
 
 
-def make_ensemble(work: Path, name: str) -> Ensemble:
-    theory, dim, L, beta, chains, n, every, therm, seed = ENSEMBLES[name]
+def make_ensemble(recipe: Recipe, work: Path, name: str) -> Ensemble:
+    theory, dim, L, beta, chains, n, every, therm, seed = recipe.ensembles[name]
     th = Theory(name=theory, lattice=Lattice(shape=(L,) * dim), params={"beta": beta})
     config = GenerateConfig(theory=th, algorithm="heatbath", n=n, chains=chains, every=every, therm=therm, seed=seed)
     t0 = time.perf_counter()
-    ens = config.run(work / f"{name}.safetensors", command=generate_command(name), flush_every=4)
+    ens = config.run(work / f"{name}.safetensors", command=generate_command(recipe, name), flush_every=4)
     print(f"{name}: {ens.n_records} x {ens.chains} configurations, {time.perf_counter() - t0:.1f} s", flush=True)
     return ens
 
 
-def train(work: Path, model: str, argv: list[str]) -> None:
-    data_name, arch, config = MODELS[model]
-    ens = make_ensemble(work, data_name)
+def train(recipe: Recipe, work: Path, model: str, argv: list[str]) -> None:
+    data_name, arch, config = recipe.models[model]
+    ens = make_ensemble(recipe, work, data_name)
     links = ens.configs()  # [records * chains, D, *L, N, N]
     meta = ens.metadata
     command = "OMP_NUM_THREADS=1 python examples/train_gauge_models.py " + " ".join(shlex.quote(a) for a in argv)
     provenance = {"theory": meta.theory, "beta": float(meta.params["beta"]), "L": meta.lattice[0],
                   "data": f"{data_name}.safetensors ({links.batch} configurations)",
-                  "data_metadata": json.loads(meta.to_json()), "data_command": generate_command(data_name),
+                  "data_metadata": json.loads(meta.to_json()), "data_command": generate_command(recipe, data_name),
                   "command": command, "train_hardware": "2-core shared CPU, OMP_NUM_THREADS=1, float32"}
     t0 = time.perf_counter()
     log_every = max(1, config.steps // 30)
@@ -111,11 +159,13 @@ def ship(work: Path, model: str, dest: Path) -> Path:
     return out
 
 
-def _sample(work: Path, name: str, theory: str, L: int, beta: float, **settings: object) -> tuple[Ensemble, float]:
+def _sample(work: Path, name: str, theory: str, L: int, beta: float, *, model: Path | None,
+            **settings: object) -> tuple[Ensemble, float]:
+    """Sample with ``model`` (None: the shipped one) unless ``work/name.safetensors`` exists."""
     out = work / f"{name}.safetensors"
     t0 = time.perf_counter()
     if not out.exists():
-        GaugeSampleConfig.from_model(theory, L, beta=beta, **settings).run(out)
+        GaugeSampleConfig.from_model(theory, L, beta=beta, model=model, **settings).run(out)
     seconds = time.perf_counter() - t0
     ens = Ensemble.load(out)
     print(f"{name}: {ens.n_records} x {ens.chains}, settings {ens.metadata.settings}, {seconds:.0f} s", flush=True)
@@ -143,6 +193,12 @@ def _estimate(series: torch.Tensor) -> dict[str, float]:
     return out
 
 
+def _z(difference: float, error: float) -> float:
+    """``difference / error`` in units of the error; NaN for a zero error (a chain that never moved, e.g. in a
+    smoke run with an untrained model)."""
+    return difference / error if error > 0 else math.nan
+
+
 SU3_OBSERVABLES: dict[str, Callable[[LinkField], torch.Tensor]] = {
     "plaquette": mean_plaquette,
     "W(1,1)": lambda U: wilson_loop(U, 1, 1),
@@ -153,12 +209,13 @@ SU3_OBSERVABLES: dict[str, Callable[[LinkField], torch.Tensor]] = {
 }
 
 
-def validate_su3(work: Path) -> None:
-    ref_ens = make_ensemble(work, "su3_b5.5_L6_ref")
-    ens, seconds = _sample(work, "su3_L6_b5.5_maala", "su3", 6, 5.5)
+def validate_su3(recipe: Recipe, work: Path, model: Path | None) -> None:
+    ref_ens = make_ensemble(recipe, work, "su3_b5.5_L6_ref")
+    _, _, L, beta, *_ = recipe.ensembles["su3_b5.5_L6_ref"]
+    ens, seconds = _sample(work, f"su3_L{L}_b{beta}_maala", "su3", L, beta, model=model, **recipe.su3_settings)
     for key, fn in SU3_OBSERVABLES.items():
         a, b = _estimate(ens.series(_aligned(fn))), _estimate(ref_ens.series(_aligned(fn)))
-        z = (a["mean"] - b["mean"]) / math.hypot(a["error"], b["error"])
+        z = _z(a["mean"] - b["mean"], math.hypot(a["error"], b["error"]))
         print(f"  {key:9s} maala {a['mean']:.5f}({a['error']:.5f}) [chains {a['err_chains']:.5f}, gamma "
               f"{a['err_gamma']:.5f}, tau {a['tau_int']:.1f}]  heatbath {b['mean']:.5f}({b['error']:.5f}) "
               f"[tau {b['tau_int']:.1f}]  z = {z:+.2f}", flush=True)
@@ -166,49 +223,71 @@ def validate_su3(work: Path) -> None:
     print(f"  acceptance {acc['mean']:.3f}({acc['error']:.3f}); wall time {seconds:.0f} s", flush=True)
 
 
-def validate_u1(work: Path) -> None:
-    for beta in (1.0, 3.0, 5.0, 7.0):
-        for L in (8, 16, 32):
+def validate_u1(recipe: Recipe, work: Path, model: Path | None) -> None:
+    for beta in recipe.u1_betas:
+        for L in recipe.u1_sizes:
             name = f"u1_L{L}_b{beta}_maala"
-            ens, seconds = _sample(work, name, "u1", L, beta, n=100, chains=16, every=5, therm=100)
+            ens, seconds = _sample(work, name, "u1", L, beta, model=model, **recipe.u1_settings)
             lines = []
             for r in range(1, min(4, L // 2 - 1) + 1):
                 est = _estimate(ens.series(lambda U, r=r: wilson_loop(U, r, r)))
                 exact = u1_2d_wilson_loop(beta, (L, L), r, r)
                 lines.append(f"W({r},{r}) {est['mean']:.5f}({est['error']:.5f}) exact {exact:.5f} "
-                             f"z = {(est['mean'] - exact) / est['error']:+.2f}")
+                             f"z = {_z(est['mean'] - exact, est['error']):+.2f}")
             est = _estimate(ens.series(topological_charge_u1_2d) ** 2 / (L * L))
             exact = u1_2d_topological_susceptibility(beta, (L, L))
             lines.append(f"chi_t {est['mean']:.5f}({est['error']:.5f}) exact {exact:.5f} "
-                         f"z = {(est['mean'] - exact) / est['error']:+.2f}")
+                         f"z = {_z(est['mean'] - exact, est['error']):+.2f}")
             acc = float(ens.acceptance.mean())
             print(f"{name}: acceptance {acc:.3f}, {seconds:.0f} s\n  " + "\n  ".join(lines), flush=True)
 
 
+THEORY_MODEL = {"su3": "su3_b5.0_L4", "u1": "u1_b1.0_L16"}
+"""--check -> the model it validates."""
+
+
+def _ship_all(recipe: Recipe, work: Path, dest: Path, argv: list[str], *, smoke: bool,
+              parser: argparse.ArgumentParser) -> None:
+    for model in recipe.models:
+        ensure_checkpoint(parser, work, model, smoke=smoke,
+                          train=lambda model=model: train(recipe, work, model, [*argv, "--model", model]))
+        ship(work, model, dest)
+
+
 def main(argv: list[str]) -> None:
+    smoke = wants_smoke(argv)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("stage", choices=("data", "train", "ship", "validate"))
-    parser.add_argument("--work", type=Path, default=Path("/tmp/lgdiff-gauge"))
+    parser.add_argument("--work", type=Path, help="work directory (default /tmp/lgdiff-gauge; --smoke: a fresh "
+                                                  "temporary directory)")
     parser.add_argument("--model", choices=tuple(MODELS))
-    parser.add_argument("--check", choices=("su3", "u1"))
-    parser.add_argument("--dest", type=Path, default=Path(__file__).resolve().parents[1] / "lgdiff" / "models")
+    parser.add_argument("--check", choices=tuple(THEORY_MODEL))
+    parser.add_argument("--dest", type=Path, help="where ship writes (default lgdiff/models; --smoke: WORK/models, "
+                                                  "and only under WORK)")
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args(argv)
+    recipe = SMOKE if smoke else FULL
     torch.set_num_threads(1)
-    args.work.mkdir(parents=True, exist_ok=True)
+    work, dest = work_and_dest(parser, args.work, args.dest, smoke=smoke, default_work=Path("/tmp/lgdiff-gauge"))
+    work.mkdir(parents=True, exist_ok=True)
     if args.stage == "data":
-        for name in ENSEMBLES:
-            make_ensemble(args.work, name)
+        for name in recipe.ensembles:
+            make_ensemble(recipe, work, name)
     elif args.stage == "train":
         if args.model is None:
             parser.error("train needs --model")
-        train(args.work, args.model, argv)
+        train(recipe, work, args.model, argv)
     elif args.stage == "ship":
-        for model in MODELS:
-            ship(args.work, model, args.dest)
+        _ship_all(recipe, work, dest, argv, smoke=smoke, parser=parser)
     else:
         if args.check is None:
             parser.error("validate needs --check")
-        validate_su3(args.work) if args.check == "su3" else validate_u1(args.work)
+        model = None  # the shipped model; a smoke run validates the models it made itself
+        if smoke:
+            model = dest / f"{THEORY_MODEL[args.check]}.safetensors"
+            if not model.exists():
+                _ship_all(recipe, work, dest, argv, smoke=smoke, parser=parser)
+        validate_su3(recipe, work, model) if args.check == "su3" else validate_u1(recipe, work, model)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,18 @@ cluster flips at kappa = 0.27 (near-critical: the cluster update tunnels between
 ``train`` runs denoising score matching (VE SDE, sigma = 25) on CPU in float32; rerunning resumes from the
 checkpoint. ``ship`` strips the optimiser state and raw weights, keeping the EMA weights and the provenance,
 and writes lgdiff/models/. Everything is resumable and deterministic given the seeds.
+
+Cost of the default run (one thread of the shared 2-core development CPU, float32): ``train`` took 2255 s for
+k0.21_L32 (1200 Adam steps) and 2261 s for k0.27_L16 (2000 steps), the ``train_seconds_wall`` stored in the
+shipped models; ``data`` (4 ensembles, 16384 configurations in all) was not timed; ``ship`` takes a second.
+
+``--smoke`` runs the same stages with the same model names at tiny sizes (4^2 and 8^2 lattices, 16
+configurations per ensemble, a 4-channel NCSNpp trained for 4 steps): seconds per stage on one core, e.g.
+
+    OMP_NUM_THREADS=1 python examples/train_phi4_models.py ship --smoke
+
+A smoke run works in a fresh temporary directory unless ``--work`` is given, makes whatever its stage needs
+(``ship`` trains the models it ships) and ships into ``WORK/models``, never into lgdiff/models.
 """
 
 import argparse
@@ -23,6 +35,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -36,6 +49,8 @@ from lgdiff._run.generate import GenerateConfig
 from lgdiff._run.theory import Theory
 from lgdiff._sde.ve import VESDE
 from lgdiff._train.dsm import TrainConfig, train_ncsnpp
+
+from _smoke import SMOKE_HELP, ensure_checkpoint, wants_smoke, work_and_dest  # noqa: E402  (examples/_smoke.py)
 
 LAM = 0.022
 
@@ -58,32 +73,55 @@ MODELS: dict[str, tuple[str, NCSNppConfig, TrainConfig]] = {
 }
 SHIPPED = ("k0.21_L32", "k0.27_L16")
 
+# --smoke: the same names at tiny sizes (seconds on one core); NCSNpp with 2 levels needs even L
+SMOKE_ENSEMBLES: dict[str, tuple[float, int, str, int, int, int, int, int]] = {
+    "k0.21_L32_train": (0.21, 8, "fahmc", 4, 4, 1, 5, 1),
+    "k0.21_L32_test": (0.21, 8, "fahmc", 4, 4, 1, 5, 2),
+    "k0.21_L8_train": (0.21, 4, "fahmc", 4, 4, 1, 5, 3),
+    "k0.27_L16_train": (0.27, 8, "wolff", 4, 4, 1, 5, 4),
+}
+SMOKE_MODELS: dict[str, tuple[str, NCSNppConfig, TrainConfig]] = {
+    model: (data, NCSNppConfig(dim=2, channels=4, multipliers=(1, 2), time_features=8),
+            TrainConfig(steps=4, batch_size=4, lr=2e-3, ema=0.995, seed=0, checkpoint_every=2))
+    for model, (data, _, _) in MODELS.items()
+}
 
-def generate_command(name: str) -> str:
-    kappa, L, algorithm, chains, n, every, therm, seed = ENSEMBLES[name]
+
+class Recipe(NamedTuple):
+    """The ensembles and models of a run: the shipped recipe, or its ``--smoke`` miniature."""
+
+    ensembles: dict[str, tuple[float, int, str, int, int, int, int, int]]
+    models: dict[str, tuple[str, NCSNppConfig, TrainConfig]]
+
+
+FULL, SMOKE = Recipe(ENSEMBLES, MODELS), Recipe(SMOKE_ENSEMBLES, SMOKE_MODELS)
+
+
+def generate_command(recipe: Recipe, name: str) -> str:
+    kappa, L, algorithm, chains, n, every, therm, seed = recipe.ensembles[name]
     return (f"lgdiff generate --theory phi4 --L {L} --kappa {kappa} --lam {LAM} --algorithm {algorithm} "
             f"--chains {chains} --n {n} --every {every} --therm {therm} --seed {seed} --out {name}.safetensors")
 
 
-def make_ensemble(work: Path, name: str) -> Ensemble:
-    kappa, L, algorithm, chains, n, every, therm, seed = ENSEMBLES[name]
+def make_ensemble(recipe: Recipe, work: Path, name: str) -> Ensemble:
+    kappa, L, algorithm, chains, n, every, therm, seed = recipe.ensembles[name]
     theory = Theory(name="phi4", lattice=Lattice(shape=(L, L)), params={"kappa": kappa, "lam": LAM})
     config = GenerateConfig(theory=theory, algorithm=algorithm, n=n, chains=chains, every=every, therm=therm,
                             seed=seed)
     t0 = time.perf_counter()
-    ens = config.run(work / f"{name}.safetensors", command=generate_command(name), flush_every=n)
+    ens = config.run(work / f"{name}.safetensors", command=generate_command(recipe, name), flush_every=n)
     print(f"{name}: {ens.n_records} x {ens.chains} configurations, {time.perf_counter() - t0:.1f} s", flush=True)
     return ens
 
 
-def train(work: Path, model: str, argv: list[str]) -> None:
-    data_name, arch, config = MODELS[model]
-    ens = make_ensemble(work, data_name)
+def train(recipe: Recipe, work: Path, model: str, argv: list[str]) -> None:
+    data_name, arch, config = recipe.models[model]
+    ens = make_ensemble(recipe, work, data_name)
     data = ens.configs().data.reshape(-1, *ens.metadata.lattice)
     command = "OMP_NUM_THREADS=1 python examples/train_phi4_models.py " + " ".join(shlex.quote(a) for a in argv)
     provenance = {"theory": "phi4", "params": ens.metadata.params, "lattice": list(ens.metadata.lattice),
                   "data": f"{data_name}.safetensors ({data.shape[0]} configurations)",
-                  "data_metadata": json.loads(ens.metadata.to_json()), "data_command": generate_command(data_name),
+                  "data_metadata": json.loads(ens.metadata.to_json()), "data_command": generate_command(recipe, data_name),
                   "command": command}
     t0 = time.perf_counter()
     log_every = max(1, config.steps // 40)
@@ -114,24 +152,32 @@ def ship(work: Path, model: str, dest: Path) -> Path:
 
 
 def main(argv: list[str]) -> None:
+    smoke = wants_smoke(argv)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("stage", choices=("data", "train", "ship"))
-    parser.add_argument("--work", type=Path, default=Path("/tmp/lgdiff-phi4"))
+    parser.add_argument("--work", type=Path, help="work directory (default /tmp/lgdiff-phi4; --smoke: a fresh "
+                                                  "temporary directory)")
     parser.add_argument("--model", choices=tuple(MODELS))
-    parser.add_argument("--dest", type=Path, default=Path(__file__).resolve().parents[1] / "lgdiff" / "models")
+    parser.add_argument("--dest", type=Path, help="where ship writes (default lgdiff/models; --smoke: WORK/models, "
+                                                  "and only under WORK)")
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args(argv)
+    recipe = SMOKE if smoke else FULL
     torch.set_num_threads(1)
-    args.work.mkdir(parents=True, exist_ok=True)
+    work, dest = work_and_dest(parser, args.work, args.dest, smoke=smoke, default_work=Path("/tmp/lgdiff-phi4"))
+    work.mkdir(parents=True, exist_ok=True)
     if args.stage == "data":
-        for name in ENSEMBLES:
-            make_ensemble(args.work, name)
+        for name in recipe.ensembles:
+            make_ensemble(recipe, work, name)
     elif args.stage == "train":
         if args.model is None:
             parser.error("train needs --model")
-        train(args.work, args.model, argv)
+        train(recipe, work, args.model, argv)
     else:
         for model in SHIPPED:
-            ship(args.work, model, args.dest)
+            ensure_checkpoint(parser, work, model, smoke=smoke,
+                              train=lambda model=model: train(recipe, work, model, [*argv, "--model", model]))
+            ship(work, model, dest)
 
 
 if __name__ == "__main__":

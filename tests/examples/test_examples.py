@@ -1,0 +1,226 @@
+"""Every stage of every examples/ script runs end to end with ``--smoke`` and produces what it must.
+
+Each script runs in a subprocess (``sys.executable examples/X.py ... --smoke``, cwd a temporary directory,
+OMP_NUM_THREADS=1), as a user would run it. The checks are on what the stage must produce: the files it writes
+(with the sizes the smoke recipe asks for), the lines it prints (finite numbers; exact values where the script
+prints them, checked against an independent quadrature or closed form) and that nothing was written into the
+repository (``git status`` of lgdiff/models and examples/, and the shipped model files, unchanged).
+"""
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy import special
+
+from lgdiff._io.checkpoint import load_checkpoint
+from lgdiff._io.ensemble import Ensemble
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "examples"
+SHIPPED = REPO / "lgdiff" / "models"
+NUMBER = r"[-+]?(?:\d+\.?\d*(?:e[-+]?\d+)?|nan|inf)"
+
+
+def _repository_state() -> tuple[str, list[tuple[str, int, int]]]:
+    """``git status`` of lgdiff/models and examples/ (empty when git or the checkout is missing), and the sizes and
+    times of the shipped model files."""
+    try:
+        status = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=all", "--",
+                                 "lgdiff/models", "examples"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        status = ""
+    files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in SHIPPED.iterdir())
+    return status, files
+
+
+@pytest.fixture(autouse=True)
+def _repository_untouched():
+    """No smoke run may write into the repository (its shipped models, or next to the scripts)."""
+    before = _repository_state()
+    yield
+    assert _repository_state() == before, "a smoke run wrote into lgdiff/models or examples/"
+
+
+def run_example(script: str, *args: str, cwd: Path, expect: int = 0,
+                env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``python examples/<script> <args> --smoke`` in ``cwd`` with one thread; asserts the exit code."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(cwd), **(env or {})}
+    proc = subprocess.run([sys.executable, str(EXAMPLES / script), *args, "--smoke"], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == expect, (f"{script} {' '.join(args)} --smoke exited {proc.returncode}, expected {expect}"
+                                       f"\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}")
+    return proc
+
+
+def numbers(pattern: str, text: str) -> list[tuple[float, ...]]:
+    """Every match of ``pattern`` (its groups are numbers) in ``text``, as floats."""
+    return [tuple(float(g) for g in m.groups()) for m in re.finditer(pattern, text)]
+
+
+def finite_line(pattern: str, text: str) -> tuple[float, ...]:
+    """The numbers of the one line matching ``pattern``: all must be finite."""
+    found = numbers(pattern, text)
+    assert len(found) == 1, f"expected one line matching {pattern!r}, found {len(found)} in\n{text}"
+    assert all(math.isfinite(v) for v in found[0]), f"non-finite number in {found[0]} ({pattern!r})"
+    return found[0]
+
+
+# ------------------------------------------------------------------------------------------- train_phi4_models.py
+
+
+def test_phi4_data_writes_every_smoke_ensemble(tmp_path):
+    out = run_example("train_phi4_models.py", "data", "--work", str(tmp_path), cwd=tmp_path).stdout
+    # name -> (L, chains, records): the smoke recipe
+    want = {"k0.21_L32_train": (8, 4, 4), "k0.21_L32_test": (8, 4, 4), "k0.21_L8_train": (4, 4, 4),
+            "k0.27_L16_train": (8, 4, 4)}
+    for name, (L, chains, records) in want.items():
+        ens = Ensemble.load(tmp_path / f"{name}.safetensors")
+        assert (ens.metadata.lattice, ens.chains, ens.n_records) == ((L, L), chains, records), name
+        assert f"{name}: {records} x {chains} configurations" in out
+        assert torch.isfinite(ens.configs().data).all()
+
+
+def test_phi4_train_writes_a_checkpoint_and_a_finite_loss(tmp_path):
+    out = run_example("train_phi4_models.py", "train", "--model", "k0.21_L8", "--work", str(tmp_path),
+                      cwd=tmp_path).stdout
+    (loss,) = finite_line(rf"k0\.21_L8: 4 steps in {NUMBER} s this run; mean loss of last 4 steps ({NUMBER})", out)
+    assert loss > 0
+    _, meta = load_checkpoint(tmp_path / "k0.21_L8.ckpt.safetensors")
+    assert meta["step"] == 4 and "--smoke" in meta["command"]
+
+
+def test_phi4_ship_without_work_uses_a_fresh_temporary_directory(tmp_path):
+    out = run_example("train_phi4_models.py", "ship", cwd=tmp_path).stdout
+    (work,) = re.findall(r"smoke run in (\S+)", out)
+    work = Path(work)
+    assert work.parent == tmp_path  # tempfile.mkdtemp under TMPDIR, not the repository
+    for model in ("k0.21_L32", "k0.27_L16"):  # ship trains what it ships in a smoke run
+        tensors, meta = load_checkpoint(work / "models" / f"phi4_{model}.safetensors")
+        assert tensors and all(k.startswith("ema.") for k in tensors)
+        assert meta["step"] == 4 and meta["train_seconds_wall"] >= 0
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--dest", str(SHIPPED)), "error: --smoke ships models only under its work directory"),
+    (("--work", str(REPO / "examples")), "error: --smoke never writes into the repository"),
+], ids=["dest", "work"])
+def test_smoke_refuses_to_write_into_the_repository(tmp_path, args, message):
+    proc = run_example("train_gauge_models.py", "ship", *args, cwd=tmp_path, expect=2)
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert not any(tmp_path.iterdir())  # refused before a work directory was made
+
+
+# ------------------------------------------------------------------------------------------------ phi4_table1.py
+
+
+def test_phi4_table1_runs_every_route_on_a_generated_test_set(tmp_path):
+    out = run_example("phi4_table1.py", "--json", "table.json", cwd=tmp_path).stdout
+    report = json.loads((tmp_path / "table.json").read_text())
+    # n per row from the smoke sizes: 4 x 4 test configurations, 8 raw samples, 2 x 2 path, 2 x 4 MAALA
+    want = {"HMC test set": 16, "DM raw (reverse SDE, 4 steps)": 8, "DM path IMH (4 steps)": 4,
+            "DM MAALA (t = 0.02, e = 0.1)": 8}
+    assert {name: row["n"] for name, row in report["rows"].items()} == want
+    for name, row in report["rows"].items():
+        assert all(math.isfinite(v) for key in ("<M>", "chi_2", "U_L") for v in row[key]), name
+        assert 0 <= row.get("acceptance", 1.0) <= 1
+        assert re.search(rf"^{re.escape(name)}\s+{want[name]}\s", out, re.MULTILINE), name
+    r2, _ = finite_line(rf"R\^2\(S_eff vs S\) = ({NUMBER}) \(slope ({NUMBER})\) on 8 generated samples", out)
+    assert r2 <= 1 and report["R2"]["n"] == 8
+    assert not list(tmp_path.glob("lgdiff-smoke-*"))  # the generated test set was cleaned up
+
+
+# -------------------------------------------------------------------------------------------------- toy_model.py
+
+
+def _exact_toy_moments(m2: float, g: float = 0.4) -> tuple[float, float]:
+    """<phi^2>, <phi^4> of exp(-m2 phi^2 / 2 - g phi^4 / 24) by quadrature (independent of lgdiff._exact)."""
+    phi = np.linspace(-15, 15, 300_001)
+    w = np.exp(-(m2 * phi**2 / 2 + g * phi**4 / 24))
+    return float((phi**2 * w).sum() / w.sum()), float((phi**4 * w).sum() / w.sum())
+
+
+def test_toy_model_prints_its_table_and_the_exact_moments(tmp_path):
+    proc = run_example("toy_model.py", "--out", "fig.png", cwd=tmp_path)
+    out = proc.stdout
+    rows = numbers(rf"(?m)^\s*({NUMBER})\s+({NUMBER})\s+({NUMBER})\s+({NUMBER})$", out)
+    assert len(rows) == 10  # 5 times x 2 wells
+    assert all(math.isfinite(v) for row in rows for v in row)
+    assert [row[0] for row in rows] == [0.05, 0.2, 0.4, 0.6, 1.0] * 2
+    moments = numbers(rf"<phi\^(\d)> = ({NUMBER}) \+- ({NUMBER})\s+exact ({NUMBER})", out)
+    assert [int(k) for k, *_ in moments] == [2, 4, 2, 4]
+    exact = [*_exact_toy_moments(1.0), *_exact_toy_moments(-1.0)]  # single well, then double well
+    for (_, mean, err, printed), want in zip(moments, exact):
+        assert math.isfinite(mean) and err > 0
+        assert printed == pytest.approx(want, abs=1e-4)
+    assert "reverse SDE (20 steps, 200 samples)" in out
+    has_matplotlib = subprocess.run([sys.executable, "-c", "import matplotlib"], capture_output=True).returncode == 0
+    if has_matplotlib:
+        assert (tmp_path / "fig.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert "wrote fig.png" in out
+    else:
+        assert "matplotlib is not installed: numbers only" in out
+        assert not (tmp_path / "fig.png").exists()
+
+
+# ------------------------------------------------------------------------------------------ train_gauge_models.py
+
+
+def test_gauge_data_writes_every_smoke_ensemble(tmp_path):
+    out = run_example("train_gauge_models.py", "data", "--work", str(tmp_path), cwd=tmp_path).stdout
+    want = {"su3_b5.0_L4_train": ((2,) * 4, "SU(3)"), "u1_b1.0_L16_train": ((4, 4), "U(1)"),
+            "su3_b5.5_L6_ref": ((4,) * 4, "SU(3)")}
+    for name, (lattice, group) in want.items():
+        ens = Ensemble.load(tmp_path / f"{name}.safetensors")
+        assert (ens.metadata.lattice, ens.metadata.group, ens.chains, ens.n_records) == (lattice, group, 2, 2)
+        assert f"{name}: 2 x 2 configurations" in out
+        U = ens.configs().data
+        eye = torch.eye(U.shape[-1], dtype=U.dtype)
+        torch.testing.assert_close(U @ U.mH, eye.expand_as(U), atol=1e-5, rtol=0)  # unitary links
+
+
+def test_gauge_train_writes_a_checkpoint_and_a_finite_loss(tmp_path):
+    out = run_example("train_gauge_models.py", "train", "--model", "u1_b1.0_L16", "--work", str(tmp_path),
+                      cwd=tmp_path).stdout
+    finite_line(rf"u1_b1\.0_L16: 3 steps, {NUMBER} s this run; mean loss of the last 3 steps ({NUMBER})", out)
+    _, meta = load_checkpoint(tmp_path / "u1_b1.0_L16.ckpt.safetensors")
+    assert meta["step"] == 3 and meta["kind"] == "lcnn" and "--smoke" in meta["command"]
+
+
+def test_gauge_ship_writes_ema_weights_under_work(tmp_path):
+    out = run_example("train_gauge_models.py", "ship", "--work", str(tmp_path), cwd=tmp_path).stdout
+    for model in ("su3_b5.0_L4", "u1_b1.0_L16"):
+        path = tmp_path / "models" / f"{model}.safetensors"
+        tensors, meta = load_checkpoint(path)
+        assert tensors and all(k.startswith("ema.") for k in tensors) and meta["step"] == 3
+        assert f"{path}: " in out
+
+
+def test_gauge_validate_su3_compares_every_observable(tmp_path):
+    out = run_example("train_gauge_models.py", "validate", "--check", "su3", "--work", str(tmp_path),
+                      cwd=tmp_path).stdout
+    lines = {m.group(1): float(m.group(2)) for m in
+             re.finditer(rf"^  (\S+(?: P)?)\s+maala ({NUMBER})\(.*heatbath ({NUMBER})\(.*z = ({NUMBER})$", out,
+                         re.MULTILINE)}
+    assert list(lines) == ["plaquette", "W(1,1)", "W(1,2)", "W(2,2)", "Re P", "|P|"]
+    assert lines["plaquette"] == lines["W(1,1)"]  # the same observable, two ways
+    assert all(math.isfinite(v) for v in lines.values())
+    assert Ensemble.load(tmp_path / "su3_L4_b5.5_maala.safetensors").metadata.settings["model"] == str(
+        tmp_path / "models" / "su3_b5.0_L4.safetensors")  # the smoke model, not the shipped one
+
+
+def test_gauge_validate_u1_prints_the_exact_wilson_loop(tmp_path):
+    out = run_example("train_gauge_models.py", "validate", "--check", "u1", "--work", str(tmp_path),
+                      cwd=tmp_path).stdout
+    mean, _, exact = finite_line(rf"W\(1,1\) ({NUMBER})\(({NUMBER})\) exact ({NUMBER}) z = ", out)
+    # 2D U(1) Wilson action: <W(1,1)> = I1(beta) / I0(beta) (+ finite-volume terms ~ (I1/I0)^V, 1e-6 at V = 16)
+    assert exact == pytest.approx(special.i1(1.0) / special.i0(1.0), abs=1e-5)
+    assert -1 <= mean <= 1
+    assert re.search(rf"chi_t ({NUMBER})\(({NUMBER})\) exact ({NUMBER})", out)
