@@ -16,8 +16,9 @@ path and MAALA routes, roughly twice that. Each row prints its own CPU seconds.
 
 ``--smoke`` runs every route (raw SDE, R^2, path IMH, MAALA) with the shipped model at tiny sizes (L = 8, a few
 samples, 4 SDE steps: seconds on one core); without ``--test`` it generates a tiny HMC test set itself in a
-temporary directory (the ``k0.21_L32_test`` smoke ensemble of ``train_phi4_models.py``). Explicit options
-override the smoke sizes:
+temporary directory (the ``k0.21_L32_test`` smoke ensemble of ``train_phi4_models.py``). Explicit sizes are
+capped at the smoke sizes (so a documented full-size command plus ``--smoke`` stays a smoke run; 0 still switches
+a route off):
 
     OMP_NUM_THREADS=1 python examples/phi4_table1.py --smoke
 """
@@ -42,7 +43,7 @@ from lgdiff._samplers.diffusion import log_likelihood, maala, path_imh, reverse_
 
 from _smoke import SMOKE_HELP, wants_smoke  # noqa: E402  (examples/_smoke.py)
 
-# --smoke: every route at tiny sizes (explicit options still win)
+# --smoke: every route at tiny sizes (explicit sizes are capped at these)
 SMOKE = {"L": 8, "n_sde": 8, "batch": 8, "steps": 4, "n_r2": 8, "r2_steps": 2, "path_chains": 2, "path_n": 2,
          "maala_chains": 2, "maala_n": 4, "maala_therm": 2}
 
@@ -85,6 +86,9 @@ def main() -> None:
     if smoke:
         p.set_defaults(**SMOKE)
     args = p.parse_args()
+    if smoke:
+        for name, size in SMOKE.items():
+            setattr(args, name, min(getattr(args, name), size))
     for option, path in (("--model", args.model), ("--test", args.test)):
         if path is not None and not path.is_file():
             p.error(f"{option} {path}: no such file (the test set is made by train_phi4_models.py data; "

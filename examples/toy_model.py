@@ -23,7 +23,7 @@ seed, quadrature on 8001 points) takes about a minute on one CPU core.
 
 ``--smoke`` takes the same path at tiny sizes (20 training steps, width 8, 200 samples, 20 SDE steps, 1601
 quadrature points: seconds on one core) and writes its figure into a fresh temporary directory unless ``--out``
-is given. Explicit options override the smoke sizes:
+is given. Explicit sizes are capped at the smoke sizes (a documented command plus ``--smoke`` stays a smoke run):
 
     python examples/toy_model.py --smoke
 """
@@ -126,7 +126,7 @@ def learned_action(model: MLPScore, grid: Tensor, t: float) -> tuple[Tensor, Ten
     return -log_q, score
 
 
-# --smoke: the same path at tiny sizes (explicit options still win)
+# --smoke: the same path at tiny sizes (explicit sizes are capped at these)
 SMOKE = {"steps": 20, "width": 8, "samples": 200, "sde_steps": 20, "quad_points": 1601}
 
 
@@ -151,6 +151,9 @@ def main() -> None:
     if smoke:
         parser.set_defaults(**SMOKE)
     args = parser.parse_args()
+    if smoke:
+        for name, size in SMOKE.items():
+            setattr(args, name, min(getattr(args, name), size))
     if args.out is None:
         args.out = Path(tempfile.mkdtemp(prefix="lgdiff-smoke-")) / "toy_model.png" if smoke else Path("toy_model.png")
     torch.set_num_threads(1)
