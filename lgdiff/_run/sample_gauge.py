@@ -23,11 +23,16 @@ from .._geometry.lattice import Lattice
 from .._groups.base import complex_dtype
 from .._io.checkpoint import load_checkpoint
 from .._io.ensemble import Ensemble, EnsembleError, EnsembleMetadata, EnsembleWriter
-from .._samplers.gauge_maala import TARGET_ACCEPTANCE, denoise_links, maala_chain
+from .._samplers.gauge_maala import TARGET_ACCEPTANCE, denoise_links, maala_chain, wilson_score
 from .._train.gauge import lcnn_score, load_lcnn
 from .theory import Theory
 
 METHODS = ("maala", "sde")
+DRIFTS = ("force", "score")
+"""MAALA's Langevin drift: the exact ``t -> 0`` score ``-beta grad S`` (``force``) or the model at ``t_L`` (``score``)."""
+CHAIN_DEFAULTS = {"force": (400, 20), "score": (40, 5)}
+"""drift -> the default (``therm``, ``every``): a Langevin step with the force costs about a fifth of one with
+the L-CNN and takes ~45x larger steps in 4D SU(3) (docs/gauge-diffusion.md), so its default chain is longer."""
 SHIPPED = {"su3": "su3_b5.0_L4", "u1": "u1_b1.0_L16"}
 """theory -> the shipped model's file name (without ``.safetensors``)."""
 
@@ -67,9 +72,12 @@ class GaugeSampleConfig:
     ``method``: ``maala`` (exact: reverse SDE to ``t_langevin``, then Metropolis-adjusted Langevin steps with the
     exact Wilson action at the theory's beta; ``therm`` steps, then ``n`` records one every ``every`` steps, per
     chain) or ``sde`` (raw reverse SDE to the model's smallest training time; ``n`` batches of ``chains``
-    independent samples). ``steps``: reverse-SDE steps (geometric grid). ``langevin_step``: the Langevin
-    step ``e``; ``None`` adapts it during ``therm`` towards acceptance 0.6, starting from ``0.1 n^(-1/3)`` (``n`` the
-    real degrees of freedom per configuration), and then freezes it.
+    independent samples). ``steps``: reverse-SDE steps (geometric grid). ``drift``: the Langevin drift of MAALA,
+    ``force`` (the exact ``t -> 0`` limit of the score, ``-r beta_0 grad S = -beta grad S``, see
+    :func:`lgdiff._samplers.gauge_maala.wilson_score`) or ``score`` (the model at ``t_langevin``); both are exact,
+    the force takes far larger steps. ``therm`` and ``every`` default by drift (``CHAIN_DEFAULTS``).
+    ``langevin_step``: the Langevin step ``e``; ``None`` adapts it during ``therm`` towards acceptance 0.6,
+    starting from ``0.1 n^(-1/3)`` (``n`` the real degrees of freedom per configuration), and then freezes it.
     ``beta_scale``: ``r`` of the physics-conditioned score ``r s_theta``; ``None`` takes ``beta / beta_0``.
     """
 
@@ -82,8 +90,9 @@ class GaugeSampleConfig:
     seed: int = 0
     t_langevin: float = attrs.field(default=0.01, validator=_positive_float)
     langevin_step: float | None = attrs.field(default=None, validator=_positive_float)
-    therm: int = 40
-    every: int = 5
+    therm: int | None = None
+    every: int | None = None
+    drift: str = "force"
     beta_scale: float | None = attrs.field(default=None, validator=_positive_float)
 
     def __attrs_post_init__(self) -> None:
@@ -91,11 +100,21 @@ class GaugeSampleConfig:
             raise ValueError(f"unknown method {self.method!r} for a gauge theory; expected one of {', '.join(METHODS)}")
         if not self.theory.is_gauge:
             raise ValueError(f"GaugeSampleConfig is for gauge theories (u1, su2, su3); got theory {self.theory.name}")
+        if self.drift not in DRIFTS:
+            raise ValueError(f"unknown drift {self.drift!r}; expected one of {', '.join(DRIFTS)} (force: the exact "
+                             f"t -> 0 score -beta grad S; score: the model at t_langevin)")
         for name in ("n", "chains", "steps", "every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name} must be >= 1; got {getattr(self, name)}")
-        if self.therm < 0:
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name} must be >= 1; got {value}")
+        if self.therm is not None and self.therm < 0:
             raise ValueError(f"--therm must be >= 0; got {self.therm}")
+
+    @property
+    def chain(self) -> tuple[int, int]:
+        """(``therm``, ``every``) of the MAALA chain: the given values, else ``CHAIN_DEFAULTS[drift]``."""
+        therm, every = CHAIN_DEFAULTS[self.drift]
+        return (therm if self.therm is None else self.therm, every if self.every is None else self.every)
 
     @classmethod
     def from_model(cls, theory: str, L: int, *, beta: float | None = None, model: str | Path | None = None,
@@ -114,7 +133,8 @@ class GaugeSampleConfig:
         """Score evaluations of the run: ``progress`` is called with 1 after each (size a progress bar with this)."""
         if self.method == "sde":
             return self.n * self.steps
-        return self.steps + self.therm + self.n * self.every
+        therm, every = self.chain
+        return self.steps + therm + self.n * every
 
     def run(self, out: str | Path, *, device: torch.device | str = "cpu", command: str | None = None,
             progress: Callable[[int], None] | None = None) -> Ensemble:
@@ -136,7 +156,7 @@ class GaugeSampleConfig:
         file_dtype = complex_dtype(next(net.parameters()).dtype)
         settings: dict[str, float | int | str] = {
             "model": str(self.model), "model_step": int(meta.get("step", 0)), "beta_0": beta_0, "beta_scale": r,
-            "steps": self.steps, "spacing": "geometric"}
+            "steps": self.steps, "spacing": "geometric", "drift": self.drift}
 
         def metadata(extra: dict[str, float | int | str]) -> EnsembleMetadata:
             return EnsembleMetadata(kind="links", theory=self.theory.name, group=str(group), lattice=lattice.shape,
@@ -163,18 +183,21 @@ class GaugeSampleConfig:
                 n_dof = lattice.dim * lattice.volume * group.n_generators
                 step = 0.1 * n_dof ** (-1 / 3) if self.langevin_step is None else self.langevin_step
                 target = TARGET_ACCEPTANCE if self.langevin_step is None else None
-                records = maala_chain(score, action, U, n=self.n, t_langevin=self.t_langevin, step_size=step,
-                                      generator=generator, beta_scale=r, every=self.every, therm=self.therm,
+                therm, every = self.chain
+                # the force drift is the t -> 0 limit of the model's score at beta_0, scaled by r like the score
+                drift = score if self.drift == "score" else wilson_score(WilsonAction(beta=beta_0, group=group))
+                records = maala_chain(drift, action, U, n=self.n, t_langevin=self.t_langevin, step_size=step,
+                                      generator=generator, beta_scale=r, every=every, therm=therm,
                                       target_acceptance=target, progress=progress)
                 writer = None
                 for rec in records:
                     if writer is None:  # the step size is fixed once thermalised: record it
                         extra = {"t_langevin": self.t_langevin, "langevin_step": float(rec.step_size),
-                                 "adapted": int(self.langevin_step is None), "therm": self.therm, "every": self.every}
+                                 "adapted": int(self.langevin_step is None), "therm": therm, "every": every}
                         writer = stack.enter_context(EnsembleWriter.open(out, metadata(extra),
                                                                          flush_every=max(1, self.n // 4)))
                     writer.append(rec.state.to(dtype=file_dtype), rec.index, rec.acceptance, generator.get_state())
         return Ensemble.load(out)
 
 
-__all__ = ["GaugeSampleConfig", "METHODS", "default_model", "model_metadata"]
+__all__ = ["CHAIN_DEFAULTS", "DRIFTS", "GaugeSampleConfig", "METHODS", "default_model", "model_metadata"]

@@ -78,6 +78,33 @@ def scaled_score(score: GroupScore, beta_scale: float) -> GroupScore:
     return rescaled
 
 
+def wilson_score(action: WilsonAction) -> GroupScore:
+    r"""The exact ``t -> 0`` score of ``exp(-S)``: ``s^a(U) = -nabla^a S(U)``, minus the Lie-derivative force of
+    `action` (PHYSICS.md, Actions), whatever ``t``.
+
+    Every diffusion model's score tends to this as ``t -> 0`` (the forward kernel becomes a delta; its
+    corrections are ``O(s(t)^2)``), so it is the ``t_L -> 0`` limit of MAALA's Langevin drift, known in closed form.
+    With it the Langevin phase of MAALA is the Metropolis-adjusted Langevin algorithm on ``exp(-S)``
+    (``drift = "force"`` in :class:`lgdiff.GaugeSampleConfig`). Like any drift it leaves MAALA exact; it is the
+    drift that maximises the acceptance at a given step, where a learned score at ``t_L > 0`` carries both its
+    training error and the ``O(s(t_L)^2)`` smoothing of the data (docs/gauge-diffusion.md has both measured).
+
+    >>> from lgdiff import SU, Lattice, LinkField
+    >>> action = WilsonAction(beta=5.0, group=SU(3))
+    >>> U = LinkField.random(SU(3), Lattice(shape=(2, 2)), batch=1, generator=torch.Generator().manual_seed(0))
+    >>> s = wilson_score(action)(U, torch.zeros(1, dtype=torch.float64))
+    >>> bool(torch.allclose(s.data, -action.force(U).data))
+    True
+    """
+    if not isinstance(action, WilsonAction):
+        raise TypeError(f"wilson_score needs a WilsonAction; got {type(action).__name__}")
+
+    def score(U: LinkField, t: Tensor) -> AlgebraField:
+        return action.force(U) * -1.0
+
+    return score
+
+
 def denoise_links(score: GroupScore, process: GroupVE, group: AbstractGroup, lattice: Lattice, *, chains: int,
                   steps: int, generator: torch.Generator, t_min: float = 1e-3, beta_scale: float = 1.0,
                   dtype: torch.dtype = torch.complex128, device: torch.device | str | None = None,
@@ -277,4 +304,5 @@ def maala_links(score: GroupScore, process: GroupVE, action: WilsonAction, latti
                          step_size=float(e))
 
 
-__all__ = ["GaugeMCResult", "LangevinRecord", "denoise_links", "maala_chain", "maala_links", "scaled_score"]
+__all__ = ["GaugeMCResult", "LangevinRecord", "denoise_links", "maala_chain", "maala_links", "scaled_score",
+           "wilson_score"]

@@ -119,6 +119,16 @@ def test_sample_gauge_with_shipped_model(tmp_path):
     assert {"plaquette", "wilson_1x1", "topo_charge", "acceptance"} <= set(report)
     info = json.loads(run("info", out, "--json").output)
     assert info["theory"] == "u1" and info["params"] == {"beta": 1.0} and "lgdiff sample" in info["command"]
+    assert info["settings"]["drift"] == "force"
+
+
+def test_sample_gauge_drift_and_chain_options(tmp_path):
+    out = tmp_path / "u1.safetensors"
+    result = run("sample", "--theory", "u1", "--L", 4, "--n", 2, "--chains", 2, "--steps", 3, "--drift", "score",
+                 "--therm", 3, "--every", 2, "--out", out)
+    assert result.exit_code == 0, result.output
+    settings = json.loads(run("info", out, "--json").output)["settings"]
+    assert (settings["drift"], settings["therm"], settings["every"]) == ("score", 3, 2)
 
 
 def test_sample_bad_options(tmp_path):
@@ -126,6 +136,9 @@ def test_sample_bad_options(tmp_path):
     assert result.exit_code != 0 and "are for phi4" in result.output
     result = run("sample", "--theory", "phi4", "--L", 8, "--kappa", 0.2, "--lam", 0.02, "--out", tmp_path / "y.safetensors")
     assert result.exit_code != 0 and "--model is required" in result.output
+    result = run("sample", "--theory", "u1", "--L", 4, "--method", "sde", "--drift", "force",
+                 "--out", tmp_path / "w.safetensors")
+    assert result.exit_code != 0 and "--drift is for gauge sampling with --method maala" in result.output
     result = run("sample", "--theory", "su2", "--L", 4, "--out", tmp_path / "z.safetensors")
     assert result.exit_code == 1 and "no shipped diffusion model" in result.output
 

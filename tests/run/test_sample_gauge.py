@@ -3,6 +3,7 @@ errors), the shipped models, and (slow) the shipped U(1) model against the exact
 
 import math
 
+import attrs
 import pytest
 import torch
 
@@ -11,7 +12,7 @@ from lgdiff._exact import u1_2d_topological_susceptibility, u1_2d_wilson_loop
 from lgdiff._io.ensemble import EnsembleError
 from lgdiff._models.lcnn import LCNNConfig
 from lgdiff._observables.gauge import topological_charge_u1_2d, wilson_loop
-from lgdiff._run.sample_gauge import SHIPPED, GaugeSampleConfig, default_model, model_metadata
+from lgdiff._run.sample_gauge import CHAIN_DEFAULTS, SHIPPED, GaugeSampleConfig, default_model, model_metadata
 from lgdiff._run.theory import Theory
 from lgdiff._sde.group import GroupVE
 from lgdiff._train.gauge import GaugeTrainConfig, train_lcnn
@@ -64,6 +65,29 @@ def test_sde_run_records_independent_batches(tmp_path, tiny_u1_model):
     assert torch.equal(ens.acceptance, torch.ones(2, 3, dtype=torch.float64))
 
 
+def test_drift_sets_the_default_chain_and_is_recorded(tmp_path, tiny_u1_model):
+    force = GaugeSampleConfig(theory=u1_theory(4, 1.0), model=tiny_u1_model)
+    score = GaugeSampleConfig(theory=u1_theory(4, 1.0), model=tiny_u1_model, drift="score")
+    assert force.drift == "force" and force.chain == CHAIN_DEFAULTS["force"] == (400, 20)
+    assert score.chain == CHAIN_DEFAULTS["score"] == (40, 5)
+    assert attrs.evolve(score, therm=7, every=3).chain == (7, 3)
+    assert force.work_units == force.steps + 400 + force.n * 20
+    ens = attrs.evolve(score, n=2, chains=2, steps=2, therm=3, every=1).run(tmp_path / "s.safetensors")
+    assert ens.metadata.settings["drift"] == "score" and ens.metadata.settings["therm"] == 3
+
+
+def test_force_drift_run_reproduces_the_exact_u1_plaquette(tmp_path, tiny_u1_model):
+    # the run layer end to end: a barely trained model starts the chains, the exact t -> 0 score drives them
+    beta, lattice = 3.0, (4, 4)
+    config = GaugeSampleConfig(theory=u1_theory(4, beta), model=tiny_u1_model, n=40, chains=16, steps=4, therm=200,
+                               every=5)
+    ens = config.run(tmp_path / "f.safetensors")
+    m, e = _chain_mean(ens.series(lambda U: wilson_loop(U, 1, 1)))
+    exact = u1_2d_wilson_loop(beta, lattice, 1, 1)
+    assert abs(m - exact) < 4 * e, f"plaquette {m} +- {e} vs exact {exact}"
+    assert 0.4 < float(ens.acceptance.mean()) < 0.8 and ens.metadata.settings["drift"] == "force"
+
+
 def test_from_model_takes_beta_and_dimension_from_the_model(tiny_u1_model):
     config = GaugeSampleConfig.from_model("u1", 8, model=tiny_u1_model, n=2)
     assert config.theory.params == {"beta": 2.0} and config.theory.lattice.shape == (8, 8) and config.n == 2
@@ -78,6 +102,10 @@ def test_run_errors_say_what_to_fix(tmp_path, tiny_u1_model):
                           model=tiny_u1_model)
     with pytest.raises(ValueError, match="--chains must be >= 1; got 0"):
         GaugeSampleConfig(theory=u1_theory(4, 1.0), model=tiny_u1_model, chains=0)
+    with pytest.raises(ValueError, match="unknown drift 'exact'; expected one of force, score"):
+        GaugeSampleConfig(theory=u1_theory(4, 1.0), model=tiny_u1_model, drift="exact")
+    with pytest.raises(ValueError, match="--every must be >= 1; got 0"):
+        GaugeSampleConfig(theory=u1_theory(4, 1.0), model=tiny_u1_model, every=0)
     with pytest.raises(ValueError, match="t_langevin must be a finite number > 0"):
         GaugeSampleConfig(theory=u1_theory(4, 1.0), model=tiny_u1_model, t_langevin=0.0)
     su2 = Theory(name="su2", lattice=Lattice(shape=(4, 4)), params={"beta": 2.0})
@@ -107,9 +135,10 @@ def _chain_mean(series: torch.Tensor) -> tuple[float, float]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("drift", ["force", "score"])
 @pytest.mark.parametrize("beta", [1.0, 3.0])
-def test_shipped_u1_model_reproduces_exact_wilson_loops_and_chi_t_on_8x8(tmp_path, beta):
-    config = GaugeSampleConfig.from_model("u1", 8, beta=beta, n=60, chains=16, therm=100, every=5)
+def test_shipped_u1_model_reproduces_exact_wilson_loops_and_chi_t_on_8x8(tmp_path, beta, drift):
+    config = GaugeSampleConfig.from_model("u1", 8, beta=beta, n=60, chains=16, therm=100, every=5, drift=drift)
     ens = config.run(tmp_path / "e.safetensors")
     for r in (1, 2, 3):
         m, e = _chain_mean(ens.series(lambda U, r=r: wilson_loop(U, r, r)))

@@ -14,7 +14,7 @@ from lgdiff import SU, U1, AlgebraField, Lattice, LinkField, WilsonAction
 from lgdiff._exact import su_n_2d_plaquette, u1_2d_plaquette, u1_2d_topological_susceptibility
 from lgdiff._models.lcnn import LCNN, LCNNConfig
 from lgdiff._observables.gauge import mean_plaquette, topological_charge_u1_2d
-from lgdiff._samplers.gauge_maala import denoise_links, maala_chain, maala_links, scaled_score
+from lgdiff._samplers.gauge_maala import denoise_links, maala_chain, maala_links, scaled_score, wilson_score
 from lgdiff._samplers.heatbath import Heatbath
 from lgdiff._sde.group import GroupVE
 from lgdiff._train.gauge import lcnn_score
@@ -30,12 +30,7 @@ def untrained_lcnn_score(group, dim: int, seed: int):
 
 def wrong_beta_force(group, beta: float):
     """A deliberately poor score: the exact t -> 0 score of the Wilson action at another beta."""
-    action = WilsonAction(beta=beta, group=group)
-
-    def score(U, t):
-        return action.force(U) * -1.0
-
-    return score
+    return wilson_score(WilsonAction(beta=beta, group=group))
 
 
 def chain_stats(samples: torch.Tensor, group, lattice: Lattice, observable) -> tuple[float, float]:

@@ -1,0 +1,212 @@
+"""Cost and efficiency of four exact SU(3) samplers at one physics point, in one run: heatbath + overrelaxation,
+HMC, and MAALA with the exact force drift and with the shipped SU(3) L-CNN score as drift.
+
+4D SU(3), Wilson action at beta (default 5.5) on an L^4 torus (default 6). Every algorithm starts from copies of
+the same heatbath-equilibrated configurations (``--chains`` chains after ``--therm-hb`` heatbath + overrelaxation
+sweeps), runs its own unrecorded warm-up of ``--therm`` updates (MAALA adapts its step there, towards an acceptance
+of 0.6, from ``0.1 n_dof^(-1/3)``, ``n_dof = 4 V 8``) and then ``--n`` recorded updates: what is measured is the
+stationary Markov chain, not the approach to equilibrium.
+
+Updates: one heatbath sweep + one overrelaxation sweep; one HMC trajectory (length 1, ``--hmc-steps`` Omelyan
+steps); one MAALA Langevin step (every link moves). MAALA's drift is ``r s(U, t_L)`` with ``r = beta / beta_0``
+(``beta_0`` = 5.0, the shipped model's coupling) and ``t_L = 0.01``: "force" is the exact ``t -> 0`` score
+``-grad S`` of the Wilson action at ``beta_0``, "score" is the shipped L-CNN (trained on 4^4 at ``beta_0``). The
+Metropolis step uses the exact action at beta, so all four are exact whatever the drift.
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_su3.py                  # beta = 5.5, L = 6, 4 chains x 200 updates
+    OMP_NUM_THREADS=1 python benchmarks/bench_su3.py --quick          # smoke run (L = 4, seconds)
+    OMP_NUM_THREADS=1 python benchmarks/bench_su3.py --json su3.json  # also write the rows to a file
+
+Columns: ``acc`` mean acceptance (heatbath: 1 by construction); ``step`` the HMC step size or MAALA's adapted
+Langevin step ``e``; ``plaquette`` <P> with its Gamma-method error (independent chains as replicas); ``W(2,2)`` the
+mean of Re W(2,2); ``tau(P)``, ``tau(W22)`` integrated autocorrelation times in updates ("nan" when no Gamma-method
+window fits, i.e. the chain is too short for tau_int); ``cfg/CPU s`` configurations (chains x updates) per
+CPU-second of the recorded updates (process CPU time around the updates only: warm-up and measurements excluded;
+with one thread it is one core's time); ``Neff(P)/CPU s`` effective plaquette samples per CPU-second. The model's
+training is not counted.
+"""
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_gauge_tau import tau  # noqa: E402
+
+from lgdiff import (OMELYAN, SU, GaugeHMC, Heatbath, Lattice, LinkField, WilsonAction, load_lcnn,  # noqa: E402
+                    mean_plaquette, wilson_loop)
+from lgdiff._run.sample_gauge import default_model  # noqa: E402
+from lgdiff._samplers.gauge_maala import LangevinRecord, maala_chain, wilson_score  # noqa: E402
+from lgdiff._sde.group import GroupScore  # noqa: E402
+from lgdiff._stats import format_value_error  # noqa: E402
+from lgdiff._train.gauge import lcnn_score  # noqa: E402
+
+REFERENCE_PLAQUETTE = (0.49657, 0.00034)
+"""<P> at beta = 5.5 on 6^4 from a 640-configuration heatbath run: context for the table, not a test."""
+
+T_LANGEVIN = 0.01
+TARGET_ACCEPTANCE = 0.6
+
+Update = Callable[[LinkField], tuple[LinkField, float]]
+
+
+def run_chain(update: Update, U: LinkField, n: int) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """``(plaquette [n, chains], Re W(2,2) [n, chains], mean acceptance, CPU s)`` of ``n`` updates from ``U``; the
+    CPU time counts the updates only, not the measurements."""
+    ps, ws, acc = [], [], []
+    cpu = 0.0
+    for _ in range(n):
+        cpu0 = time.process_time()
+        U, a = update(U)
+        cpu += time.process_time() - cpu0
+        ps.append(mean_plaquette(U))
+        ws.append(wilson_loop(U, 2, 2))
+        acc.append(a)
+    return torch.stack(ps).numpy(), torch.stack(ws).numpy(), float(np.mean(acc)), cpu
+
+
+def kernel_update(kernel: Heatbath | GaugeHMC, generator: torch.Generator) -> Update:
+    def update(U: LinkField) -> tuple[LinkField, float]:
+        U, a = kernel.step(U, generator=generator)
+        return U, float(a.mean())
+
+    return update
+
+
+def maala_update(drift: GroupScore, action: WilsonAction, U: LinkField, *, therm: int, n: int, step_size: float,
+                 beta_scale: float, generator: torch.Generator) -> tuple[LinkField, float, Update]:
+    """MAALA's warm-up from ``U`` (``therm - 1`` steps adapting ``e`` from ``step_size``, one at the frozen step: the
+    record that hands back the state), then the update that takes the next of ``n`` steps at the frozen ``e``.
+
+    **Returns:** ``(state after the warm-up, frozen e, update)``; the update ignores its argument (the chain keeps
+    its own state) and must be called in order, ``n`` times."""
+
+    def chain(U0: LinkField, n: int, therm: int, e: float, target: float | None) -> Iterator[LangevinRecord]:
+        return maala_chain(drift, action, U0, n=n, t_langevin=T_LANGEVIN, step_size=e, generator=generator,
+                           beta_scale=beta_scale, therm=therm, target_acceptance=target)
+
+    if therm > 0:
+        rec = next(chain(U, 1, therm - 1, step_size, TARGET_ACCEPTANCE))
+        U, step_size = rec.state, float(rec.step_size)
+    records = chain(U, n, 0, step_size, None)
+
+    def update(_: LinkField) -> tuple[LinkField, float]:
+        rec = next(records)
+        return rec.state, float(rec.acceptance.mean())
+
+    return U, step_size, update
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--beta", type=float, default=5.5)
+    p.add_argument("--L", type=int, default=6)
+    p.add_argument("--chains", type=int, default=4)
+    p.add_argument("--n", type=int, default=200, help="recorded updates per chain")
+    p.add_argument("--therm", type=int, default=50, help="warm-up updates of each algorithm (MAALA adapts its step)")
+    p.add_argument("--therm-hb", type=int, default=100, help="shared heatbath thermalisation sweeps")
+    p.add_argument("--hmc-steps", type=int, default=10, help="Omelyan steps per unit-length HMC trajectory")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="smoke run: L = 4, 2 chains, n = 10, therm = 5, therm-hb = 5")
+    p.add_argument("--json", type=Path, help="also write the results to this file")
+    args = p.parse_args()
+    if args.quick:
+        args.L, args.chains, args.n, args.therm, args.therm_hb = 4, 2, 10, 5, 5
+    torch.set_num_threads(1)
+    group = SU(3)
+    lattice = Lattice(shape=(args.L,) * 4)
+    action = WilsonAction(beta=args.beta, group=group)
+    n_dof = lattice.dim * lattice.volume * group.n_generators
+    rows: dict[str, dict] = {}
+
+    def record(name: str, P: np.ndarray, W: np.ndarray, acceptance: float, cpu: float, step: float,
+               note: str) -> None:
+        plaq, dplaq, tp, dtp, neff = tau(P.astype(np.float64))
+        w, dw, tw, dtw, _ = tau(W.astype(np.float64))
+        rows[name] = {"acceptance": acceptance, "step_size": step, "plaquette": [plaq, dplaq], "wilson_2x2": [w, dw],
+                      "tau_int_plaquette": [tp, dtp], "tau_int_wilson_2x2": [tw, dtw], "n_eff_plaquette": neff,
+                      "cpu_s": cpu, "configs_per_cpu_s": P.size / cpu, "n_eff_plaquette_per_cpu_s": neff / cpu,
+                      "note": note}
+        print(f"  {name:14s} acc {acceptance:.3f}  plaquette {_fmt(plaq, dplaq)}  tau_int(P) {tp:.1f}  "
+              f"tau_int(W22) {tw:.1f}  {cpu:.1f} CPU s", flush=True)
+
+    # shared start: heatbath-equilibrated links; every algorithm starts from its own copy (start())
+    hb = Heatbath(action)
+    g = torch.Generator().manual_seed(args.seed)
+    U = LinkField.random(group, lattice, batch=args.chains, generator=g)
+    cpu0 = time.process_time()
+    for _ in range(args.therm_hb):
+        U, _ = hb.step(U, generator=g)
+    equilibrated = U
+
+    def start() -> LinkField:
+        return equilibrated.with_data(equilibrated.data.clone())
+
+    print(f"4D SU(3), beta = {args.beta}, L = {args.L}, {args.chains} chains: {args.therm_hb} heatbath sweeps "
+          f"({time.process_time() - cpu0:.1f} CPU s), then per algorithm {args.therm} warm-up + {args.n} recorded "
+          f"updates", flush=True)
+
+    update = kernel_update(hb, torch.Generator().manual_seed(args.seed + 1))
+    U = start()
+    for _ in range(args.therm):
+        U, _ = update(U)
+    P, W, acc, cpu = run_chain(update, U, args.n)
+    record("heatbath+OR", P, W, acc, cpu, math.nan, "1 heatbath + 1 overrelaxation sweep per update")
+
+    hmc = GaugeHMC(action=action, step_size=1.0 / args.hmc_steps, n_steps=args.hmc_steps, scheme=OMELYAN)
+    update = kernel_update(hmc, torch.Generator().manual_seed(args.seed + 2))
+    U = start()
+    for _ in range(args.therm):
+        U, _ = update(U)
+    P, W, acc, cpu = run_chain(update, U, args.n)
+    record("hmc", P, W, acc, cpu, hmc.step_size, f"1 trajectory of {args.hmc_steps} Omelyan steps per update")
+
+    net, process, meta = load_lcnn(default_model("su3"))
+    beta_0 = float(meta["beta"])
+    r = args.beta / beta_0
+    drifts = {"maala (force)": wilson_score(WilsonAction(beta=beta_0, group=group)),
+              "maala (score)": lcnn_score(net, process)}
+    for k, (name, drift) in enumerate(drifts.items()):
+        generator = torch.Generator().manual_seed(args.seed + 3 + k)
+        U, step, update = maala_update(drift, action, start(), therm=args.therm, n=args.n,
+                                       step_size=0.1 * n_dof ** (-1 / 3), beta_scale=r, generator=generator)
+        P, W, acc, cpu = run_chain(update, U, args.n)
+        record(name, P, W, acc, cpu, step, f"1 Langevin step per update, t_L = {T_LANGEVIN}, r = {r:.4g}, step "
+                                           f"adapted over the first {max(args.therm - 1, 0)} of {args.therm} warm-up "
+                                           f"steps towards acceptance {TARGET_ACCEPTANCE}")
+
+    ref, dref = REFERENCE_PLAQUETTE
+    print(f"\n4D SU(3), beta = {args.beta}, L = {args.L}, {args.chains} chains x {args.n} updates (after "
+          f"{args.therm_hb} shared heatbath sweeps and {args.therm} warm-up updates each); tau_int in updates, CPU s "
+          f"of the recorded updates only")
+    print(f"context: <P> = {format_value_error(ref, dref)} at beta = 5.5 on 6^4 from a 640-configuration heatbath run")
+    print(f"{'algorithm':14s} {'acc':>5} {'step':>7} {'plaquette':>12} {'W(2,2)':>12} {'tau(P)':>7} {'tau(W22)':>8} "
+          f"{'cfg/CPU s':>9} {'Neff(P)/CPU s':>13}")
+    for name, row in rows.items():
+        print(f"{name:14s} {row['acceptance']:5.3f} {row['step_size']:7.4f} {_fmt(*row['plaquette']):>12} "
+              f"{_fmt(*row['wilson_2x2']):>12} {row['tau_int_plaquette'][0]:7.2f} {row['tau_int_wilson_2x2'][0]:8.2f} "
+              f"{row['configs_per_cpu_s']:9.2f} {row['n_eff_plaquette_per_cpu_s']:13.3f}")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "beta": args.beta, "L": args.L, "chains": args.chains, "n": args.n, "therm": args.therm,
+            "therm_hb": args.therm_hb, "seed": args.seed, "beta_0": beta_0, "t_langevin": T_LANGEVIN,
+            "reference_plaquette": {"value": list(REFERENCE_PLAQUETTE), "beta": 5.5, "L": 6,
+                                    "source": "640-configuration heatbath run"},
+            "rows": rows}, indent=1))
+    sys.stdout.flush()
+
+
+def _fmt(value: float, error: float) -> str:
+    """``value(error)``; five decimals and ``(nan)`` when the error is not finite (chain too short)."""
+    return format_value_error(value, error) if math.isfinite(error) and error > 0 else f"{value:.5f}(nan)"
+
+
+if __name__ == "__main__":
+    main()

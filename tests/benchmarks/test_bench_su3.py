@@ -1,0 +1,40 @@
+"""``benchmarks/bench_su3.py --quick`` runs end to end and writes a sane JSON report.
+
+The script runs in a subprocess (``sys.executable benchmarks/bench_su3.py --quick --json OUT``, OMP_NUM_THREADS=1),
+as a user would run it. The checks are on what any run must produce, whatever the (tiny, unthermalised) smoke
+statistics: the four algorithms, acceptances in [0, 1] (exactly 1 for the rejection-free heatbath), finite
+plaquettes and Wilson loops in (0, 1), positive cost. Performance is not tested.
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+ALGORITHMS = ("heatbath+OR", "hmc", "maala (force)", "maala (score)")
+
+
+def test_bench_su3_quick_writes_four_sane_rows(tmp_path):
+    out = tmp_path / "su3.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_su3.py"), "--quick", "--json", str(out)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, (f"bench_su3.py --quick exited {proc.returncode}\n--- stdout\n{proc.stdout}\n"
+                                  f"--- stderr\n{proc.stderr}")
+    report = json.loads(out.read_text())
+    assert (report["beta"], report["L"], report["chains"], report["n"]) == (5.5, 4, 2, 10)
+    rows = report["rows"]
+    assert tuple(rows) == ALGORITHMS
+    for name, row in rows.items():
+        assert 0.0 <= row["acceptance"] <= 1.0, (name, row["acceptance"])
+        for key in ("plaquette", "wilson_2x2"):
+            value = row[key][0]
+            assert math.isfinite(value) and 0.0 < value < 1.0, (name, key, value)
+        assert row["cpu_s"] > 0 and row["configs_per_cpu_s"] > 0, (name, row["cpu_s"])
+        assert name in proc.stdout
+    assert rows["heatbath+OR"]["acceptance"] == 1.0
+    for name in ("maala (force)", "maala (score)"):
+        assert 0.0 < rows[name]["step_size"] < 1.0, (name, rows[name]["step_size"])
