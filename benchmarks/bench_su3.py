@@ -110,6 +110,9 @@ def main() -> None:
     p.add_argument("--L", type=int, default=6)
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--n", type=int, default=200, help="recorded updates per chain")
+    p.add_argument("--maala-n", type=int, default=None,
+                   help="recorded Langevin steps per MAALA chain (default: --n); a step is far cheaper than a sweep "
+                        "and MAALA's tau_int is ~100 steps, so give it more")
     p.add_argument("--therm", type=int, default=50, help="warm-up updates of each algorithm (MAALA adapts its step)")
     p.add_argument("--therm-hb", type=int, default=100, help="shared heatbath thermalisation sweeps")
     p.add_argument("--hmc-steps", type=int, default=10, help="Omelyan steps per unit-length HMC trajectory")
@@ -119,6 +122,7 @@ def main() -> None:
     args = p.parse_args()
     if args.quick:
         args.L, args.chains, args.n, args.therm, args.therm_hb = 4, 2, 10, 5, 5
+    maala_n = args.n if args.maala_n is None else args.maala_n
     torch.set_num_threads(1)
     group = SU(3)
     lattice = Lattice(shape=(args.L,) * 4)
@@ -133,7 +137,7 @@ def main() -> None:
         rows[name] = {"acceptance": acceptance, "step_size": step, "plaquette": [plaq, dplaq], "wilson_2x2": [w, dw],
                       "tau_int_plaquette": [tp, dtp], "tau_int_wilson_2x2": [tw, dtw], "n_eff_plaquette": neff,
                       "cpu_s": cpu, "configs_per_cpu_s": P.size / cpu, "n_eff_plaquette_per_cpu_s": neff / cpu,
-                      "note": note}
+                      "n": P.shape[0], "note": note}
         print(f"  {name:14s} acc {acceptance:.3f}  plaquette {_fmt(plaq, dplaq)}  tau_int(P) {tp:.1f}  "
               f"tau_int(W22) {tw:.1f}  {cpu:.1f} CPU s", flush=True)
 
@@ -175,15 +179,16 @@ def main() -> None:
               "maala (score)": lcnn_score(net, process)}
     for k, (name, drift) in enumerate(drifts.items()):
         generator = torch.Generator().manual_seed(args.seed + 3 + k)
-        U, step, update = maala_update(drift, action, start(), therm=args.therm, n=args.n,
+        U, step, update = maala_update(drift, action, start(), therm=args.therm, n=maala_n,
                                        step_size=0.1 * n_dof ** (-1 / 3), beta_scale=r, generator=generator)
-        P, W, acc, cpu = run_chain(update, U, args.n)
+        P, W, acc, cpu = run_chain(update, U, maala_n)
         record(name, P, W, acc, cpu, step, f"1 Langevin step per update, t_L = {T_LANGEVIN}, r = {r:.4g}, step "
                                            f"adapted over the first {max(args.therm - 1, 0)} of {args.therm} warm-up "
                                            f"steps towards acceptance {TARGET_ACCEPTANCE}")
 
     ref, dref = REFERENCE_PLAQUETTE
-    print(f"\n4D SU(3), beta = {args.beta}, L = {args.L}, {args.chains} chains x {args.n} updates (after "
+    print(f"\n4D SU(3), beta = {args.beta}, L = {args.L}, {args.chains} chains x {args.n} updates ({maala_n} for "
+          f"MAALA; after "
           f"{args.therm_hb} shared heatbath sweeps and {args.therm} warm-up updates each); tau_int in updates, CPU s "
           f"of the recorded updates only")
     print(f"context: <P> = {format_value_error(ref, dref)} at beta = 5.5 on 6^4 from a 640-configuration heatbath run")
@@ -195,7 +200,7 @@ def main() -> None:
               f"{row['configs_per_cpu_s']:9.2f} {row['n_eff_plaquette_per_cpu_s']:13.3f}")
     if args.json:
         args.json.write_text(json.dumps({
-            "beta": args.beta, "L": args.L, "chains": args.chains, "n": args.n, "therm": args.therm,
+            "beta": args.beta, "L": args.L, "chains": args.chains, "n": args.n, "maala_n": maala_n, "therm": args.therm,
             "therm_hb": args.therm_hb, "seed": args.seed, "beta_0": beta_0, "t_langevin": T_LANGEVIN,
             "reference_plaquette": {"value": list(REFERENCE_PLAQUETTE), "beta": 5.5, "L": 6,
                                     "source": "640-configuration heatbath run"},

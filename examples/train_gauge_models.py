@@ -55,7 +55,7 @@ from lgdiff._io.ensemble import Ensemble
 from lgdiff._models.lcnn import LCNNConfig
 from lgdiff._observables.gauge import mean_plaquette, polyakov_loop, topological_charge_u1_2d, wilson_loop
 from lgdiff._run.generate import GenerateConfig
-from lgdiff._run.sample_gauge import GaugeSampleConfig
+from lgdiff._run.sample_gauge import DRIFTS, GaugeSampleConfig
 from lgdiff._run.theory import Theory
 from lgdiff._sde.group import GroupVE
 from lgdiff._stats import gamma_method
@@ -104,8 +104,10 @@ class Recipe(NamedTuple):
     u1_settings: dict[str, Any]
 
 
-FULL = Recipe(ENSEMBLES, MODELS, {}, (1.0, 3.0, 5.0, 7.0), (8, 16, 32),
-              {"n": 100, "chains": 16, "every": 5, "therm": 100})
+# validation chains: long enough for the exact-force drift to equilibrate (docs/gauge-diffusion.md); the score
+# drift takes ~50x smaller steps and does not equilibrate in them
+FULL = Recipe(ENSEMBLES, MODELS, {"n": 40, "chains": 16, "therm": 4000, "every": 25}, (1.0, 3.0, 5.0, 7.0), (8, 16, 32),
+              {"n": 100, "chains": 16, "every": 20, "therm": 2000})
 SMOKE = Recipe(SMOKE_ENSEMBLES, SMOKE_MODELS, {"n": 2, "chains": 2, "steps": 4, "therm": 2, "every": 1}, (1.0,), (4,),
                {"n": 4, "chains": 2, "steps": 4, "therm": 2, "every": 1})
 
@@ -209,10 +211,11 @@ SU3_OBSERVABLES: dict[str, Callable[[LinkField], torch.Tensor]] = {
 }
 
 
-def validate_su3(recipe: Recipe, work: Path, model: Path | None) -> None:
+def validate_su3(recipe: Recipe, work: Path, model: Path | None, drift: str) -> None:
     ref_ens = make_ensemble(recipe, work, "su3_b5.5_L6_ref")
     _, _, L, beta, *_ = recipe.ensembles["su3_b5.5_L6_ref"]
-    ens, seconds = _sample(work, f"su3_L{L}_b{beta}_maala", "su3", L, beta, model=model, **recipe.su3_settings)
+    ens, seconds = _sample(work, f"su3_L{L}_b{beta}_maala_{drift}", "su3", L, beta, model=model, drift=drift,
+                           **recipe.su3_settings)
     for key, fn in SU3_OBSERVABLES.items():
         a, b = _estimate(ens.series(_aligned(fn))), _estimate(ref_ens.series(_aligned(fn)))
         z = _z(a["mean"] - b["mean"], math.hypot(a["error"], b["error"]))
@@ -223,11 +226,11 @@ def validate_su3(recipe: Recipe, work: Path, model: Path | None) -> None:
     print(f"  acceptance {acc['mean']:.3f}({acc['error']:.3f}); wall time {seconds:.0f} s", flush=True)
 
 
-def validate_u1(recipe: Recipe, work: Path, model: Path | None) -> None:
+def validate_u1(recipe: Recipe, work: Path, model: Path | None, drift: str) -> None:
     for beta in recipe.u1_betas:
         for L in recipe.u1_sizes:
-            name = f"u1_L{L}_b{beta}_maala"
-            ens, seconds = _sample(work, name, "u1", L, beta, model=model, **recipe.u1_settings)
+            name = f"u1_L{L}_b{beta}_maala_{drift}"
+            ens, seconds = _sample(work, name, "u1", L, beta, model=model, drift=drift, **recipe.u1_settings)
             lines = []
             for r in range(1, min(4, L // 2 - 1) + 1):
                 est = _estimate(ens.series(lambda U, r=r: wilson_loop(U, r, r)))
@@ -262,6 +265,7 @@ def main(argv: list[str]) -> None:
                                                   "temporary directory)")
     parser.add_argument("--model", choices=tuple(MODELS))
     parser.add_argument("--check", choices=tuple(THEORY_MODEL))
+    parser.add_argument("--drift", choices=DRIFTS, default="force", help="MAALA's Langevin drift (validate)")
     parser.add_argument("--dest", type=Path, help="where ship writes (default lgdiff/models; --smoke: WORK/models, "
                                                   "and only under WORK)")
     parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
@@ -287,7 +291,8 @@ def main(argv: list[str]) -> None:
             model = dest / f"{THEORY_MODEL[args.check]}.safetensors"
             if not model.exists():
                 _ship_all(recipe, work, dest, argv, smoke=smoke, parser=parser)
-        validate_su3(recipe, work, model) if args.check == "su3" else validate_u1(recipe, work, model)
+        validate = validate_su3 if args.check == "su3" else validate_u1
+        validate(recipe, work, model, args.drift)
 
 
 if __name__ == "__main__":

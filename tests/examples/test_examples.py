@@ -212,7 +212,7 @@ def test_gauge_validate_su3_compares_every_observable(tmp_path):
     assert list(lines) == ["plaquette", "W(1,1)", "W(1,2)", "W(2,2)", "Re P", "|P|"]
     assert lines["plaquette"] == lines["W(1,1)"]  # the same observable, two ways
     assert all(math.isfinite(v) for v in lines.values())
-    assert Ensemble.load(tmp_path / "su3_L4_b5.5_maala.safetensors").metadata.settings["model"] == str(
+    assert Ensemble.load(tmp_path / "su3_L4_b5.5_maala_force.safetensors").metadata.settings["model"] == str(
         tmp_path / "models" / "su3_b5.0_L4.safetensors")  # the smoke model, not the shipped one
 
 
