@@ -189,6 +189,7 @@ def _progress(length: int, label: str) -> Iterator[Callable[[int], None]]:
 
 def _report(ens: Ensemble, as_json: bool, flow_time: float = 1.0) -> None:
     results = measure(ens, flow_time=flow_time)
+    _warn_if_drifting(ens)
     if as_json:
         click.echo(json.dumps(_clean(results)))
         return
@@ -197,6 +198,22 @@ def _report(ens: Ensemble, as_json: bool, flow_time: float = 1.0) -> None:
                f"{meta.algorithm}: {ens.n_records} records x {ens.chains} chains")
     for key, value in results.items():
         click.echo(f"{key:>20}: {_format(_clean(value))}")
+
+
+def _warn_if_drifting(ens: Ensemble) -> None:
+    """On stderr: a warning when the plaquette of a link ensemble still drifts between the first and second half
+    of its records (`lgdiff.equilibration_drift`; needs >= 4 chains and >= 4 records)."""
+    from lgdiff import equilibration_drift, mean_plaquette
+    from lgdiff._stats.equilibration import MIN_CHAINS
+
+    if ens.metadata.kind != "links" or ens.chains < MIN_CHAINS or ens.n_records < 4:
+        return
+    check = equilibration_drift(ens.series(mean_plaquette))
+    if check.drifting():
+        click.echo(f"warning: the plaquette drifts from {check.first:.5f} (first half of the records) to "
+                   f"{check.second:.5f} (second half), {check.z:+.1f} sigma over {check.chains} chains: the chains "
+                   f"are not equilibrated and the errors above are not trustworthy; rerun with a longer --therm",
+                   err=True)
 
 
 def _check_plotting(plot_dir: Path | None) -> None:
@@ -325,7 +342,7 @@ def _train_gauge(links: Any, out: Path, n_steps: int, batch_size: int, lr: float
               help="Gauge MAALA's Langevin drift: the exact t -> 0 score -beta grad S (force, default) or the model "
                    "at t_L (score). Both are exact; the force takes far larger steps.")
 @click.option("--therm", type=click.IntRange(min=0), default=None,
-              help="Gauge MAALA: unrecorded Langevin steps (default 400 with the force drift, 40 with score).")
+              help="Gauge MAALA: unrecorded Langevin steps (default 2000 with the force drift, 40 with score).")
 @click.option("--every", type=click.IntRange(min=1), default=None,
               help="Gauge MAALA: Langevin steps between records (default 20 with the force drift, 5 with score).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Ensemble file to write.")

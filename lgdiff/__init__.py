@@ -103,7 +103,9 @@ from ._stats import Autocorrelation as Autocorrelation
 from ._stats import Estimate as Estimate
 from ._stats import GammaEstimate as GammaEstimate
 from ._stats import autocorrelation as autocorrelation
+from ._stats import DriftCheck as DriftCheck
 from ._stats import bootstrap as bootstrap
+from ._stats import equilibration_drift as equilibration_drift
 from ._stats import gamma_method as gamma_method
 from ._stats import gamma_method_derived as gamma_method_derived
 from ._stats import jackknife as jackknife

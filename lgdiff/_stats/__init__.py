@@ -7,6 +7,8 @@ from .estimate import Autocorrelation as Autocorrelation
 from .estimate import Estimate as Estimate
 from .estimate import GammaEstimate as GammaEstimate
 from .estimate import format_mean_error as format_mean_error
+from .equilibration import DriftCheck as DriftCheck
+from .equilibration import equilibration_drift as equilibration_drift
 from .estimate import format_value_error as format_value_error
 from .gamma import autocorrelation as autocorrelation
 from .gamma import gamma_method as gamma_method
@@ -19,11 +21,13 @@ from .resampling import jackknife_susceptibility as jackknife_susceptibility
 
 __all__ = [
     "Autocorrelation",
+    "DriftCheck",
     "Estimate",
     "GammaEstimate",
     "autocorrelation",
     "binned",
     "bootstrap",
+    "equilibration_drift",
     "format_mean_error",
     "format_value_error",
     "gamma_method",

@@ -131,6 +131,17 @@ def test_sample_gauge_drift_and_chain_options(tmp_path):
     assert (settings["drift"], settings["therm"], settings["every"]) == ("score", 3, 2)
 
 
+def test_sample_warns_when_the_chains_are_not_equilibrated(tmp_path):
+    # beta = 7 from the beta = 1 model's denoiser, no thermalisation: the plaquette is still climbing
+    args = ["sample", "--theory", "u1", "--L", 16, "--beta", 7, "--every", 5, "--n", 16, "--chains", 8, "--steps", 10]
+    result = run(*args, "--therm", 0, "--out", tmp_path / "a.safetensors")
+    assert result.exit_code == 0 and "warning: the plaquette drifts from" in result.stderr, result.output
+    assert "rerun with a longer --therm" in result.stderr
+    # thermalised chains of the same run: no warning
+    result = run(*args, "--therm", 2000, "--out", tmp_path / "b.safetensors")
+    assert result.exit_code == 0 and "warning" not in result.stderr, result.stderr
+
+
 def test_sample_bad_options(tmp_path):
     result = run("sample", "--theory", "su3", "--L", 4, "--kappa", 0.1, "--out", tmp_path / "x.safetensors")
     assert result.exit_code != 0 and "are for phi4" in result.output

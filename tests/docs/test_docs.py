@@ -98,9 +98,19 @@ def _python_target(args: list[str]) -> list[str]:
     raise AssertionError(f"docs run `python {shlex.join(args)}`: only examples/, benchmarks/ and -m are known")
 
 
+# gauge MAALA sampling also gets a short chain (phi4 and --method sde refuse these options)
+QUICK_GAUGE_MAALA = {"--therm": "2", "--every": "1"}
+
+
+def _is_gauge_maala(args: list[str]) -> bool:
+    joined = " ".join(args)
+    return (args[:1] == ["sample"] and re.search(r"--theory[ =](u1|su2|su3)\b", joined) is not None
+            and re.search(r"--method[ =]sde\b", joined) is None)
+
+
 def _lgdiff(args: list[str]) -> list[str]:
     sub = args[0] if args else ""
-    return _with_options(args, QUICK.get(sub, {}))
+    return _with_options(args, {**QUICK.get(sub, {}), **(QUICK_GAUGE_MAALA if _is_gauge_maala(args) else {})})
 
 
 def translate(command: str, scratch: Path) -> tuple[list[str], dict[str, str]] | None:
@@ -156,6 +166,11 @@ def test_translation_rules(tmp_path):
     argv, _ = translate("torchrun --nproc-per-node 2 -m cli.main -- train --data d --steps 2000", tmp_path)
     assert argv[1:] == ["-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "cli.main", "--", "train",
                         "--data", "d", "--steps", "2", "--batch-size", "4"]
+    argv, _ = translate("lgdiff sample --theory su3 --L 6 --therm 4000", tmp_path)
+    assert argv[3:] == ["sample", "--theory", "su3", "--L", "6", "--n", "2", "--chains", "2", "--steps", "4",
+                        "--therm", "2", "--every", "1"]
+    argv, _ = translate("lgdiff sample --theory u1 --L 4 --method sde", tmp_path)
+    assert "--therm" not in argv
     assert commands("a --x 1 \\\n  --y 2  # note\n\nb && c") == ["a --x 1 --y 2", "b", "c"]
     with pytest.raises(AssertionError, match="unknown command"):
         translate("rm -rf /", tmp_path)

@@ -68,10 +68,10 @@ def test_sde_run_records_independent_batches(tmp_path, tiny_u1_model):
 def test_drift_sets_the_default_chain_and_is_recorded(tmp_path, tiny_u1_model):
     force = GaugeSampleConfig(theory=u1_theory(4, 1.0), model=tiny_u1_model)
     score = GaugeSampleConfig(theory=u1_theory(4, 1.0), model=tiny_u1_model, drift="score")
-    assert force.drift == "force" and force.chain == CHAIN_DEFAULTS["force"] == (400, 20)
+    assert force.drift == "force" and force.chain == CHAIN_DEFAULTS["force"] == (2000, 20)
     assert score.chain == CHAIN_DEFAULTS["score"] == (40, 5)
     assert attrs.evolve(score, therm=7, every=3).chain == (7, 3)
-    assert force.work_units == force.steps + 400 + force.n * 20
+    assert force.work_units == force.steps + 2000 + force.n * 20
     ens = attrs.evolve(score, n=2, chains=2, steps=2, therm=3, every=1).run(tmp_path / "s.safetensors")
     assert ens.metadata.settings["drift"] == "score" and ens.metadata.settings["therm"] == 3
 

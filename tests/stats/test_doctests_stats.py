@@ -3,7 +3,7 @@ import importlib
 
 import pytest
 
-MODULES = ["lgdiff._stats.estimate", "lgdiff._stats.resampling", "lgdiff._stats.gamma"]
+MODULES = ["lgdiff._stats.estimate", "lgdiff._stats.resampling", "lgdiff._stats.gamma", "lgdiff._stats.equilibration"]
 
 
 @pytest.mark.parametrize("name", MODULES)
