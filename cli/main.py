@@ -341,6 +341,8 @@ def _train_gauge(links: Any, out: Path, n_steps: int, batch_size: int, lr: float
 @click.option("--drift", type=click.Choice(["force", "score"]), default=None,
               help="Gauge MAALA's Langevin drift: the exact t -> 0 score -beta grad S (force, default) or the model "
                    "at t_L (score). Both are exact; the force takes far larger steps.")
+@click.option("--corrector", type=click.IntRange(min=0), default=None,
+              help="Gauge: annealed-Langevin corrector steps after each reverse-SDE step (default 0).")
 @click.option("--therm", type=click.IntRange(min=0), default=None,
               help="Gauge MAALA: unrecorded Langevin steps (default 2000 with the force drift, 40 with score).")
 @click.option("--every", type=click.IntRange(min=1), default=None,
@@ -353,7 +355,7 @@ def _train_gauge(links: Any, out: Path, n_steps: int, batch_size: int, lr: float
 @click.option("--json", "as_json", is_flag=True, help="Print the measurement as one JSON object.")
 def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: float | None, beta: float | None,
                model: Path | None, method: str | None, n: int, chains: int, steps: int, drift: str | None,
-               therm: int | None, every: int | None, out: Path | None, seed: int, device: str, plot_dir: Path | None,
+               corrector: int | None, therm: int | None, every: int | None, out: Path | None, seed: int, device: str, plot_dir: Path | None,
                as_json: bool) -> None:
     """Sample with a trained diffusion model and measure the result.
 
@@ -372,6 +374,8 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
         for name, value in (("drift", drift), ("therm", therm), ("every", every)):
             if value is not None:
                 raise click.UsageError(f"--{name} is for gauge sampling with --method maala")
+    if theory == "phi4" and corrector is not None:
+        raise click.UsageError("--corrector is for gauge sampling")
     if theory == "phi4":
         if model is None:
             raise click.UsageError("--model is required for phi4: train one with lgdiff train --data ENSEMBLE --out MODEL")
@@ -395,7 +399,8 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
             settings["steps"] = gauge_steps
         if not ctx_given("chains"):
             settings.pop("chains")
-        settings |= {k: v for k, v in (("drift", drift), ("therm", therm), ("every", every)) if v is not None}
+        settings |= {k: v for k, v in (("drift", drift), ("therm", therm), ("every", every), ("corrector", corrector))
+                     if v is not None}
         config = GaugeSampleConfig.from_model(theory, L, beta=beta, model=model, **settings)
         if dim is not None and dim != config.theory.lattice.dim:
             raise ValueError(f"the model is for D = {config.theory.lattice.dim}; got --dim {dim}")

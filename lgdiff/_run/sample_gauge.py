@@ -76,6 +76,8 @@ class GaugeSampleConfig:
     ``force`` (the exact ``t -> 0`` limit of the score, ``-r beta_0 grad S = -beta grad S``, see
     :func:`lgdiff._samplers.gauge_maala.wilson_score`) or ``score`` (the model at ``t_langevin``); both are exact,
     the force takes far larger steps. ``therm`` and ``every`` default by drift (``CHAIN_DEFAULTS``).
+    ``corrector``: annealed-Langevin corrector steps (of size ``s(t)^2``) after each reverse-SDE step of the
+    denoiser (:func:`lgdiff.reverse_sde_group`).
     ``langevin_step``: the Langevin step ``e``; ``None`` adapts it during ``therm`` towards acceptance 0.6,
     starting from ``0.1 n^(-1/3)`` (``n`` the real degrees of freedom per configuration), and then freezes it.
     ``beta_scale``: ``r`` of the physics-conditioned score ``r s_theta``; ``None`` takes ``beta / beta_0``.
@@ -93,6 +95,7 @@ class GaugeSampleConfig:
     therm: int | None = None
     every: int | None = None
     drift: str = "force"
+    corrector: int = 0
     beta_scale: float | None = attrs.field(default=None, validator=_positive_float)
 
     def __attrs_post_init__(self) -> None:
@@ -107,6 +110,8 @@ class GaugeSampleConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"--{name} must be >= 1; got {value}")
+        if self.corrector < 0:
+            raise ValueError(f"--corrector must be >= 0; got {self.corrector}")
         if self.therm is not None and self.therm < 0:
             raise ValueError(f"--therm must be >= 0; got {self.therm}")
 
@@ -131,10 +136,11 @@ class GaugeSampleConfig:
     @property
     def work_units(self) -> int:
         """Score evaluations of the run: ``progress`` is called with 1 after each (size a progress bar with this)."""
+        denoise = self.steps * (1 + self.corrector)
         if self.method == "sde":
-            return self.n * self.steps
+            return self.n * denoise
         therm, every = self.chain
-        return self.steps + therm + self.n * every
+        return denoise + therm + self.n * every
 
     def run(self, out: str | Path, *, device: torch.device | str = "cpu", command: str | None = None,
             progress: Callable[[int], None] | None = None) -> Ensemble:
@@ -156,7 +162,7 @@ class GaugeSampleConfig:
         file_dtype = complex_dtype(next(net.parameters()).dtype)
         settings: dict[str, float | int | str] = {
             "model": str(self.model), "model_step": int(meta.get("step", 0)), "beta_0": beta_0, "beta_scale": r,
-            "steps": self.steps, "spacing": "geometric", "drift": self.drift}
+            "steps": self.steps, "spacing": "geometric", "drift": self.drift, "corrector": self.corrector}
 
         def metadata(extra: dict[str, float | int | str]) -> EnsembleMetadata:
             return EnsembleMetadata(kind="links", theory=self.theory.name, group=str(group), lattice=lattice.shape,
@@ -166,7 +172,8 @@ class GaugeSampleConfig:
 
         def denoise(t_min: float) -> LinkField:
             return denoise_links(score, process, group, lattice, chains=self.chains, steps=self.steps,
-                                 generator=generator, t_min=t_min, beta_scale=r, device=device, progress=progress)
+                                 generator=generator, t_min=t_min, beta_scale=r, device=device, progress=progress,
+                                 corrector_steps=self.corrector)
 
         with contextlib.ExitStack() as stack:
             if self.method == "sde":

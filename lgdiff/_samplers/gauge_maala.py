@@ -108,13 +108,16 @@ def wilson_score(action: WilsonAction) -> GroupScore:
 def denoise_links(score: GroupScore, process: GroupVE, group: AbstractGroup, lattice: Lattice, *, chains: int,
                   steps: int, generator: torch.Generator, t_min: float = 1e-3, beta_scale: float = 1.0,
                   dtype: torch.dtype = torch.complex128, device: torch.device | str | None = None,
-                  spacing: str = "geometric", progress: Callable[[int], None] | None = None) -> LinkField:
+                  spacing: str = "geometric", progress: Callable[[int], None] | None = None,
+                  corrector_steps: int = 0, corrector_scale: float = 1.0) -> LinkField:
     r"""The raw ("sde") sampler: Haar-random links at ``t = T``, then the reverse SDE on the group down to
     ``t_min`` with the score ``r s`` (:func:`reverse_sde_group`, ``steps`` exponential Euler-Maruyama steps on
-    the ``spacing`` grid). Not exact: its distribution is as good as the score and the discretisation.
+    the ``spacing`` grid, each followed by ``corrector_steps`` annealed-Langevin corrector steps of size
+    ``corrector_scale s(t)^2``). Not exact: its distribution is as good as the score and the discretisation.
 
     **Arguments:** `group`, `lattice`: where the links live; `chains`: the batch; `t_min`: where to stop;
-    `beta_scale`: ``r = beta / beta_0``; `progress`: called with 1 after every step.
+    `beta_scale`: ``r = beta / beta_0``; `progress`: called with ``1 + corrector_steps`` (score evaluations)
+    after every predictor step.
 
     **Returns:** links ``[chains, D, *L, N, N]`` in ``dtype``.
     """
@@ -124,11 +127,12 @@ def denoise_links(score: GroupScore, process: GroupVE, group: AbstractGroup, lat
 
     def callback(info: GroupStepInfo) -> None:
         if progress is not None:
-            progress(1)
+            progress(1 + corrector_steps)
 
     with torch.no_grad():
         return reverse_sde_group(scaled_score(score, beta_scale), process, prior, steps=steps, generator=generator,
-                                 t_min=t_min, spacing=spacing, callback=callback)
+                                 t_min=t_min, spacing=spacing, callback=callback, corrector_steps=corrector_steps,
+                                 corrector_scale=corrector_scale)
 
 
 @attrs.frozen

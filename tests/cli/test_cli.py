@@ -125,10 +125,10 @@ def test_sample_gauge_with_shipped_model(tmp_path):
 def test_sample_gauge_drift_and_chain_options(tmp_path):
     out = tmp_path / "u1.safetensors"
     result = run("sample", "--theory", "u1", "--L", 4, "--n", 2, "--chains", 2, "--steps", 3, "--drift", "score",
-                 "--therm", 3, "--every", 2, "--out", out)
+                 "--therm", 3, "--every", 2, "--corrector", 2, "--out", out)
     assert result.exit_code == 0, result.output
     settings = json.loads(run("info", out, "--json").output)["settings"]
-    assert (settings["drift"], settings["therm"], settings["every"]) == ("score", 3, 2)
+    assert (settings["drift"], settings["therm"], settings["every"], settings["corrector"]) == ("score", 3, 2, 2)
 
 
 def test_sample_warns_when_the_chains_are_not_equilibrated(tmp_path):

@@ -225,6 +225,41 @@ def test_reverse_sde_on_the_uniform_grid_has_the_predicted_euler_maruyama_bias(g
     assert abs(mean - math.exp(-v / 2)) < 4 * err, f"<cos theta> = {mean} +- {err}, EM prediction {math.exp(-v / 2)}"
 
 
+@pytest.mark.parametrize(("k", "c"), [(2, 0.5), (1, 1.5)])
+def test_predictor_corrector_has_the_predicted_variance(k, c, generator, fast_loop):
+    # point-mass data, exact score -x / s^2 in the linear regime: a predictor step maps the variance
+    # V -> V (1 - g^2 dt / s^2)^2 + g^2 dt, each corrector step V -> V (1 - c)^2 + 2 c s'^2 (its fixed point is
+    # s'^2 / (1 - c / 2), not s'^2: unadjusted Langevin). The exact kernel would give exp(-s^2 / 2): 8-12 sigma away.
+    steps = 100
+    ts = PROCESS.time_points(steps, t_min=T_MIN, spacing="geometric")
+    start = next(i for i, t in enumerate(ts) if s2_of(t) < 0.09)
+    v = s2_of(ts[start])
+    for i in range(start, steps):
+        dt, g2 = ts[i] - ts[i + 1], 25.0 ** (2 * ts[i])
+        v = v * (1 - g2 * dt / s2_of(ts[i])) ** 2 + g2 * dt
+        for _ in range(k):
+            v = v * (1 - c) ** 2 + 2 * c * s2_of(ts[i + 1])
+    U = PROCESS.prior(U1(), Lattice(shape=(16, 16)), batch=4, generator=generator)
+    out = reverse_sde_group(u1_wrapped_gaussian_score, PROCESS, U, steps=steps, generator=generator, t_min=T_MIN,
+                            spacing="geometric", corrector_steps=k, corrector_scale=c)
+    mean, err = _mean_with_error(torch.cos(angles(out)))
+    assert abs(mean - math.exp(-v / 2)) < 4 * err, f"<cos theta> = {mean} +- {err}, predicted {math.exp(-v / 2)}"
+    assert abs(mean - math.exp(-s2_of(T_MIN) / 2)) > 6 * err  # the prediction is not the exact kernel's
+
+
+def test_corrector_with_a_zero_score_keeps_haar_links_and_checks_its_settings(generator):
+    zero = lambda U, t: AlgebraField(torch.zeros_like(U.data), U.group, U.lattice)  # noqa: E731
+    U = PROCESS.prior(SU(3), Lattice(shape=(4, 4)), batch=64, generator=generator)
+    out = reverse_sde_group(zero, PROCESS, U, steps=4, generator=generator, corrector_steps=3)
+    tr = (out.data.diagonal(dim1=-2, dim2=-1).sum(-1).real / 3).reshape(64, -1).mean(1)
+    assert abs(float(tr.mean())) < 4 * float(tr.std() / 8)
+    assert float(SU(3).membership_error(out.data).amax()) < 1e-12
+    with pytest.raises(ValueError, match="corrector_scale must be in \\(0, 2\\)"):
+        reverse_sde_group(zero, PROCESS, U, steps=2, generator=generator, corrector_steps=1, corrector_scale=2.0)
+    with pytest.raises(ValueError, match="corrector_steps must be an int >= 0; got -1"):
+        reverse_sde_group(zero, PROCESS, U, steps=2, generator=generator, corrector_steps=-1)
+
+
 def test_reverse_sde_su2_point_mass_with_the_heat_kernel_score(generator, fast_loop):
     # <Re tr U>/2 at t_min is exp(-3 s^2 / 8) (the fundamental character under K_{s^2}); EM bias 0.35 sigma
     U = PROCESS.prior(SU(2), Lattice(shape=(16, 16)), batch=2, generator=generator)
