@@ -10,6 +10,8 @@ metadata (``meta["command"]``) and in docs/gauge-diffusion.md.
     OMP_NUM_THREADS=1 python examples/train_gauge_models.py ship  --work /tmp/lgdiff-gauge
     OMP_NUM_THREADS=1 python examples/train_gauge_models.py validate --work /tmp/lgdiff-gauge --check su3
     OMP_NUM_THREADS=1 python examples/train_gauge_models.py validate --work /tmp/lgdiff-gauge --check u1
+    OMP_NUM_THREADS=1 python examples/train_gauge_models.py validate --work /tmp/lgdiff-gauge --check su3 \
+        --corrector 30 --therm 1500      # the model's annealed-Langevin start, a shorter chain
 
 ``data`` generates the training ensembles with the heatbath (the same library code as ``lgdiff generate``; the
 equivalent command is printed and stored in each file). ``train`` runs denoising score matching on the group
@@ -211,11 +213,14 @@ SU3_OBSERVABLES: dict[str, Callable[[LinkField], torch.Tensor]] = {
 }
 
 
-def validate_su3(recipe: Recipe, work: Path, model: Path | None, drift: str) -> None:
+def validate_su3(recipe: Recipe, work: Path, model: Path | None, drift: str, corrector: int = 0,
+                 therm: int | None = None) -> None:
     ref_ens = make_ensemble(recipe, work, "su3_b5.5_L6_ref")
     _, _, L, beta, *_ = recipe.ensembles["su3_b5.5_L6_ref"]
-    ens, seconds = _sample(work, f"su3_L{L}_b{beta}_maala_{drift}", "su3", L, beta, model=model, drift=drift,
-                           **recipe.su3_settings)
+    settings = {**recipe.su3_settings, **({} if therm is None else {"therm": therm})}
+    suffix = f"_pc{corrector}" if corrector else ""
+    ens, seconds = _sample(work, f"su3_L{L}_b{beta}_maala_{drift}{suffix}", "su3", L, beta, model=model, drift=drift,
+                           corrector=corrector, **settings)
     for key, fn in SU3_OBSERVABLES.items():
         a, b = _estimate(ens.series(_aligned(fn))), _estimate(ref_ens.series(_aligned(fn)))
         z = _z(a["mean"] - b["mean"], math.hypot(a["error"], b["error"]))
@@ -226,11 +231,14 @@ def validate_su3(recipe: Recipe, work: Path, model: Path | None, drift: str) -> 
     print(f"  acceptance {acc['mean']:.3f}({acc['error']:.3f}); wall time {seconds:.0f} s", flush=True)
 
 
-def validate_u1(recipe: Recipe, work: Path, model: Path | None, drift: str) -> None:
+def validate_u1(recipe: Recipe, work: Path, model: Path | None, drift: str, corrector: int = 0,
+                therm: int | None = None) -> None:
     for beta in recipe.u1_betas:
         for L in recipe.u1_sizes:
             name = f"u1_L{L}_b{beta}_maala_{drift}"
-            ens, seconds = _sample(work, name, "u1", L, beta, model=model, drift=drift, **recipe.u1_settings)
+            settings = {**recipe.u1_settings, **({} if therm is None else {"therm": therm})}
+            ens, seconds = _sample(work, name + (f"_pc{corrector}" if corrector else ""), "u1", L, beta, model=model,
+                                   drift=drift, corrector=corrector, **settings)
             lines = []
             for r in range(1, min(4, L // 2 - 1) + 1):
                 est = _estimate(ens.series(lambda U, r=r: wilson_loop(U, r, r)))
@@ -266,6 +274,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--model", choices=tuple(MODELS))
     parser.add_argument("--check", choices=tuple(THEORY_MODEL))
     parser.add_argument("--drift", choices=DRIFTS, default="force", help="MAALA's Langevin drift (validate)")
+    parser.add_argument("--corrector", type=int, default=0, help="annealed-Langevin corrector steps of the denoiser "
+                                                                 "(validate)")
+    parser.add_argument("--therm", type=int, help="MAALA's thermalisation steps (validate; default: the recipe's)")
     parser.add_argument("--dest", type=Path, help="where ship writes (default lgdiff/models; --smoke: WORK/models, "
                                                   "and only under WORK)")
     parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
@@ -292,7 +303,7 @@ def main(argv: list[str]) -> None:
             if not model.exists():
                 _ship_all(recipe, work, dest, argv, smoke=smoke, parser=parser)
         validate = validate_su3 if args.check == "su3" else validate_u1
-        validate(recipe, work, model, args.drift)
+        validate(recipe, work, model, args.drift, args.corrector, args.therm)
 
 
 if __name__ == "__main__":
