@@ -32,7 +32,7 @@ DRIFTS = ("force", "score")
 """MAALA's Langevin drift: the exact ``t -> 0`` score ``-beta grad S`` (``force``) or the model at ``t_L`` (``score``)."""
 CHAIN_DEFAULTS = {"force": (2000, 20), "score": (40, 5)}
 """drift -> the default (``therm``, ``every``): a Langevin step with the force costs about a fifth of one with
-the L-CNN and takes ~45x larger steps in 4D SU(3) (docs/gauge-diffusion.md), so its default chain is longer."""
+the L-CNN and takes ~50x larger steps in 4D SU(3) (docs/gauge-diffusion.md), so its default chain is longer."""
 SHIPPED = {"su3": "su3_b5.0_L4", "u1": "u1_b1.0_L16"}
 """theory -> the shipped model's file name (without ``.safetensors``)."""
 
