@@ -343,6 +343,9 @@ def _train_gauge(links: Any, out: Path, n_steps: int, batch_size: int, lr: float
                    "at t_L (score). Both are exact; the force takes far larger steps.")
 @click.option("--corrector", type=click.IntRange(min=0), default=None,
               help="Gauge: annealed-Langevin corrector steps after each reverse-SDE step (default 0).")
+@click.option("--leapfrog", type=click.IntRange(min=1), default=None,
+              help="Gauge MAALA: leapfrog steps per proposal (default 1, the Langevin move; K > 1 with the force "
+                   "drift is HMC, and the default --therm/--every are divided by K).")
 @click.option("--therm", type=click.IntRange(min=0), default=None,
               help="Gauge MAALA: unrecorded Langevin steps (default 2000 with the force drift, 40 with score).")
 @click.option("--every", type=click.IntRange(min=1), default=None,
@@ -355,7 +358,7 @@ def _train_gauge(links: Any, out: Path, n_steps: int, batch_size: int, lr: float
 @click.option("--json", "as_json", is_flag=True, help="Print the measurement as one JSON object.")
 def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: float | None, beta: float | None,
                model: Path | None, method: str | None, n: int, chains: int, steps: int, drift: str | None,
-               corrector: int | None, therm: int | None, every: int | None, out: Path | None, seed: int, device: str, plot_dir: Path | None,
+               corrector: int | None, leapfrog: int | None, therm: int | None, every: int | None, out: Path | None, seed: int, device: str, plot_dir: Path | None,
                as_json: bool) -> None:
     """Sample with a trained diffusion model and measure the result.
 
@@ -371,7 +374,7 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
     _check_plotting(plot_dir)
     command = _command_line(click.get_current_context())
     if theory == "phi4" or method == "sde":
-        for name, value in (("drift", drift), ("therm", therm), ("every", every)):
+        for name, value in (("drift", drift), ("therm", therm), ("every", every), ("leapfrog", leapfrog)):
             if value is not None:
                 raise click.UsageError(f"--{name} is for gauge sampling with --method maala")
     if theory == "phi4" and corrector is not None:
@@ -399,8 +402,8 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
             settings["steps"] = gauge_steps
         if not ctx_given("chains"):
             settings.pop("chains")
-        settings |= {k: v for k, v in (("drift", drift), ("therm", therm), ("every", every), ("corrector", corrector))
-                     if v is not None}
+        settings |= {k: v for k, v in (("drift", drift), ("therm", therm), ("every", every), ("corrector", corrector),
+                                       ("leapfrog", leapfrog)) if v is not None}
         config = GaugeSampleConfig.from_model(theory, L, beta=beta, model=model, **settings)
         if dim is not None and dim != config.theory.lattice.dim:
             raise ValueError(f"the model is for D = {config.theory.lattice.dim}; got --dim {dim}")

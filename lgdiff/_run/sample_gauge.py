@@ -77,7 +77,9 @@ class GaugeSampleConfig:
     :func:`lgdiff._samplers.gauge_maala.wilson_score`) or ``score`` (the model at ``t_langevin``); both are exact,
     the force takes far larger steps. ``therm`` and ``every`` default by drift (``CHAIN_DEFAULTS``).
     ``corrector``: annealed-Langevin corrector steps (of size ``s(t)^2``) after each reverse-SDE step of the
-    denoiser (:func:`lgdiff.reverse_sde_group`).
+    denoiser (:func:`lgdiff.reverse_sde_group`). ``leapfrog``: leapfrog steps per MAALA proposal
+    (:func:`lgdiff._samplers.gauge_maala.maala_chain`; 1 is MAALA's Langevin move, K > 1 with the force drift is
+    hybrid Monte Carlo); the default ``therm`` and ``every`` are divided by it (same number of score evaluations).
     ``langevin_step``: the Langevin step ``e``; ``None`` adapts it during ``therm`` towards acceptance 0.6,
     starting from ``0.1 n^(-1/3)`` (``n`` the real degrees of freedom per configuration), and then freezes it.
     ``beta_scale``: ``r`` of the physics-conditioned score ``r s_theta``; ``None`` takes ``beta / beta_0``.
@@ -96,6 +98,7 @@ class GaugeSampleConfig:
     every: int | None = None
     drift: str = "force"
     corrector: int = 0
+    leapfrog: int = 1
     beta_scale: float | None = attrs.field(default=None, validator=_positive_float)
 
     def __attrs_post_init__(self) -> None:
@@ -110,6 +113,8 @@ class GaugeSampleConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"--{name} must be >= 1; got {value}")
+        if self.leapfrog < 1:
+            raise ValueError(f"--leapfrog must be >= 1; got {self.leapfrog}")
         if self.corrector < 0:
             raise ValueError(f"--corrector must be >= 0; got {self.corrector}")
         if self.therm is not None and self.therm < 0:
@@ -117,8 +122,10 @@ class GaugeSampleConfig:
 
     @property
     def chain(self) -> tuple[int, int]:
-        """(``therm``, ``every``) of the MAALA chain: the given values, else ``CHAIN_DEFAULTS[drift]``."""
+        """(``therm``, ``every``) of the MAALA chain in proposals: the given values, else ``CHAIN_DEFAULTS[drift]``
+        divided by ``leapfrog`` (rounded up; at least 1 between records)."""
         therm, every = CHAIN_DEFAULTS[self.drift]
+        therm, every = -(-therm // self.leapfrog), max(1, every // self.leapfrog)
         return (therm if self.therm is None else self.therm, every if self.every is None else self.every)
 
     @classmethod
@@ -140,7 +147,7 @@ class GaugeSampleConfig:
         if self.method == "sde":
             return self.n * denoise
         therm, every = self.chain
-        return denoise + therm + self.n * every
+        return denoise + self.leapfrog * (therm + self.n * every)
 
     def run(self, out: str | Path, *, device: torch.device | str = "cpu", command: str | None = None,
             progress: Callable[[int], None] | None = None) -> Ensemble:
@@ -162,7 +169,8 @@ class GaugeSampleConfig:
         file_dtype = complex_dtype(next(net.parameters()).dtype)
         settings: dict[str, float | int | str] = {
             "model": str(self.model), "model_step": int(meta.get("step", 0)), "beta_0": beta_0, "beta_scale": r,
-            "steps": self.steps, "spacing": "geometric", "drift": self.drift, "corrector": self.corrector}
+            "steps": self.steps, "spacing": "geometric", "drift": self.drift, "corrector": self.corrector,
+            "leapfrog": self.leapfrog}
 
         def metadata(extra: dict[str, float | int | str]) -> EnsembleMetadata:
             return EnsembleMetadata(kind="links", theory=self.theory.name, group=str(group), lattice=lattice.shape,
@@ -195,7 +203,7 @@ class GaugeSampleConfig:
                 drift = score if self.drift == "score" else wilson_score(WilsonAction(beta=beta_0, group=group))
                 records = maala_chain(drift, action, U, n=self.n, t_langevin=self.t_langevin, step_size=step,
                                       generator=generator, beta_scale=r, every=every, therm=therm,
-                                      target_acceptance=target, progress=progress)
+                                      target_acceptance=target, progress=progress, leapfrog=self.leapfrog)
                 writer = None
                 for rec in records:
                     if writer is None:  # the step size is fixed once thermalised: record it

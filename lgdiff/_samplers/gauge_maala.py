@@ -175,9 +175,17 @@ def _log_target(action: WilsonAction, U: LinkField) -> Tensor:
 def maala_chain(score: GroupScore, action: WilsonAction, initial: LinkField, *, n: int, t_langevin: float,
                 step_size: float, generator: torch.Generator, beta_scale: float = 1.0, every: int = 1, therm: int = 0,
                 target_acceptance: float | None = None, metropolis: bool = True,
-                progress: Callable[[int], None] | None = None) -> Iterator[LangevinRecord]:
+                progress: Callable[[int], None] | None = None, leapfrog: int = 1) -> Iterator[LangevinRecord]:
     r"""The Langevin phase of MAALA: Markov chains started at ``initial`` (module docstring for the move and
     its acceptance), ``therm`` unrecorded steps, then ``n`` records one every ``every`` steps.
+
+    **Several leapfrog steps per proposal** (``leapfrog = K > 1``): draw ``p = eta``, then K leapfrog steps of
+    size ``h = sqrt(2 e)`` with the drift as force, ``p += h f(U) / 2``, ``U = exp(i h p.T) U``,
+    ``p += h f(U) / 2``, and accept with ``exp(-S(U') - |p'|^2 / 2 + S(U) + |eta|^2 / 2)``. Each sub-step is a
+    shear or a left translation, so the map, followed by ``p -> -p``, is a volume-preserving involution: exact
+    for any drift, as the one-step move. K = 1 is exactly the MAALA move above (``p' = -eta_rev``); with the
+    exact ``t -> 0`` score as drift (:func:`wilson_score`) the move is hybrid Monte Carlo with trajectory length
+    ``K h``. Each proposal costs K score evaluations.
 
     **Arguments:**
     - `score`: ``score(U, t) -> AlgebraField``, evaluated at ``t = t_langevin`` (one call per step: the score
@@ -189,7 +197,7 @@ def maala_chain(score: GroupScore, action: WilsonAction, initial: LinkField, *, 
       afterwards, so the recorded part of every chain is a fixed exact kernel.
     - `beta_scale`: ``r`` in the drift. `metropolis`: ``False`` accepts every proposal, i.e. the unadjusted
       Langevin algorithm (not exact: for comparisons only).
-    - `progress`: called with 1 after every step.
+    - `progress`: called with ``leapfrog`` (score evaluations) after every step.
 
     **Yields:** :class:`LangevinRecord`.
     """
@@ -204,6 +212,7 @@ def maala_chain(score: GroupScore, action: WilsonAction, initial: LinkField, *, 
     _check_count("n", n, 0)
     _check_count("every", every, 1)
     _check_count("therm", therm, 0)
+    _check_count("leapfrog", leapfrog, 1)
     _check_positive("step_size", step_size)
     _check_positive("t_langevin", t_langevin)
     _check_positive("beta_scale", beta_scale)
@@ -221,12 +230,15 @@ def maala_chain(score: GroupScore, action: WilsonAction, initial: LinkField, *, 
     for k in range(therm + n * every):
         e = log_e.exp()
         eta = torch.randn(drift.shape, generator=generator, dtype=torch.float64, device=device)
-        omega = e * drift + (2 * e).sqrt() * eta
-        proposal = U.with_data(group.exp(group.from_coords(omega.to(rdt))) @ U.data)
+        if leapfrog == 1:
+            omega = e * drift + (2 * e).sqrt() * eta
+            proposal = U.with_data(group.exp(group.from_coords(omega.to(rdt))) @ U.data)
+            drift_new = _coords(score, proposal, tl, beta_scale)
+            p_end = (-omega - e * drift_new) / (2 * e).sqrt()  # eta_rev
+        else:
+            proposal, drift_new, p_end = _leapfrog(score, U, drift, eta, (2 * e).sqrt(), leapfrog, tl, beta_scale)
         log_p_new = _log_target(action, proposal)
-        drift_new = _coords(score, proposal, tl, beta_scale)
-        eta_rev = (-omega - e * drift_new) / (2 * e).sqrt()
-        log_alpha = torch.nan_to_num(log_p_new - log_p + (_sq(eta) - _sq(eta_rev)) / 2, nan=-math.inf)
+        log_alpha = torch.nan_to_num(log_p_new - log_p + (_sq(eta) - _sq(p_end)) / 2, nan=-math.inf)
         if metropolis:
             u = torch.rand(U.batch, generator=generator, dtype=torch.float64, device=device)
             accept = torch.log(u) < log_alpha
@@ -237,7 +249,7 @@ def maala_chain(score: GroupScore, action: WilsonAction, initial: LinkField, *, 
         log_p = torch.where(accept, log_p_new, log_p)
         step += 1
         if progress is not None:
-            progress(1)
+            progress(leapfrog)
         if k < therm:
             if target_acceptance is not None:
                 # Robbins-Monro on log e with the acceptance probability (less noisy than the indicator)
@@ -248,6 +260,20 @@ def maala_chain(score: GroupScore, action: WilsonAction, initial: LinkField, *, 
         if (k - therm + 1) % every == 0:
             yield LangevinRecord(index=step - 1, state=U, acceptance=acc_sum / every, step_size=log_e.exp())
             acc_sum = torch.zeros_like(acc_sum)
+
+
+def _leapfrog(score: GroupScore, U: LinkField, drift: Tensor, eta: Tensor, h: Tensor, steps: int, t: Tensor,
+              beta_scale: float) -> tuple[LinkField, Tensor, Tensor]:
+    """``steps`` leapfrog steps of size ``h`` from ``(U, p = eta)`` with the drift as force (:func:`maala_chain`):
+    the final links, the drift there and the final momentum, in float64 coordinates."""
+    group, rdt = U.group, real_dtype(U.data.dtype)
+    p, u, f = eta, U.data, drift
+    for _ in range(steps):
+        p = p + (h / 2) * f
+        u = group.exp(group.from_coords((h * p).to(rdt))) @ u
+        f = _coords(score, U.with_data(u), t, beta_scale)
+        p = p + (h / 2) * f
+    return U.with_data(u), f, p
 
 
 @attrs.frozen
@@ -266,7 +292,7 @@ def maala_links(score: GroupScore, process: GroupVE, action: WilsonAction, latti
                 beta_scale: float = 1.0, initial: LinkField | None = None, every: int = 1, therm: int = 0,
                 target_acceptance: float | None = None, dtype: torch.dtype = torch.complex128,
                 device: torch.device | str | None = None, spacing: str = "geometric",
-                metropolis: bool = True) -> GaugeMCResult:
+                metropolis: bool = True, leapfrog: int = 1) -> GaugeMCResult:
     r"""Exact route 3 for links (module docstring): denoise ``chains`` Haar-random configurations with
     ``steps`` reverse-SDE steps down to ``t_langevin`` (skipped if `initial` is given), then :func:`maala_chain`
     for ``therm + n every`` Langevin steps with the exact Wilson action of `action` (target ``beta``).
@@ -298,7 +324,7 @@ def maala_links(score: GroupScore, process: GroupVE, action: WilsonAction, latti
     state = U
     for rec in maala_chain(score, action, U, n=n, t_langevin=t_langevin, step_size=step_size, generator=generator,
                            beta_scale=beta_scale, every=every, therm=therm, target_acceptance=target_acceptance,
-                           metropolis=metropolis):
+                           metropolis=metropolis, leapfrog=leapfrog):
         samples.append(rec.state.data)
         accepts.append(rec.acceptance)
         state, e = rec.state, rec.step_size

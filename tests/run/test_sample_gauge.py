@@ -73,11 +73,15 @@ def test_drift_sets_the_default_chain_and_is_recorded(tmp_path, tiny_u1_model):
     assert attrs.evolve(score, therm=7, every=3).chain == (7, 3)
     assert force.work_units == force.steps + 2000 + force.n * 20
     assert attrs.evolve(force, corrector=3).work_units == 4 * force.steps + 2000 + force.n * 20
+    hmc = attrs.evolve(force, leapfrog=10)
+    assert hmc.chain == (200, 2) and hmc.work_units == force.steps + 10 * (200 + force.n * 2)
+    assert attrs.evolve(force, leapfrog=3).chain == (667, 6)
     ticks = []
-    config = attrs.evolve(score, n=2, chains=2, steps=2, therm=3, every=1, corrector=2)
+    config = attrs.evolve(score, n=2, chains=2, steps=2, therm=3, every=1, corrector=2, leapfrog=2)
     ens = config.run(tmp_path / "s.safetensors", progress=ticks.append)
     assert ens.metadata.settings["drift"] == "score" and ens.metadata.settings["therm"] == 3
-    assert ens.metadata.settings["corrector"] == 2 and sum(ticks) == config.work_units == 2 * 3 + 3 + 2
+    assert ens.metadata.settings["corrector"] == 2 and ens.metadata.settings["leapfrog"] == 2
+    assert sum(ticks) == config.work_units == 2 * 3 + 2 * (3 + 2)
 
 
 def test_force_drift_run_reproduces_the_exact_u1_plaquette(tmp_path, tiny_u1_model):
@@ -108,6 +112,8 @@ def test_run_errors_say_what_to_fix(tmp_path, tiny_u1_model):
         GaugeSampleConfig(theory=u1_theory(4, 1.0), model=tiny_u1_model, chains=0)
     with pytest.raises(ValueError, match="unknown drift 'exact'; expected one of force, score"):
         GaugeSampleConfig(theory=u1_theory(4, 1.0), model=tiny_u1_model, drift="exact")
+    with pytest.raises(ValueError, match="--leapfrog must be >= 1; got 0"):
+        GaugeSampleConfig(theory=u1_theory(4, 1.0), model=tiny_u1_model, leapfrog=0)
     with pytest.raises(ValueError, match="--corrector must be >= 0; got -1"):
         GaugeSampleConfig(theory=u1_theory(4, 1.0), model=tiny_u1_model, corrector=-1)
     with pytest.raises(ValueError, match="--every must be >= 1; got 0"):

@@ -234,3 +234,51 @@ def test_maala_errors_say_what_to_fix(generator):
 def test_docstring_examples_run():
     result = doctest.testmod(gauge_maala, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+# ---- several leapfrog steps per proposal --------------------------------------------------------------
+
+def test_one_leapfrog_step_is_the_maala_move(generator):
+    # p = eta, U' = exp(i h (eta + h f / 2).T) U with h = sqrt(2e): omega = e f + sqrt(2e) eta, and p' = -eta_rev
+    U = LinkField.random(SU(3), Lattice(shape=(2, 2)), batch=2, generator=generator)
+    score = wrong_beta_force(SU(3), 3.0)
+    t = torch.zeros(2, dtype=torch.float64)
+    f = gauge_maala._coords(score, U, t, 1.0)
+    eta = torch.randn(f.shape, generator=generator, dtype=torch.float64)
+    e = torch.tensor(0.01, dtype=torch.float64)
+    omega = e * f + (2 * e).sqrt() * eta
+    moved = SU(3).exp(SU(3).from_coords(omega)) @ U.data
+    proposal, f_new, p_end = gauge_maala._leapfrog(score, U, f, eta, (2 * e).sqrt(), 1, t, 1.0)
+    torch.testing.assert_close(proposal.data, moved, rtol=0, atol=1e-13)
+    eta_rev = (-omega - e * f_new) / (2 * e).sqrt()
+    torch.testing.assert_close(p_end, -eta_rev, rtol=0, atol=1e-13)
+
+
+def test_leapfrog_proposals_with_a_wrong_beta_drift_reproduce_exact_su2_2d(generator):
+    # a force 50 % too strong: along a 4-step trajectory the energy is not conserved, the Metropolis step corrects
+    score = wrong_beta_force(SU(2), 1.5 * SU2_BETA)
+    action = WilsonAction(beta=SU2_BETA, group=SU(2))
+    res = maala_links(score, PROCESS, action, SU2_LAT, generator=generator, leapfrog=4, **SU2_RUN)
+    p, p_err = chain_stats(res.samples, SU(2), SU2_LAT, mean_plaquette)
+    exact = su_n_2d_plaquette(2, SU2_BETA)
+    assert abs(p - exact) < 4 * p_err, f"plaquette {p} +- {p_err} vs exact {exact}"
+    assert 0.3 < float(res.acceptance.mean()) < 0.9 and p_err < 0.012
+
+
+def test_leapfrog_trajectories_with_the_exact_drift_accept_more_at_the_same_step(generator):
+    # HMC (exact force, trajectory K h) keeps its energy error O(h^2) per unit length: at the step where MAALA
+    # accepts ~0.6, 4 leapfrog steps of the exact drift still accept > 0.4 while moving 4x farther
+    action = WilsonAction(beta=SU2_BETA, group=SU(2))
+    start = LinkField.random(SU(2), SU2_LAT, batch=16, generator=generator)
+    U = next(maala_chain(wilson_score(action), action, start, n=1, t_langevin=0.1, step_size=0.05,
+                         generator=generator, therm=300, target_acceptance=0.6)).state
+    e = 0.05
+    accept = {}
+    for k in (1, 4):
+        recs = list(maala_chain(wilson_score(action), action, U, n=50, t_langevin=0.1, step_size=e,
+                                generator=generator, leapfrog=k))
+        accept[k] = float(torch.stack([r.acceptance for r in recs]).mean())
+    assert accept[4] > 0.4 and accept[1] > 0.4, accept
+    with pytest.raises(ValueError, match="leapfrog must be an int >= 1; got 0"):
+        next(maala_chain(wilson_score(action), action, U, n=1, t_langevin=0.1, step_size=e, generator=generator,
+                         leapfrog=0))
