@@ -344,12 +344,13 @@ def _train_gauge(links: Any, out: Path, n_steps: int, batch_size: int, lr: float
 @click.option("--corrector", type=click.IntRange(min=0), default=None,
               help="Gauge: annealed-Langevin corrector steps after each reverse-SDE step (default 0).")
 @click.option("--leapfrog", type=click.IntRange(min=1), default=None,
-              help="Gauge MAALA: leapfrog steps per proposal (default 1, the Langevin move; K > 1 with the force "
-                   "drift is HMC, and the default --therm/--every are divided by K).")
+              help="Gauge MAALA: leapfrog steps per proposal (1 is the Langevin move; K > 1 with the force drift "
+                   "is HMC; default 10 with the force drift, 1 with score).")
 @click.option("--therm", type=click.IntRange(min=0), default=None,
-              help="Gauge MAALA: unrecorded Langevin steps (default 2000 with the force drift, 40 with score).")
+              help="Gauge MAALA: unrecorded proposals (default 2000 / leapfrog with the force drift, 40 with score).")
 @click.option("--every", type=click.IntRange(min=1), default=None,
-              help="Gauge MAALA: Langevin steps between records (default 20 with the force drift, 5 with score).")
+              help="Gauge MAALA: proposals between records (default 20 / leapfrog with the force drift, 5 with "
+                   "score).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Ensemble file to write.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)

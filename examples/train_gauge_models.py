@@ -106,10 +106,10 @@ class Recipe(NamedTuple):
     u1_settings: dict[str, Any]
 
 
-# validation chains: long enough for the exact-force drift to equilibrate (docs/gauge-diffusion.md); the score
-# drift takes ~50x smaller steps and does not equilibrate in them
-FULL = Recipe(ENSEMBLES, MODELS, {"n": 40, "chains": 16, "therm": 4000, "every": 25}, (1.0, 3.0, 5.0, 7.0), (8, 16, 32),
-              {"n": 100, "chains": 16, "every": 20, "therm": 2000})
+# validation chains of one-step (Langevin) MAALA, long enough for the exact-force drift to equilibrate
+# (docs/gauge-diffusion.md); the score drift takes ~50x smaller steps and does not equilibrate in them
+FULL = Recipe(ENSEMBLES, MODELS, {"n": 40, "chains": 16, "therm": 4000, "every": 25, "leapfrog": 1},
+              (1.0, 3.0, 5.0, 7.0), (8, 16, 32), {"n": 100, "chains": 16, "every": 20, "therm": 2000, "leapfrog": 1})
 SMOKE = Recipe(SMOKE_ENSEMBLES, SMOKE_MODELS, {"n": 2, "chains": 2, "steps": 4, "therm": 2, "every": 1}, (1.0,), (4,),
                {"n": 4, "chains": 2, "steps": 4, "therm": 2, "every": 1})
 

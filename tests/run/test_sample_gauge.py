@@ -12,7 +12,7 @@ from lgdiff._exact import u1_2d_topological_susceptibility, u1_2d_wilson_loop
 from lgdiff._io.ensemble import EnsembleError
 from lgdiff._models.lcnn import LCNNConfig
 from lgdiff._observables.gauge import topological_charge_u1_2d, wilson_loop
-from lgdiff._run.sample_gauge import CHAIN_DEFAULTS, SHIPPED, GaugeSampleConfig, default_model, model_metadata
+from lgdiff._run.sample_gauge import CHAIN_DEFAULTS, LEAPFROG_DEFAULTS, SHIPPED, GaugeSampleConfig, default_model, model_metadata
 from lgdiff._run.theory import Theory
 from lgdiff._sde.group import GroupVE
 from lgdiff._train.gauge import GaugeTrainConfig, train_lcnn
@@ -38,7 +38,7 @@ def test_maala_run_writes_an_ensemble_with_its_settings(tmp_path, tiny_u1_model)
                                every=2)
     ticks = []
     ens = config.run(tmp_path / "e.safetensors", command="lgdiff sample ...", progress=ticks.append)
-    assert sum(ticks) == config.work_units == 4 + 5 + 3 * 2
+    assert sum(ticks) == config.work_units == 4 + 10 * (5 + 3 * 2)  # 10 leapfrog steps per proposal
     meta = ens.metadata
     assert (meta.kind, meta.theory, meta.group, meta.lattice, meta.chains) == ("links", "u1", "U(1)", (6, 6), 2)
     assert meta.algorithm == "dm-maala" and meta.params == {"beta": 3.0} and meta.command == "lgdiff sample ..."
@@ -68,13 +68,15 @@ def test_sde_run_records_independent_batches(tmp_path, tiny_u1_model):
 def test_drift_sets_the_default_chain_and_is_recorded(tmp_path, tiny_u1_model):
     force = GaugeSampleConfig(theory=u1_theory(4, 1.0), model=tiny_u1_model)
     score = GaugeSampleConfig(theory=u1_theory(4, 1.0), model=tiny_u1_model, drift="score")
-    assert force.drift == "force" and force.chain == CHAIN_DEFAULTS["force"] == (2000, 20)
-    assert score.chain == CHAIN_DEFAULTS["score"] == (40, 5)
+    # defaults in score evaluations (CHAIN_DEFAULTS), divided by the leapfrog steps per proposal
+    assert CHAIN_DEFAULTS == {"force": (2000, 20), "score": (40, 5)} and LEAPFROG_DEFAULTS == {"force": 10, "score": 1}
+    assert force.drift == "force" and force.proposal_steps == 10 and force.chain == (200, 2)
+    assert score.proposal_steps == 1 and score.chain == (40, 5)
     assert attrs.evolve(score, therm=7, every=3).chain == (7, 3)
-    assert force.work_units == force.steps + 2000 + force.n * 20
-    assert attrs.evolve(force, corrector=3).work_units == 4 * force.steps + 2000 + force.n * 20
-    hmc = attrs.evolve(force, leapfrog=10)
-    assert hmc.chain == (200, 2) and hmc.work_units == force.steps + 10 * (200 + force.n * 2)
+    assert force.work_units == force.steps + 10 * (200 + force.n * 2)
+    assert attrs.evolve(force, corrector=3).work_units == 4 * force.steps + 10 * (200 + force.n * 2)
+    langevin = attrs.evolve(force, leapfrog=1)
+    assert langevin.chain == (2000, 20) and langevin.work_units == force.steps + 2000 + force.n * 20
     assert attrs.evolve(force, leapfrog=3).chain == (667, 6)
     ticks = []
     config = attrs.evolve(score, n=2, chains=2, steps=2, therm=3, every=1, corrector=2, leapfrog=2)
