@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_gauge_tau import tau  # noqa: E402
+from bench_gauge_tau import kernel_states, tau  # noqa: E402
 
 from lgdiff import (OMELYAN, SU, GaugeHMC, Heatbath, Lattice, LinkField, WilsonAction, load_lcnn,  # noqa: E402
                     mean_plaquette, wilson_loop)
@@ -72,12 +72,11 @@ def run_chain(update: Update, U: LinkField, n: int) -> tuple[np.ndarray, np.ndar
     return torch.stack(ps).numpy(), torch.stack(ws).numpy(), float(np.mean(acc)), cpu
 
 
-def kernel_update(kernel: Heatbath | GaugeHMC, generator: torch.Generator) -> Update:
-    def update(U: LinkField) -> tuple[LinkField, float]:
-        U, a = kernel.step(U, generator=generator)
-        return U, float(a.mean())
-
-    return update
+def kernel_update(kernel: Heatbath | GaugeHMC, U: LinkField, generator: torch.Generator) -> Update:
+    """The next state of ``kernel``'s chain from ``U`` (``bench_gauge_tau.kernel_states``); the update ignores its
+    argument (the chain keeps its own state)."""
+    states = kernel_states(kernel, U, generator)
+    return lambda _: next(states)
 
 
 def maala_update(drift: GroupScore, action: WilsonAction, U: LinkField, *, therm: int, n: int, step_size: float,
@@ -157,16 +156,16 @@ def main() -> None:
           f"({time.process_time() - cpu0:.1f} CPU s), then per algorithm {args.therm} warm-up + {args.n} recorded "
           f"updates", flush=True)
 
-    update = kernel_update(hb, torch.Generator().manual_seed(args.seed + 1))
     U = start()
+    update = kernel_update(hb, U, torch.Generator().manual_seed(args.seed + 1))
     for _ in range(args.therm):
         U, _ = update(U)
     P, W, acc, cpu = run_chain(update, U, args.n)
     record("heatbath+OR", P, W, acc, cpu, math.nan, "1 heatbath + 1 overrelaxation sweep per update")
 
     hmc = GaugeHMC(action=action, step_size=1.0 / args.hmc_steps, n_steps=args.hmc_steps, scheme=OMELYAN)
-    update = kernel_update(hmc, torch.Generator().manual_seed(args.seed + 2))
     U = start()
+    update = kernel_update(hmc, U, torch.Generator().manual_seed(args.seed + 2))
     for _ in range(args.therm):
         U, _ = update(U)
     P, W, acc, cpu = run_chain(update, U, args.n)

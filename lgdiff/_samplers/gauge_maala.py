@@ -218,7 +218,6 @@ def maala_chain(score: GroupScore, action: WilsonAction, initial: LinkField, *, 
     _check_positive("beta_scale", beta_scale)
     if target_acceptance is not None and not 0.0 < target_acceptance < 1.0:
         raise ValueError(f"target_acceptance must be in (0, 1) or None; got {target_acceptance!r}")
-    group = initial.group
     U = initial
     device, rdt = U.data.device, real_dtype(U.data.dtype)
     tl = torch.full((U.batch,), t_langevin, dtype=rdt, device=device)
@@ -230,13 +229,8 @@ def maala_chain(score: GroupScore, action: WilsonAction, initial: LinkField, *, 
     for k in range(therm + n * every):
         e = log_e.exp()
         eta = torch.randn(drift.shape, generator=generator, dtype=torch.float64, device=device)
-        if leapfrog == 1:
-            omega = e * drift + (2 * e).sqrt() * eta
-            proposal = U.with_data(group.exp(group.from_coords(omega.to(rdt))) @ U.data)
-            drift_new = _coords(score, proposal, tl, beta_scale)
-            p_end = (-omega - e * drift_new) / (2 * e).sqrt()  # eta_rev
-        else:
-            proposal, drift_new, p_end = _leapfrog(score, U, drift, eta, (2 * e).sqrt(), leapfrog, tl, beta_scale)
+        # one leapfrog step is the MAALA move: omega = e r s + sqrt(2e) eta, and p_end = -eta_rev
+        proposal, drift_new, p_end = _leapfrog(score, U, drift, eta, (2 * e).sqrt(), leapfrog, tl, beta_scale)
         log_p_new = _log_target(action, proposal)
         log_alpha = torch.nan_to_num(log_p_new - log_p + (_sq(eta) - _sq(p_end)) / 2, nan=-math.inf)
         if metropolis:

@@ -12,7 +12,6 @@ import math
 import typing
 
 import attrs
-import numpy as np
 
 from .resampling import SeriesLike, as_series
 
