@@ -19,6 +19,9 @@ Updates act from the left, ``U' = R U`` (the left convention), with ``W = U A``:
   Creutz (Phys. Rev. D 21 (1980) 2308) where it is small, each exact by rejection.
 - U(1): ``W = w = k e^{i phi}``; the new link ``e^{i theta}`` has ``psi = theta + phi`` von Mises
   distributed, ``P(psi) ~ exp(beta k cos psi)``, drawn by Best and Fisher (Appl. Stat. 28 (1979) 152).
+- Negative beta: both 1-D densities are drawn at ``|alpha|`` (``|beta k|``) and mirrored, ``a0 -> -a0``
+  (``X -> -X`` up to the isotropic direction) and ``psi -> psi + pi``; the rejection proposals below are
+  built for a non-negative parameter.
 - Overrelaxation (Creutz, Phys. Rev. D 36 (1987) 515; Brown and Woch, Phys. Rev. Lett. 58 (1987) 2394):
   the reflection ``r = (V^dagger)^2`` in each subgroup, i.e. ``U' = V_A^dagger U^dagger V_A^dagger`` for SU(2)
   and ``theta -> -theta - 2 phi`` for U(1). It is an involution that preserves Haar measure and
@@ -130,21 +133,37 @@ def _propose_von_mises(kappa: Tensor, generator: torch.Generator) -> tuple[Tenso
     return torch.stack([f, sin], dim=-1), ok
 
 
+def _su2_a0(alpha: Tensor, generator: torch.Generator) -> Tensor:
+    """``(a0, sqrt(1 - a0^2))`` ``[..., 2]`` for any real ``alpha``: the density at ``alpha < 0`` is the one
+    at ``|alpha|`` mirrored, ``a0 -> -a0`` (the proposals are built for ``alpha >= 0``)."""
+    a = _rejection(_propose_su2_a0, alpha.abs(), generator)
+    return torch.stack([torch.where(alpha < 0, -a[..., 0], a[..., 0]), a[..., 1]], dim=-1)
+
+
+def _von_mises(kappa: Tensor, generator: torch.Generator) -> Tensor:
+    """``(cos psi, sin psi)`` ``[..., 2]`` for any real ``kappa``: ``exp(kappa cos psi)`` at ``kappa < 0`` is
+    the density at ``|kappa|`` shifted by pi, ``(cos, sin) -> -(cos, sin)``."""
+    cs = _rejection(_propose_von_mises, kappa.abs(), generator)
+    return torch.where((kappa < 0)[..., None], -cs, cs)
+
+
 def sample_su2_a0(alpha: Tensor, *, generator: torch.Generator) -> Tensor:
     r"""Exact samples of ``a0`` with density ``~ sqrt(1 - a0^2) exp(alpha a0)`` on [-1, 1], one per element.
 
     The SU(2) heatbath distribution of ``a0 = Re tr X / 2`` for ``P(X) ~ exp(alpha Re tr X / 2)``.
-    ``alpha >= 0`` real, any shape; returns the same shape and dtype. Its mean is ``I_2(alpha) / I_1(alpha)``.
+    ``alpha`` real of either sign (negative at beta < 0), any shape; returns the same shape and dtype.
+    Its mean is ``I_2(alpha) / I_1(alpha)``.
     """
-    return _rejection(_propose_su2_a0, alpha, generator)[..., 0]
+    return _su2_a0(alpha, generator)[..., 0]
 
 
 def sample_von_mises(kappa: Tensor, *, generator: torch.Generator) -> Tensor:
     r"""Exact samples of ``psi`` in (-pi, pi] with density ``~ exp(kappa cos psi)``, one per element.
 
-    ``kappa >= 0`` real, any shape; returns the same shape and dtype. ``<cos psi> = I_1(kappa) / I_0(kappa)``.
+    ``kappa`` real of either sign, any shape; returns the same shape and dtype.
+    ``<cos psi> = I_1(kappa) / I_0(kappa)``.
     """
-    cs = _rejection(_propose_von_mises, kappa, generator)
+    cs = _von_mises(kappa, generator)
     return torch.atan2(cs[..., 1], cs[..., 0])
 
 
@@ -179,7 +198,7 @@ def _left_multiply_block(m: Tensor, p: Tensor, q: Tensor, i: int, j: int) -> Ten
 
 def _su2_heatbath_element(alpha: Tensor, p: Tensor, q: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
     """``r = X V^dagger`` with X from the heatbath at ``alpha`` and ``V = [[p, q], [-q^*, p^*]]``."""
-    a = _rejection(_propose_su2_a0, alpha, generator)
+    a = _su2_a0(alpha, generator)
     a0, s = a[..., 0], a[..., 1]
     # isotropic direction of length s = sqrt(1 - a0^2): uniform cos(theta) and azimuth
     u = torch.rand((2, *alpha.shape), generator=generator, dtype=alpha.dtype, device=alpha.device)
@@ -226,13 +245,14 @@ def heatbath_links(u: Tensor, a: Tensor, beta: float, group: AbstractGroup, *, g
 
     Samples ``P(U) ~ exp((beta / N) Re tr(U A))`` exactly for U(1) and SU(2); for SU(N), N > 2, one
     Cabibbo-Marinari pass over the N(N-1)/2 SU(2) subgroups, which leaves that distribution invariant.
+    Any real ``beta``: at ``beta < 0`` the one-dimensional draws are mirrored (module docstring).
     """
     n = group.n
     w = u @ a
     if isinstance(group, U1):
         w0 = w[..., 0, 0]
         k = w0.abs()
-        cs = _rejection(_propose_von_mises, beta * k, generator)
+        cs = _von_mises(beta * k, generator)
         x = torch.complex(cs[..., 0], cs[..., 1])
         v = torch.where(k > 0, w0 / torch.where(k > 0, k, torch.ones_like(k)), torch.ones_like(w0))
         return _reunitarize((x * v.conj())[..., None, None] * u, group)

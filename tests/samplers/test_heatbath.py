@@ -106,7 +106,7 @@ def test_checkerboard_sweep_equals_site_by_site_sweep(group, shape, generator):
 
 # ---- the single-link heatbath samples the exact conditional distribution ------------------------------
 
-@pytest.mark.parametrize("alpha", [0.2, 1.2, 2.5, 12.0])  # both Creutz (< 1.7) and Kennedy-Pendleton
+@pytest.mark.parametrize("alpha", [0.2, 1.2, 2.5, 12.0, -0.2, -2.5])  # Creutz (|alpha| < 1.7), Kennedy-Pendleton; beta < 0
 def test_su2_a0_distribution(alpha, generator):
     # density sqrt(1 - a0^2) exp(alpha a0): <a0> = I_2 / I_1 (Bessel), <a0^2> by quadrature
     a0 = sample_su2_a0(torch.full((200_000,), alpha), generator=generator)
@@ -119,7 +119,7 @@ def test_su2_a0_distribution(alpha, generator):
     assert abs(z_score(a0**2, second)) < 4, f"<a0^2> = {float((a0**2).mean()):.5f}, exact {second:.5f}"
 
 
-@pytest.mark.parametrize("kappa", [0.0, 0.3, 2.0, 15.0])
+@pytest.mark.parametrize("kappa", [0.0, 0.3, 2.0, 15.0, -2.0])
 def test_von_mises_distribution(kappa, generator):
     psi = sample_von_mises(torch.full((200_000,), kappa), generator=generator)
     assert float(psi.abs().max()) <= math.pi
@@ -129,7 +129,7 @@ def test_von_mises_distribution(kappa, generator):
     assert abs(z_score(torch.sin(psi), 0.0)) < 4
 
 
-@pytest.mark.parametrize("beta", [0.4, 3.0])
+@pytest.mark.parametrize("beta", [0.4, 3.0, -2.0])
 def test_su2_link_heatbath_mean(beta, generator):
     # P(U) ~ exp((beta / 2) Re tr(U A)), A = k V_A: U = X V_A^dag with <X> = I_2(beta k) / I_1(beta k),
     # so <U> = (I_2 / I_1) V_A^dag. This also fixes the order X V^dag and the isotropy of the direction.
@@ -145,7 +145,7 @@ def test_su2_link_heatbath_mean(beta, generator):
     assert_group_member(LinkField(new[:, None, None], SU(2), Lattice(shape=(1,))), atol=1e-14)
 
 
-@pytest.mark.parametrize("beta", [0.5, 4.0])
+@pytest.mark.parametrize("beta", [0.5, 4.0, -1.0])
 def test_u1_link_heatbath_mean(beta, generator):
     # P(theta) ~ exp(beta k cos(theta + phi_A)): <e^{i theta}> = (I_1 / I_0)(beta k) e^{-i phi_A}
     m = 100_000
@@ -173,7 +173,7 @@ def test_su_n_one_link_formula_against_u1_and_su2():
     assert abs(su_n_one_link_mean(2, 2.7) - special.iv(2, 2.7) / special.iv(1, 2.7)) < 1e-8
 
 
-@pytest.mark.parametrize(("n", "beta"), [(3, 2.0), (3, 8.0), (4, 6.0)])
+@pytest.mark.parametrize(("n", "beta"), [(3, 2.0), (3, 8.0), (4, 6.0), (3, -4.0)])
 def test_cabibbo_marinari_converges_to_one_link_distribution(n, beta, generator):
     # independent links with staple A = G (random SU(N) per link): Re tr(U G) has the one-link distribution
     # of exp((beta / N) Re tr U); Cabibbo-Marinari passes from a Haar-random start must converge to it
@@ -302,3 +302,32 @@ def test_2d_u1_plaquette_and_topological_susceptibility_are_exact(beta, generato
           f"chi_t = {chi_mean:.6f} +- {chi_err:.6f}, exact {chi_exact:.6f}")
     assert abs(p_mean - p_exact) < 4 * p_err
     assert abs(chi_mean - chi_exact) < 4 * chi_err
+
+
+# ---- negative beta: the same exact 2D physics, through the staggered-sign map ------------------------------
+
+def staggered_signs(shape: tuple[int, int]) -> torch.Tensor:
+    """eta_0(x) = 1, eta_1(x) = (-1)^{x_0}: every plaquette of eta is -1 on a torus of even extents."""
+    x0 = torch.arange(shape[0])[:, None].expand(shape)
+    return torch.stack([torch.ones(shape), (-1.0) ** x0])
+
+
+@pytest.mark.parametrize(("group", "beta"), [(U1(), -1.0), (SU(2), -2.0)], ids=str)
+def test_2d_plaquette_at_negative_beta_is_exact(group, beta, generator):
+    # -1 is in U(1) and SU(2), so U -> eta U maps Re tr U_P -> -Re tr U_P on every plaquette and the
+    # Haar measure to itself: <P>(beta) = -<P>(-beta), and lgdiff._exact gives the right-hand side
+    from lgdiff._exact import su_n_2d_plaquette, u1_2d_plaquette
+
+    L, chains = 8, 32
+    shape = (L, L)
+    U = LinkField.random(group, Lattice(shape=shape), batch=chains, generator=generator)
+    eta = staggered_signs(shape).to(U.data.dtype)[None, ..., None, None]
+    p = trace(plaquette(U.data, 0, 1)).real
+    torch.testing.assert_close(trace(plaquette(eta * U.data, 0, 1)).real, -p)
+    exact = -(u1_2d_plaquette(-beta, shape) if group == U1() else su_n_2d_plaquette(2, -beta))
+    history, U = plaquette_history(Heatbath(WilsonAction(beta=beta, group=group)), U, therm=20, n=100,
+                                   generator=generator)
+    mean, err = chain_mean(history)
+    assert abs(mean - exact) < 4 * err, f"{group} beta={beta}: <P> = {mean:.5f} +- {err:.5f}, exact {exact:.5f}"
+    assert exact < -0.4 and err < 0.01  # far from the wrong answer 0 of a sampler that ignores the sign
+    assert_group_member(U)
