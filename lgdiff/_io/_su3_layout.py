@@ -7,6 +7,7 @@ x fastest, so one configuration in file order is the array ``[t][z][y][x][mu][ro
 ``U[0].permute(4, 3, 2, 1, 0, 5, 6)`` of lgdiff's ``[B, 4, Lx, Ly, Lz, Lt, 3, 3]``.
 """
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +16,9 @@ from torch import Tensor
 
 from .._fields.links import LinkField
 from .._geometry.lattice import Lattice
+from .._geometry.paths import plaquette_trace_sum
 from .._groups.base import trace
 from .._groups.sun import SU
-from .._observables.gauge import mean_plaquette
 from .ensemble import _default_mode, atomic_replace
 
 NC = 3
@@ -45,9 +46,10 @@ def check_su3_4d(links: object, fmt: str) -> LinkField:
     return links
 
 
-def to_file_order(links: LinkField, rows: int) -> np.ndarray:
-    """Complex ``[Lt, Lz, Ly, Lx, 4, rows, 3]`` on the host (``rows`` = 3, or 2 for 3x2 storage)."""
-    u = links.data[0].detach().to("cpu").permute(*_FILE_ORDER)[..., :rows, :]
+def to_file_order(data: Tensor, rows: int) -> np.ndarray:
+    """Complex ``[Lt, Lz, Ly, Lx, 4, rows, 3]`` on the host of links ``[1, 4, *L, 3, 3]`` (``rows`` = 3,
+    or 2 for 3x2 storage)."""
+    u = data[0].detach().to("cpu").permute(*_FILE_ORDER)[..., :rows, :]
     return u.contiguous().numpy()
 
 
@@ -77,22 +79,48 @@ def checksum32(values: np.ndarray) -> int:
     return int(native.view("<u4").sum(dtype=np.uint64)) & 0xFFFFFFFF
 
 
-def link_trace(links: LinkField) -> float:
-    """NERSC's LINK_TRACE: the average of ``Re tr U / 3`` over all links."""
-    return float(trace(links.data).real.mean()) / NC
+def link_trace(data: Tensor) -> float:
+    """NERSC's LINK_TRACE of links ``[1, 4, *L, 3, 3]``: the average of ``Re tr U / 3`` over all links,
+    in float64 arithmetic whatever the links' precision (as external readers recompute it)."""
+    return float(trace(data.to(torch.complex128)).real.mean()) / NC
 
 
-def plaquette(links: LinkField) -> float:
-    """NERSC's PLAQUETTE: the average of ``Re tr U_p / 3`` over all plaquettes (lgdiff's `mean_plaquette`)."""
-    return float(mean_plaquette(links)[0])
+def plaquette(data: Tensor) -> float:
+    """NERSC's PLAQUETTE of links ``[1, 4, *L, 3, 3]``: the average of ``Re tr U_p / 3`` over all
+    plaquettes (lgdiff's `mean_plaquette`), in float64 arithmetic whatever the links' precision."""
+    return float(plaquette_trace_sum(data.to(torch.complex128)).mean()) / (NC * ND * (ND - 1) // 2)
 
 
 def unitarity_violation(data: Tensor) -> tuple[float, tuple[int, ...]]:
-    """Worst ``|U^dag U - 1| + |det U - 1|`` and the link ``(mu, x, y, z, t)`` where it occurs."""
+    """Worst ``|U^dag U - 1| + |det U - 1|`` and the link ``(mu, x, y, z, t)`` where it occurs (NaN, the
+    worst, where a link is not finite)."""
     err = SU(NC).membership_error(data[0].to(torch.complex128))
+    err = torch.where(err.isnan(), torch.inf, err)
     flat = int(err.argmax())
     where = tuple(int(i) for i in np.unravel_index(flat, tuple(err.shape)))
-    return float(err.reshape(-1)[flat]), where
+    worst = float(err.reshape(-1)[flat])
+    return (math.nan if math.isinf(worst) else worst), where
+
+
+def exportable(links: LinkField, precision: str) -> tuple[Tensor | None, str]:
+    """The links to write in ``precision``, or ``None`` and why they cannot be written: every entry finite
+    and every link in SU(3) within the tolerance of the links' own precision (`UNITARITY_TOL`), so that
+    a reader's check of the file cannot fail. Single-precision links written in double precision are
+    first projected onto SU(3) in float64 (a change within their rounding), because the file's
+    precision promises unitarity to 1e-10."""
+    data = links.data.detach()
+    finite = torch.isfinite(torch.view_as_real(data)).all(dim=(-1, -2, -3))[0]
+    if not bool(finite.all()):
+        where = tuple(int(i) for i in np.unravel_index(int((~finite).reshape(-1).int().argmax()), tuple(finite.shape)))
+        return None, f"the links are not finite (NaN or inf) at (mu, x, y, z, t) = {where}"
+    own = "single" if data.dtype == torch.complex64 else "double"
+    worst, where = unitarity_violation(data)
+    if not worst <= UNITARITY_TOL[own]:
+        return None, (f"the links are not in SU(3): |U^dag U - 1| + |det U - 1| = {worst:.2e} > "
+                      f"{UNITARITY_TOL[own]:.0e} at (mu, x, y, z, t) = {where}")
+    if own == "single" and precision == "double":
+        data = SU(NC).reunitarize(data.to(torch.complex128))
+    return data, ""
 
 
 def write_atomic(path: Path, payload: list[bytes]) -> None:

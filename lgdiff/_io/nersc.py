@@ -21,7 +21,9 @@ byte order of ``FLOATING_POINT`` (``IEEE32BIG``, ``IEEE32LITTLE``, ``IEEE64BIG``
 ``CHECKSUM`` is the sum mod 2^32 of the stored numbers as unsigned 32-bit words, taken from their
 values (independent of the byte order): for 3x2 storage only the stored words count, a float64
 contributes its two 32-bit halves. ``PLAQUETTE`` is the average of ``Re tr U_p / 3`` over all
-plaquettes (lgdiff's `mean_plaquette`), ``LINK_TRACE`` the average of ``Re tr U / 3`` over all links.
+plaquettes (lgdiff's `mean_plaquette`), ``LINK_TRACE`` the average of ``Re tr U / 3`` over all links;
+both are computed in float64 arithmetic from the numbers as stored (also in single-precision files),
+as external readers recompute them.
 
 Axis mapping: lgdiff direction mu = NERSC mu and lgdiff site axis k = NERSC ``DIMENSION_{k+1}``.
 """
@@ -161,18 +163,17 @@ def read_nersc(path: str | os.PathLike) -> tuple[LinkField, dict[str, str]]:
     if not worst <= tol:
         raise NerscError(f"{path}: the links are not in SU(3): |U^dag U - 1| + |det U - 1| = {worst:.2e} > {tol:.0e} "
                          f"at (mu, x, y, z, t) = {where}; the file is corrupt or not a gauge field")
-    links = LinkField(data, SU(layout.NC), lattice)
     for key, fn in (("PLAQUETTE", layout.plaquette), ("LINK_TRACE", layout.link_trace)):
         claimed = _claimed(path, header, key)
         if claimed is None:
             continue
         value, last_digit = claimed
-        got = fn(links)
+        got = fn(data)
         allowed = max(layout.OBSERVABLE_TOL[precision], last_digit)
         if not abs(got - value) <= allowed:
             raise NerscError(f"{path}: {key} mismatch: the header says {header[key]}, the data give {got:.10g} "
                              f"(allowed difference {allowed:.0e}); the file is corrupt or its header is wrong")
-    return links, header
+    return LinkField(data, SU(layout.NC), lattice), header
 
 
 def nersc_header(links: LinkField, *, precision: str = "double", storage: str = "3x3", endian: str = "big",
@@ -189,10 +190,14 @@ def nersc_header(links: LinkField, *, precision: str = "double", storage: str = 
     for name, text in (("ensemble_id", ensemble_id), ("ensemble_label", ensemble_label)):
         if "\n" in text or "\r" in text or not text.isascii():
             raise NerscError(f"{name} must be one line of ASCII text (it goes into the header); got {text!r}")
+    data, why = layout.exportable(links, precision)
+    if data is None:
+        raise NerscError(f"cannot write a NERSC file: {why}; only gauge fields in SU(3) can be exported")
     rows = 3 if storage == "3x3" else 2
-    values = layout.real_words(layout.to_file_order(links, rows), precision, endian)
-    # the header describes the data as a reader sees it: rounded to the precision, third row rebuilt
-    stored = LinkField(layout.from_file_order(values, links.lattice, rows), links.group, links.lattice)
+    values = layout.real_words(layout.to_file_order(data, rows), precision, endian)
+    # the header describes the data as a reader sees it (rounded to the precision, third row rebuilt), in
+    # float64 arithmetic as external readers recompute it
+    stored = layout.from_file_order(values.astype(np.float64), links.lattice, rows)
     Lx, Ly, Lz, Lt = links.lattice.shape
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%a %b %d %H:%M:%S %Y UTC")
     header = {
@@ -229,6 +234,10 @@ def write_nersc(path: str | os.PathLike, links: LinkField, *, precision: str = "
                 extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """Write one SU(3) configuration on a 4D lattice as a NERSC file, atomically (temporary file in the
     same directory, then rename).
+
+    Refuses (`NerscError`, nothing written) links that are not finite or not in SU(3) within the
+    tolerance of their own precision; complex64 links written in double precision are first projected
+    onto SU(3) in float64, so that the file passes the double-precision check of any reader.
 
     **Arguments:**
     - `links`: SU(3) links of batch 1 on a 4D lattice; lgdiff site axis k becomes DIMENSION_{k+1}.

@@ -2,12 +2,15 @@
 
 import re
 import struct
+import xml.etree.ElementTree as ET
+import zlib
 
+import numpy as np
 import pytest
 import torch
 
 import lgdiff
-from lgdiff import IldgError, Lattice, LinkField, SU, read_ildg, read_lime, write_ildg, write_nersc
+from lgdiff import IldgError, Lattice, LinkField, SU, checks, read_ildg, read_lime, write_ildg, write_nersc
 from lgdiff._io.lime import encode_lime
 
 SU3 = SU(3)
@@ -31,8 +34,8 @@ def test_lime_records_by_hand(tmp_path, generator):
     raw = path.read_bytes()
     layout = record_layout(raw)
     assert [(flags, rtype) for _, flags, _, rtype in layout] == [
-        (0x8000, "ildg-format"), (0x0000, "ildg-binary-data"), (0x4000, "ildg-data-lfn"),
-        (0xC000, "lgdiff-metadata")]  # MB on the first record of a message, ME on the last
+        (0x8000, "ildg-format"), (0x0000, "ildg-binary-data"), (0x0000, "scidac-checksum"),
+        (0x4000, "ildg-data-lfn"), (0xC000, "lgdiff-metadata")]  # MB on the first record of a message, ME on the last
     assert all(offset % 8 == 0 for offset, *_ in layout)
     assert layout[1][2] == 2 * 3 * 4 * 5 * 4 * 9 * 2 * 8  # complex128 3x3 per link
     xml = raw[layout[0][0] + 144:layout[0][0] + 144 + layout[0][2]].decode()
@@ -68,8 +71,78 @@ def test_minimal_file_without_optional_records(tmp_path):
     U = LinkField.identity(SU3, Lattice(shape=(2, 2, 2, 2)), batch=1)
     write_ildg(tmp_path / "m.lime", U)
     V, info = read_ildg(tmp_path / "m.lime")
-    assert info["records"] == ["ildg-format", "ildg-binary-data"] and info["lfn"] is None and info["metadata"] == {}
+    assert info["records"] == ["ildg-format", "ildg-binary-data", "scidac-checksum"]
+    assert info["lfn"] is None and info["metadata"] == {} and info["checksum"] == "verified"
     assert bool((V.data == torch.eye(3, dtype=V.data.dtype)).all())
+
+
+def test_foreign_file_without_scidac_checksum_is_read(tmp_path, generator):
+    # the ILDG standard does not require the SciDAC checksum: a file without one is read, and says so
+    path = tmp_path / "a.lime"
+    write_ildg(path, LinkField.random(SU3, Lattice(shape=(2, 2, 2, 2)), batch=1, generator=generator))
+    kept = [[(r.type, r.data) for r in read_lime(path) if r.type != "scidac-checksum"]]
+    path.write_bytes(b"".join(encode_lime(kept)))
+    _, info = read_ildg(path)
+    assert info["checksum"] == "absent" and info["records"] == ["ildg-format", "ildg-binary-data"]
+
+
+# ---- an independent reader, from the LIME and SciDAC definitions (struct, zlib, numpy) ------------------
+
+def rotl32(x, n):
+    return ((x << n) | (x >> (32 - n))) & 0xFFFFFFFF if n else x
+
+
+def read_ildg_by_spec(path):
+    """{record type: data} of a LIME file, and the SciDAC checksum (suma, sumb) of its ildg-binary-data,
+    computed as the standard defines it: for each site, rank r = x + Lx (y + Ly (z + Lz t)), the crc32
+    of the site's bytes (its four links, as stored) rotated left by r % 29 (suma) and r % 31 (sumb), all
+    XORed together. One plain loop over the sites."""
+    raw = path.read_bytes()
+    records, pos = {}, 0
+    while pos < len(raw):
+        magic, version, flags, length = struct.unpack(">IHHQ", raw[pos:pos + 16])
+        assert magic == 0x456789AB and version == 1
+        rtype = raw[pos + 16:pos + 144].split(b"\0")[0].decode()
+        records[rtype] = raw[pos + 144:pos + 144 + length]
+        pos += 144 + length + (-length % 8)
+    ns = {"ildg": "http://www.lqcd.org/ildg"}
+    fmt = ET.fromstring(records["ildg-format"])
+    dims = [int(fmt.find(f"ildg:{k}", ns).text) for k in ("lx", "ly", "lz", "lt")]
+    bytes_per_site = 4 * 9 * 2 * int(fmt.find("ildg:precision", ns).text) // 8
+    data = records["ildg-binary-data"]
+    assert len(data) == bytes_per_site * int(np.prod(dims))
+    suma = sumb = 0
+    for rank in range(int(np.prod(dims))):
+        crc = zlib.crc32(data[rank * bytes_per_site:(rank + 1) * bytes_per_site])
+        suma ^= rotl32(crc, rank % 29)
+        sumb ^= rotl32(crc, rank % 31)
+    return records, (suma, sumb)
+
+
+@pytest.mark.parametrize("precision", ["single", "double"])
+def test_scidac_checksum_agrees_with_an_independent_reader(tmp_path, generator, precision):
+    path = tmp_path / "cfg.lime"
+    write_ildg(path, LinkField.random(SU3, Lattice(shape=(4, 2, 6, 8)), batch=1, generator=generator),
+               precision=precision)
+    records, (suma, sumb) = read_ildg_by_spec(path)
+    root = ET.fromstring(records["scidac-checksum"])
+    assert root.tag == "scidacChecksum" and root.find("version").text == "1.0"
+    assert (int(root.find("suma").text, 16), int(root.find("sumb").text, 16)) == (suma, sumb)
+    assert suma != sumb  # 384 sites: the two rotations differ
+
+
+def test_scidac_checksum_known_answer_unit_gauge(tmp_path):
+    # every site holds the same bytes, so one crc c; over 16 sites suma = XOR_r rotl(c, r) for r < 16 = sumb
+    path = tmp_path / "unit.lime"
+    write_ildg(path, LinkField.identity(SU3, Lattice(shape=(2, 2, 2, 2)), batch=1))
+    site = struct.pack(">72d", *([1.0 if (c == r and part == 0) else 0.0
+                                  for r in range(3) for c in range(3) for part in (0, 1)] * 4))
+    c = zlib.crc32(site)
+    want = 0
+    for r in range(16):
+        want ^= rotl32(c, r)
+    root = ET.fromstring(next(r.data for r in read_lime(path) if r.type == "scidac-checksum"))
+    assert int(root.find("suma").text, 16) == want == int(root.find("sumb").text, 16)
 
 
 # ---- bad input ----------------------------------------------------------------------------------
@@ -89,8 +162,9 @@ def test_foreign_file(tmp_path):
 
 
 def test_truncated_file(good_file):
-    # 24 sites x 4 links x 18 numbers x 8 bytes = 13824 bytes of binary data
-    good_file.write_bytes(good_file.read_bytes()[:-100])
+    # 24 sites x 4 links x 18 numbers x 8 bytes = 13824 bytes of binary data, then the 296 bytes of the
+    # scidac-checksum record
+    good_file.write_bytes(good_file.read_bytes()[:-400])
     with pytest.raises(IldgError, match=r"is truncated: LIME record 1 \(ildg-binary-data\) declares 13824 bytes"):
         read_ildg(good_file)
 
@@ -109,12 +183,55 @@ def test_not_su3gauge(good_file):
 
 
 def test_non_unitary_links(good_file):
-    raw = bytearray(good_file.read_bytes())
-    start = record_layout(bytes(raw))[1][0] + 144
-    raw[start:start + 8] = struct.pack(">d", 2.0)  # Re U[0, 0] of the first link
-    good_file.write_bytes(bytes(raw))
+    # a file without scidac-checksum (nothing else would catch it) whose first link is not unitary
+    records = [(r.type, r.data) for r in read_lime(good_file) if r.type != "scidac-checksum"]
+    records[1] = (records[1][0], struct.pack(">d", 2.0) + records[1][1][8:])  # Re U[0, 0] of the first link
+    good_file.write_bytes(b"".join(encode_lime([records])))
     with pytest.raises(IldgError, match=r"links are not in SU\(3\).* at \(mu, x, y, z, t\) = \(0, 0, 0, 0, 0\)"):
         read_ildg(good_file)
+
+
+def test_corrupt_data_fails_the_scidac_checksum(good_file):
+    raw = bytearray(good_file.read_bytes())
+    start = record_layout(bytes(raw))[1][0] + 144
+    raw[start + 7] ^= 0x01  # the last mantissa bit of Re U[0, 0] of the first link: still unitary
+    good_file.write_bytes(bytes(raw))
+    with pytest.raises(IldgError, match=r"scidac-checksum mismatch: the file says suma [0-9a-f]+ sumb [0-9a-f]+, "
+                                        r"the data give suma [0-9a-f]+ sumb [0-9a-f]+; the file is corrupt"):
+        read_ildg(good_file)
+
+
+def test_corrupt_checksum_record(good_file):
+    raw = good_file.read_bytes()
+    at = raw.index(b"<suma>") + len(b"<suma>")
+    good_file.write_bytes(raw[:at] + (b"0" if raw[at:at + 1] != b"0" else b"1") + raw[at + 1:])
+    with pytest.raises(IldgError, match="scidac-checksum mismatch"):
+        read_ildg(good_file)
+    good_file.write_bytes(raw.replace(b"<suma>", b"<sumx>").replace(b"</suma>", b"</sumx>"))
+    with pytest.raises(IldgError, match=r"the scidac-checksum record needs <suma> and <sumb> hex numbers"):
+        read_ildg(good_file)
+
+
+@pytest.mark.parametrize(("value", "match"), [
+    (float("nan"), r"links are not finite \(NaN or inf\) at \(mu, x, y, z, t\) = \(3, 1, 0, 0, 0\)"),
+    (1.5, r"links are not in SU\(3\): .* at \(mu, x, y, z, t\) = \(3, 1, 0, 0, 0\)"),
+])
+def test_write_refuses_links_off_the_group(tmp_path, generator, value, match):
+    U = LinkField.random(SU3, Lattice(shape=(2, 2, 2, 2)), batch=1, generator=generator)
+    data = U.data.clone()
+    data[0, 3, 1, 0, 0, 0, 1, 1] = value
+    with checks(False), pytest.raises(IldgError, match=match):  # as in a run: value checks are off by default
+        write_ildg(tmp_path / "x.lime", LinkField(data, SU3, U.lattice))
+    assert not list(tmp_path.iterdir())
+
+
+def test_single_precision_links_written_in_double_are_read_back(tmp_path, generator):
+    U = LinkField.random(SU3, Lattice(shape=(2, 2, 2, 2)), batch=1, generator=generator, dtype=torch.complex64)
+    with checks(False):  # as in a run
+        write_ildg(tmp_path / "c64.lime", U, precision="double")
+    V, _ = read_ildg(tmp_path / "c64.lime")
+    torch.testing.assert_close(V.data, U.data.to(torch.complex128), rtol=0, atol=1e-6)
+    assert float(SU3.membership_error(V.data).max()) < 1e-13
 
 
 def test_lime_file_without_ildg_records(tmp_path):

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import lgdiff
-from lgdiff import GaugeTransform, Lattice, LinkField, NerscError, SU, U1, mean_plaquette, read_nersc, write_nersc
+from lgdiff import (GaugeTransform, Lattice, LinkField, NerscError, SU, U1, checks, mean_plaquette, read_nersc,
+                    write_nersc)
 
 SU3 = SU(3)
 
@@ -86,6 +87,62 @@ def test_axis_mapping_x_fastest_then_mu(tmp_path):
     np.testing.assert_array_equal(values[:, 1], np.sin(0.001 * k))
     np.testing.assert_array_equal(values[:, 8], np.cos(-0.001 * k))  # U[1, 1] = e^{-i theta_k}: entry 4 (re, im)
     np.testing.assert_array_equal(values[:, 9], np.sin(-0.001 * k))
+
+
+# ---- an independent reader, from the format's definition (numpy only, float64 throughout) ---------------
+
+def read_nersc_by_spec(path):
+    """(header, links [Lt, Lz, Ly, Lx, 4, 3, 3] complex128) of a NERSC file, following the format's
+    definition: KEY = VALUE lines up to END_HEADER, then x-fastest sites, per site mu = 0..3, per link
+    the stored rows of (re, im) pairs; a 3x2 link's third row is conj(row0 x row1)."""
+    text, data = split(path)
+    header = {k.strip(): v.strip() for k, _, v in (line.partition("=") for line in text.splitlines()[1:-1])}
+    fp = header["FLOATING_POINT"]
+    dtype = ("<" if fp.endswith("LITTLE") else ">") + ("f4" if fp.startswith("IEEE32") else "f8")
+    rows = {"4D_SU3_GAUGE_3x3": 3, "4D_SU3_GAUGE": 2}[header["DATATYPE"]]
+    dims = [int(header[f"DIMENSION_{k}"]) for k in range(1, 5)]
+    words = np.frombuffer(data, dtype=dtype)
+    checksum = int(words.astype(dtype.replace(">", "<")).view("<u4").sum(dtype=np.uint64)) % 2**32
+    pairs = words.astype(np.float64).reshape(*dims[::-1], 4, rows, 3, 2)
+    u = pairs[..., 0] + 1j * pairs[..., 1]
+    if rows == 2:
+        u = np.concatenate([u, np.conj(np.cross(u[..., 0, :], u[..., 1, :]))[..., None, :]], axis=-2)
+    return header, u, checksum
+
+
+def plaquette_by_spec(u):
+    """<Re tr U_p / 3> over the six planes, U_p = U_mu(x) U_nu(x + mu) U_mu(x + nu)^dag U_nu(x)^dag;
+    direction mu runs along array axis 3 - mu of [t, z, y, x]."""
+    dag = lambda m: np.conj(np.swapaxes(m, -1, -2))  # noqa: E731
+    total = 0.0
+    for mu in range(4):
+        for nu in range(mu + 1, 4):
+            u_mu, u_nu = u[..., mu, :, :], u[..., nu, :, :]
+            p = u_mu @ np.roll(u_nu, -1, axis=3 - mu) @ dag(np.roll(u_mu, -1, axis=3 - nu)) @ dag(u_nu)
+            total += np.trace(p, axis1=-2, axis2=-1).real.mean() / 3
+    return total / 6
+
+
+@pytest.mark.parametrize("storage", ["3x3", "3x2"])
+@pytest.mark.parametrize("precision", ["single", "double"])
+def test_header_agrees_with_an_independent_float64_reader(tmp_path, generator, precision, storage):
+    # external readers (PyQUDA, Grid) recompute PLAQUETTE and LINK_TRACE in double precision from the stored
+    # numbers: a header computed in single-precision arithmetic is off by ~1e-8 and refused
+    U = LinkField.random(SU3, Lattice(shape=(4, 4, 4, 4)), batch=1, generator=generator)
+    path = tmp_path / "cfg.nersc"
+    write_nersc(path, U, precision=precision, storage=storage)
+    header, u, checksum = read_nersc_by_spec(path)
+    assert int(header["CHECKSUM"], 16) == checksum
+    assert abs(float(header["PLAQUETTE"]) - plaquette_by_spec(u)) < 1e-13
+    assert abs(float(header["LINK_TRACE"]) - np.trace(u, axis1=-2, axis2=-1).real.mean() / 3) < 1e-13
+    assert abs(plaquette_by_spec(u) - float(mean_plaquette(U)[0])) < 1e-6  # the reader reads what was written
+
+
+def test_independent_plaquette_is_lgdiffs_on_double_data(generator):
+    # the test's own reference against lgdiff's mean_plaquette, on the same float64 links
+    U = LinkField.random(SU3, Lattice(shape=(2, 3, 4, 5)), batch=1, generator=generator)
+    u = U.data[0].permute(4, 3, 2, 1, 0, 5, 6).numpy()
+    assert abs(plaquette_by_spec(u) - float(mean_plaquette(U)[0])) < 1e-14
 
 
 # ---- round trips --------------------------------------------------------------------------------
@@ -221,6 +278,39 @@ def test_write_refuses_unknown_options(tmp_path):
     with pytest.raises(NerscError, match="storage must be '3x3' or '3x2'; got '2x3'"):
         write_nersc(tmp_path / "x.nersc", U, storage="2x3")
     assert not list(tmp_path.iterdir())
+
+
+# ---- what is written must be a gauge field the readers accept --------------------------------------------
+
+def spoiled(generator, how):
+    """Random SU(3) links with the link (mu, x, y, z, t) = (1, 0, 1, 0, 0) made NaN or scaled off the group."""
+    U = LinkField.random(SU3, Lattice(shape=(2, 2, 2, 2)), batch=1, generator=generator)
+    data = U.data.clone()
+    data[0, 1, 0, 1, 0, 0] = float("nan") if how == "nan" else 1.5 * data[0, 1, 0, 1, 0, 0]
+    with checks(False):
+        return LinkField(data, SU3, U.lattice)
+
+
+@pytest.mark.parametrize(("how", "match"), [
+    ("nan", r"links are not finite \(NaN or inf\) at \(mu, x, y, z, t\) = \(1, 0, 1, 0, 0\)"),
+    ("scaled", r"links are not in SU\(3\): .* at \(mu, x, y, z, t\) = \(1, 0, 1, 0, 0\)"),
+])
+def test_write_refuses_links_off_the_group(tmp_path, generator, how, match):
+    with checks(False), pytest.raises(NerscError, match=match):  # as in a run: value checks are off by default
+        write_nersc(tmp_path / "x.nersc", spoiled(generator, how))
+    assert not list(tmp_path.iterdir())
+
+
+def test_single_precision_links_written_in_double_are_read_back(tmp_path, generator):
+    # complex64 links are unitary to ~1e-7: as IEEE64 data they must still pass the double-precision check
+    U = LinkField.random(SU3, Lattice(shape=(2, 2, 2, 2)), batch=1, generator=generator, dtype=torch.complex64)
+    path = tmp_path / "c64.nersc"
+    with checks(False):  # as in a run
+        write_nersc(path, U, precision="double")
+    V, header = read_nersc(path)
+    assert V.data.dtype == torch.complex128
+    torch.testing.assert_close(V.data, U.data.to(torch.complex128), rtol=0, atol=1e-6)
+    assert float(SU3.membership_error(V.data).max()) < 1e-13
 
 
 def test_public_api():
