@@ -20,9 +20,9 @@ import torch
 from .._fields.links import LinkField
 from .._groups.sun import SU
 from .ensemble import SUFFIX, Ensemble, EnsembleMetadata, EnsembleWriter
-from .ildg import read_ildg, write_ildg
+from .ildg import IldgError, read_ildg, write_ildg
 from .lime import MAGIC
-from .nersc import read_nersc, write_nersc
+from .nersc import NerscError, read_nersc, write_nersc
 
 FORMATS = ("lgdiff", "nersc", "ildg")
 SUFFIX_FORMATS = {SUFFIX: "lgdiff", ".nersc": "nersc", ".cfg": "nersc", ".lime": "ildg", ".ildg": "ildg"}
@@ -121,14 +121,19 @@ def export_ensemble(ensemble: Ensemble, pattern: str, *, fmt: str, precision: st
         assert isinstance(links, LinkField)
         for c in range(meta.chains):
             out = Path(pattern.format(index=index, chain=c))
-            if fmt == "nersc":
-                write_nersc(out, links[c], precision=precision, storage=storage, endian=endian,
-                            ensemble_id=ensemble_id, ensemble_label=f"chain {c}", sequence_number=index, beta=beta)
-            else:
-                info = {"ensemble_id": ensemble_id, "sequence_number": index, "chain": c, "theory": meta.theory}
-                if beta is not None:
-                    info["beta"] = beta
-                write_ildg(out, links[c], precision=precision, metadata=info)
+            try:
+                if fmt == "nersc":
+                    write_nersc(out, links[c], precision=precision, storage=storage, endian=endian,
+                                ensemble_id=ensemble_id, ensemble_label=f"chain {c}", sequence_number=index,
+                                beta=beta)
+                else:
+                    info = {"ensemble_id": ensemble_id, "sequence_number": index, "chain": c, "theory": meta.theory}
+                    if beta is not None:
+                        info["beta"] = beta
+                    write_ildg(out, links[c], precision=precision, metadata=info)
+            except (NerscError, IldgError) as e:
+                done = f"the {len(written)} files before it were written" if written else "no file was written"
+                raise ConvertError(f"record {t} (trajectory {index}) chain {c} of {ensemble.path}: {e} ({done})") from None
             written.append(out)
     return written
 
