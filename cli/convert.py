@@ -41,7 +41,7 @@ def _command_line(inputs: tuple[Path, ...], out: Path, options: dict[str, object
 @click.option("--record", type=int, help="Export only this record (negative counts from the end).")
 @click.option("--storage", metavar="[3x3|3x2]", default="3x3", show_default=True, help="NERSC matrix storage.")
 @click.option("--endian", metavar="[big|little]", default="big", show_default=True, help="NERSC byte order.")
-@click.option("--beta", type=float, help="Coupling of imported files that do not record it.")
+@click.option("--beta", type=float, help="Coupling of imported files that do not record it (else recorded as unknown).")
 @click.option("--ensemble-id", help="ENSEMBLE_ID of exported files (default: from the ensemble).")
 def convert_cmd(inputs: tuple[Path, ...], out: Path, fmt: str | None, precision: str, record: int | None,
                 storage: str, endian: str, beta: float | None, ensemble_id: str | None) -> None:
@@ -67,8 +67,10 @@ def _convert(inputs: tuple[Path, ...], out: Path, fmt: str | None, precision: st
             raise ValueError("converting to an lgdiff ensemble needs NERSC or ILDG inputs; got an lgdiff ensemble")
         command = _command_line(inputs, out, {"format": fmt, "beta": beta})
         ens = import_configs(inputs, out, beta=beta, command=command)
-        click.echo(f"wrote {out}: {ens.n_records} configurations of SU(3) on L={ens.metadata.lattice}, "
-                   f"beta = {ens.metadata.params['beta']}")
+        beta_value = ens.metadata.params["beta"]
+        coupling = (f"beta = {beta_value}" if beta_value is not None
+                    else "beta unknown (the files do not record it; give --beta to record it)")
+        click.echo(f"wrote {out}: {ens.n_records} configurations of SU(3) on L={ens.metadata.lattice}, {coupling}")
         return
     if in_fmts != ["lgdiff"]:
         raise ValueError(f"converting to {out_fmt} needs one lgdiff ensemble (*.safetensors) as input; got "

@@ -271,6 +271,10 @@ def train_cmd(data: Path, out: Path, steps: int | None, epochs: float | None, ba
         field = ens.configs(device=_dist.device_for_rank(device))
         n_configs = field.data.shape[0]
         n_steps = steps if steps is not None else max(1, round((epochs or 0) * n_configs / batch_size)) if epochs else 2000
+        beta = ens.metadata.params.get("beta")
+        if ens.metadata.kind != "scalar" and not isinstance(beta, (int, float)):
+            raise ValueError(f"{data} does not record beta (imported without --beta): a gauge model is trained at "
+                             f"a known coupling; import the files again with --beta")
         provenance = {"theory": ens.metadata.theory, "params": ens.metadata.params,
                       "lattice": list(ens.metadata.lattice), "data": str(data),
                       "data_metadata": json.loads(ens.metadata.to_json()),
@@ -283,7 +287,7 @@ def train_cmd(data: Path, out: Path, steps: int | None, epochs: float | None, ba
                 if sde_name != "ve":
                     raise ValueError(f"--sde {sde_name}: gauge links diffuse with the group VE process only; "
                                      "drop --sde or use --sde ve")
-                provenance["beta"] = float(ens.metadata.params["beta"])
+                provenance["beta"] = float(beta)
                 report = _train_gauge(field, out, n_steps, batch_size, lr, channels or 8, lcnn_blocks, seed, device,
                                       provenance, update)
         main = _dist.is_main()

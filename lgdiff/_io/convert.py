@@ -4,8 +4,8 @@
   the placeholders ``{index}`` (the record's trajectory number) and ``{chain}``; the files carry beta,
   the trajectory number (NERSC ``SEQUENCE_NUMBER``) and an ensemble id.
 - NERSC / ILDG -> ensemble: one or several files into one ensemble of one chain, a record per file,
-  with theory ``su3``, the beta of the files (or the one given), algorithm ``imported:<format>`` and
-  the source file names in ``settings["sources"]``.
+  with theory ``su3``, the beta of the files (or the one given; ``None``, unknown, if neither has one),
+  algorithm ``imported:<format>`` and the source file names in ``settings["sources"]``.
 """
 
 import os
@@ -27,6 +27,8 @@ from .nersc import NerscError, read_nersc, write_nersc
 FORMATS = ("lgdiff", "nersc", "ildg")
 SUFFIX_FORMATS = {SUFFIX: "lgdiff", ".nersc": "nersc", ".cfg": "nersc", ".lime": "ildg", ".ildg": "ildg"}
 PLACEHOLDERS = ("index", "chain")
+IMPORTED = "imported:"
+"""Prefix of the ``algorithm`` of an imported ensemble (``imported:nersc``): no chain to continue."""
 
 
 class ConvertError(ValueError):
@@ -187,7 +189,9 @@ def import_configs(paths: Sequence[str | os.PathLike], out: str | os.PathLike, *
     the ensemble can be measured, not continued.
 
     **Arguments:**
-    - `beta`: the coupling, required when the files do not record one; it must agree with theirs.
+    - `beta`: the coupling; it must agree with the files' when they record one (NERSC ``BETA``, lgdiff's
+      ILDG metadata). When neither gives it, beta is recorded as unknown (``params = {"beta": None}``):
+      measuring needs no coupling, and what does (training a model) refuses such an ensemble.
     - `command`: provenance, e.g. the command line.
     """
     if not paths:
@@ -207,8 +211,6 @@ def import_configs(paths: Sequence[str | os.PathLike], out: str | os.PathLike, *
     betas = {f.beta for f in files if f.beta is not None} | ({float(beta)} if beta is not None else set())
     if len(betas) > 1:
         raise ConvertError(f"the files and --beta disagree on beta: {sorted(betas)}; import one ensemble at a time")
-    if not betas:
-        raise ConvertError("the files do not record beta; give it with --beta")
     numbered = [f.sequence_number for f in files if f.sequence_number is not None]
     if len(numbered) == len(files) and len(set(numbered)) == len(files):
         files = sorted(files, key=lambda f: f.sequence_number or 0)
@@ -218,8 +220,9 @@ def import_configs(paths: Sequence[str | os.PathLike], out: str | os.PathLike, *
     formats = sorted({f.fmt for f in files})
     ids = sorted({f.ensemble_id for f in files if f.ensemble_id is not None})
     meta = EnsembleMetadata(
-        kind="links", theory="su3", group=str(SU(3)), lattice=first.links.lattice.shape, params={"beta": betas.pop()},
-        algorithm="imported:" + "+".join(formats),
+        kind="links", theory="su3", group=str(SU(3)), lattice=first.links.lattice.shape,
+        params={"beta": betas.pop() if betas else None},
+        algorithm=IMPORTED + "+".join(formats),
         settings={"sources": ", ".join(f.path.name for f in files), "ensemble_id": ", ".join(ids)},
         seed=0, chains=1, dtype=str(first.links.data.dtype).removeprefix("torch."), command=command)
     rng = torch.Generator().get_state()

@@ -12,6 +12,7 @@ from .._actions.phi4 import Phi4Action
 from .._dist import world_size
 from .._actions.wilson import WilsonAction
 from .._integrators.schemes import SCHEMES
+from .._io.convert import IMPORTED
 from .._io.ensemble import Ensemble, generate_ensemble
 from .._samplers.base import AbstractKernel, Composite
 from .._samplers.heatbath import Heatbath
@@ -116,7 +117,12 @@ class GenerateConfig:
     def run(self, out: str | Path, *, device: torch.device | str = "cpu", command: str | None = None,
             progress: Callable[[int], None] | None = None, flush_every: int = 1) -> Ensemble | None:
         """Generate (or resume) the ensemble at ``out``; returns it loaded from the file (``None`` on the ranks
-        other than 0 of a multi-process run: rank 0 alone writes)."""
+        other than 0 of a multi-process run: rank 0 alone writes). An ensemble imported from NERSC / ILDG
+        files is refused: it holds no chain state to continue."""
+        if Path(out).is_file() and (algorithm := Ensemble.load(out).metadata.algorithm).startswith(IMPORTED):
+            raise ValueError(f"{out} holds configurations imported from files ({algorithm}), not a chain lgdiff "
+                             f"generated: there is no generator state (and maybe no beta) to continue from; give "
+                             f"another --out")
         kernel = self.kernel()
         dtype = self.torch_dtype
 

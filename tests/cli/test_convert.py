@@ -1,6 +1,8 @@
 """`lgdiff convert`: ensemble -> NERSC / ILDG -> ensemble keeps every configuration's observables and the
 metadata; bad input fails with one line and leaves no file behind."""
 
+import json
+
 import pytest
 import torch
 from click.testing import CliRunner
@@ -116,17 +118,34 @@ def test_single_record_and_explicit_format(tmp_path, ensemble):
     assert "SEQUENCE_NUMBER = 20\n" in head and "BETA = 5.7\n" in head and "ENSEMBLE_LABEL = chain 1\n" in head
 
 
-def test_import_needs_beta_when_files_have_none(tmp_path, generator):
+def test_import_without_beta_records_it_as_unknown(tmp_path, generator):
+    # measuring a configuration needs no coupling: foreign files without beta import, with beta unknown
     U = smooth_links(generator, Lattice(shape=(2, 2, 2, 2)), 1)
     write_nersc(tmp_path / "a.nersc", U, sequence_number=5)
     out = tmp_path / "a.safetensors"
-    assert_one_line_error(run("convert", tmp_path / "a.nersc", out), "the files do not record beta; give it with --beta")
-    assert not out.exists()
-    result = run("convert", tmp_path / "a.nersc", out, "--beta", 6.0)
+    result = run("convert", tmp_path / "a.nersc", out)
     assert result.exit_code == 0, result.output
+    assert "beta unknown (the files do not record it; give --beta to record it)" in result.output
     ens = Ensemble.load(out)
-    assert ens.metadata.params == {"beta": 6.0} and ens.index.tolist() == [5]
+    assert ens.metadata.params == {"beta": None} and ens.index.tolist() == [5]
     assert "lgdiff convert" in ens.metadata.command and "a.nersc" in ens.metadata.command
+    result = run("measure", out, "--json")
+    assert result.exit_code == 0, result.output
+    assert abs(json.loads(result.output)["plaquette"]["mean"] - float(mean_plaquette(U)[0])) < 1e-12
+    # what needs the coupling refuses, in one line, and leaves the file as it was
+    before = out.read_bytes()
+    result = run("generate", "--theory", "su3", "--dim", 4, "--L", 2, "--beta", 6.0, "--algorithm", "heatbath",
+                 "--n", 1, "--therm", 0, "--chains", 1, "--out", out)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    last = result.output.strip().splitlines()[-1]  # after the progress bar's label, on stderr
+    assert last.startswith("Error: ") and "holds configurations imported from files (imported:nersc)" in last
+    assert_one_line_error(run("train", "--data", out, "--out", tmp_path / "m.safetensors", "--steps", 1),
+                          f"{out} does not record beta (imported without --beta)")
+    assert out.read_bytes() == before and not (tmp_path / "m.safetensors").exists()
+    # with --beta it is recorded
+    result = run("convert", tmp_path / "a.nersc", tmp_path / "b.safetensors", "--beta", 6.0)
+    assert result.exit_code == 0 and "beta = 6.0" in result.output, result.output
+    assert Ensemble.load(tmp_path / "b.safetensors").metadata.params == {"beta": 6.0}
     assert_one_line_error(run("convert", tmp_path / "a.nersc", out, "--beta", 6.0), "exists; choose another output")
 
 
