@@ -250,7 +250,7 @@ def measure_cmd(file: Path, flow_time: float, as_json: bool) -> None:
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--lr", type=float, default=2e-3, show_default=True)
 @click.option("--sde", "sde_name", type=click.Choice(["ve", "vp"]), default="ve", show_default=True,
-              help="Forward SDE (gauge links: ve only, the group process of PHYSICS.md).")
+              help="Forward SDE (gauge links: ve only, the group process of docs/conventions.md).")
 @click.option("--channels", type=click.IntRange(min=1), help="Network width (default 16 for NCSN++, 8 for the L-CNN).")
 @click.option("--blocks", "lcnn_blocks", type=click.IntRange(min=1), default=2, show_default=True,
               help="L-CNN blocks (gauge links only).")

@@ -1,7 +1,7 @@
 """The 0-dimensional toy model (seed Fig. 3): learned drift and effective action against the exact ones.
 
 ``S(phi) = mu^2 phi^2 / 2 + g phi^4 / 4!`` with g = 0.4, single well (mu^2 = +1) and double well
-(mu^2 = -1) (PHYSICS.md, Actions). Under the VE SDE (sigma = 25, T = 1) the density at time t is the
+(mu^2 = -1) (docs/conventions.md, Actions). Under the VE SDE (sigma = 25, T = 1) the density at time t is the
 target convolved with a Gaussian of width s(t):
 
     p_t(x) = int dy exp(-S(y)) N(x; y, s(t)^2) / Z,

@@ -3,8 +3,8 @@ the link data, the checks of what a file claims, and atomic writing of a file's 
 
 Axis mapping (docs/community-formats.md): lgdiff direction ``mu`` is the file's ``mu`` and lgdiff
 site axis ``k`` is the file's ``DIMENSION_{k+1}`` (x, y, z, t for k = 0, 1, 2, 3). The files store
-x fastest, so one configuration in file order is the array ``[t][z][y][x][mu][row][col]``, i.e.
-``U[0].permute(4, 3, 2, 1, 0, 5, 6)`` of lgdiff's ``[B, 4, Lx, Ly, Lz, Lt, 3, 3]``.
+x fastest, so one configuration in file order is the array ``[t][z][y][x][mu][row][col]``: lgdiff's
+``[B, 4, Lx, Ly, Lz, Lt, 3, 3]`` rearranged ``mu x y z t r c -> t z y x mu r c`` (`FILE_ORDER`, einops).
 """
 
 import math
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from einops import rearrange
 from torch import Tensor
 
 from .._fields.links import LinkField
@@ -23,8 +24,9 @@ from .ensemble import _default_mode, atomic_replace
 
 NC = 3
 ND = 4
-_FILE_ORDER = (4, 3, 2, 1, 0, 5, 6)
-"""[mu, x, y, z, t, r, c] <-> [t, z, y, x, mu, r, c]: the permutation is its own inverse."""
+LGDIFF_ORDER = "mu x y z t r c"
+FILE_ORDER = "t z y x mu r c"
+"""One configuration's axes in lgdiff (site axes x, y, z, t = lattice axes 0..3) and in the files."""
 PRECISIONS = {"single": np.float32, "double": np.float64}
 UNITARITY_TOL = {"single": 1e-5, "double": 1e-10}
 """Largest accepted ``|U^dag U - 1| + |det U - 1|`` per link, for data stored in that precision."""
@@ -49,7 +51,7 @@ def check_su3_4d(links: object, fmt: str) -> LinkField:
 def to_file_order(data: Tensor, rows: int) -> np.ndarray:
     """Complex ``[Lt, Lz, Ly, Lx, 4, rows, 3]`` on the host of links ``[1, 4, *L, 3, 3]`` (``rows`` = 3,
     or 2 for 3x2 storage)."""
-    u = data[0].detach().to("cpu").permute(*_FILE_ORDER)[..., :rows, :]
+    u = rearrange(data[0].detach().to("cpu"), f"{LGDIFF_ORDER} -> {FILE_ORDER}")[..., :rows, :]
     return u.contiguous().numpy()
 
 
@@ -61,7 +63,7 @@ def from_file_order(values: np.ndarray, lattice: Lattice, rows: int) -> Tensor:
     t = torch.view_as_complex(torch.from_numpy(arr))
     if rows == 2:
         t = torch.cat([t, torch.linalg.cross(t[..., 0, :], t[..., 1, :]).conj()[..., None, :]], dim=-2)
-    return t.permute(*_FILE_ORDER).contiguous()[None]
+    return rearrange(t, f"{FILE_ORDER} -> {LGDIFF_ORDER}").contiguous()[None]
 
 
 def real_words(u: np.ndarray, precision: str, endian: str) -> np.ndarray:
