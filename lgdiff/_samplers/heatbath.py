@@ -196,10 +196,12 @@ def _left_multiply_block(m: Tensor, p: Tensor, q: Tensor, i: int, j: int) -> Ten
     return out
 
 
-def _su2_heatbath_element(alpha: Tensor, p: Tensor, q: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    """``r = X V^dagger`` with X from the heatbath at ``alpha`` and ``V = [[p, q], [-q^*, p^*]]``."""
-    a = _su2_a0(alpha, generator)
-    a0, s = a[..., 0], a[..., 1]
+def _su2_heatbath_element(alpha: Tensor, p: Tensor, q: Tensor, generator: torch.Generator, *,
+                          mirrored: bool = False) -> tuple[Tensor, Tensor]:
+    """``r = X V^dagger`` with X from the heatbath at ``alpha >= 0`` (at ``-alpha`` if ``mirrored``) and
+    ``V = [[p, q], [-q^*, p^*]]``."""
+    a = _rejection(_propose_su2_a0, alpha, generator)
+    a0, s = (-a[..., 0] if mirrored else a[..., 0]), a[..., 1]
     # isotropic direction of length s = sqrt(1 - a0^2): uniform cos(theta) and azimuth
     u = torch.rand((2, *alpha.shape), generator=generator, dtype=alpha.dtype, device=alpha.device)
     cos_t = 2 * u[0] - 1
@@ -252,14 +254,16 @@ def heatbath_links(u: Tensor, a: Tensor, beta: float, group: AbstractGroup, *, g
     if isinstance(group, U1):
         w0 = w[..., 0, 0]
         k = w0.abs()
-        cs = _von_mises(beta * k, generator)
+        cs = _rejection(_propose_von_mises, abs(beta) * k, generator)
+        if beta < 0:
+            cs = -cs
         x = torch.complex(cs[..., 0], cs[..., 1])
         v = torch.where(k > 0, w0 / torch.where(k > 0, k, torch.ones_like(k)), torch.ones_like(w0))
         return _reunitarize((x * v.conj())[..., None, None] * u, group)
     for i in range(n):
         for j in range(i + 1, n):
             p, q, k = _normalised(*_quaternion_part(w, i, j))
-            rp, rq = _su2_heatbath_element(2 * beta * k / n, p, q, generator)
+            rp, rq = _su2_heatbath_element(2 * abs(beta) * k / n, p, q, generator, mirrored=beta < 0)
             u = _left_multiply_block(u, rp, rq, i, j)
             if n > 2:
                 w = _left_multiply_block(w, rp, rq, i, j)
