@@ -124,3 +124,10 @@ def test_a_checkpoint_resumes_only_on_the_data_it_was_trained_on(kind, tmp_path,
     identity = load_checkpoint(out)[1]["data_identity"]
     assert load_checkpoint(out)[1]["step"] == 4 and identity["configurations"] == 8 and identity["lattice"] == [4, 4]
     assert identity["theory"] == {"scalar": "phi4", "links": "u1"}[kind]
+
+
+def test_both_configs_refuse_a_checkpoint_interval_below_one():
+    # the loop saves when (step + 1) % checkpoint_every == 0: 0 would divide by zero after the first step
+    for config in (TrainConfig, GaugeTrainConfig):
+        with pytest.raises(ValueError, match=f"^{config.__name__} needs .*checkpoint_every >= 1"):
+            config(checkpoint_every=0)

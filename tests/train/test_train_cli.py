@@ -1,6 +1,5 @@
 """`lgdiff train` refuses non-finite data (naming the record) and a resume on other data (issue #15)."""
 
-import pytest
 import torch
 from click.testing import CliRunner
 from safetensors import safe_open
@@ -24,7 +23,6 @@ def _phi4(path, seed: int):
 TRAIN = ("--steps", 4, "--batch-size", 4, "--channels", 4)
 
 
-@pytest.mark.filterwarnings("ignore:The given NumPy array is not writable")
 def test_train_refuses_an_ensemble_with_a_non_finite_record_and_names_it(tmp_path):
     # an ensemble converted by another tool: the writer refuses non-finite records, so patch the file itself
     path = _phi4(tmp_path / "phi4.safetensors", seed=0)
