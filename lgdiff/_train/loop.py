@@ -117,10 +117,9 @@ def data_identity(x: Tensor | LinkField, theory: object) -> dict[str, Any]:
     return {"sha256": digest.hexdigest(), "configurations": int(raw.shape[0]), "lattice": lattice, "theory": theory}
 
 
-def _describe(identity: object) -> str:
-    if not isinstance(identity, dict):
-        return "not recorded: an older lgdiff"
-    return (f"{identity.get('configurations')} {identity.get('theory')} configurations on "
+def _describe(identity: dict[str, Any]) -> str:
+    theory = f"{identity['theory']} " if identity.get("theory") is not None else ""
+    return (f"{identity.get('configurations')} {theory}configurations on "
             f"{'x'.join(map(str, identity.get('lattice', [])))}, sha256 {str(identity.get('sha256'))[:12]}")
 
 
@@ -174,9 +173,12 @@ def train(task: AbstractFieldTraining, out: str | os.PathLike, *, provenance: di
             if meta.get(key) != value:
                 raise ValueError(f"{out} holds a model trained with other {key} ({meta.get(key)} != {value}); "
                                  f"choose another --out or delete it")
-        if meta.get("data_identity") != identity:
-            raise ValueError(f"{out} was trained on other data ({_describe(meta.get('data_identity'))}) than this "
-                             f"run's ({_describe(identity)}); resume with its --data or train into another --out")
+        if "data_identity" not in meta:
+            raise ValueError(f"{out} does not record its training data (an older lgdiff wrote it), so resuming it "
+                             f"on this data cannot be checked; train into another --out")
+        if meta["data_identity"] != identity:
+            raise ValueError(f"{out} was trained on other data ({_describe(meta['data_identity'])}) than this run's "
+                             f"({_describe(identity)}); resume with its --data or train into another --out")
         restore_training_state(out, tensors, model=model, ema=ema, optimizer=opt, generator=generator)
         start, losses, seconds = int(meta["step"]), list(meta.get("losses", [])), float(meta.get("train_seconds", 0))
         saved = start
@@ -205,8 +207,8 @@ def train(task: AbstractFieldTraining, out: str | os.PathLike, *, provenance: di
             progress(step + 1, value)
         if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
             if _dist.is_main():
-                meta = {**meta_run, "step": step + 1, "train_seconds": seconds + time.perf_counter() - t0}
-                save_training_state(out, model=model, ema=ema, optimizer=opt, generator=generator, meta=meta,
+                record = {**meta_run, "step": step + 1, "train_seconds": seconds + time.perf_counter() - t0}
+                save_training_state(out, model=model, ema=ema, optimizer=opt, generator=generator, meta=record,
                                     losses=losses)
             saved = step + 1
     _dist.barrier()  # the final model file exists for every rank once training returns

@@ -120,6 +120,10 @@ def test_a_checkpoint_resumes_only_on_the_data_it_was_trained_on(kind, tmp_path,
     with pytest.raises(ValueError, match="m.safetensors was trained on other data"):
         train(data, out, steps=4, checkpoint_every=2, theory="other")  # the same numbers labelled as another theory
     assert out.read_bytes() == written  # untouched
+    tensors, meta = load_checkpoint(out)  # a model file of an lgdiff that did not record its data
+    save_checkpoint(tmp_path / "old.safetensors", tensors, {k: v for k, v in meta.items() if k != "data_identity"})
+    with pytest.raises(ValueError, match="old.safetensors does not record its training data"):
+        train(data, tmp_path / "old.safetensors", steps=4, checkpoint_every=2)
     train(data, out, steps=4, checkpoint_every=2)  # the same data resumes
     identity = load_checkpoint(out)[1]["data_identity"]
     assert load_checkpoint(out)[1]["step"] == 4 and identity["configurations"] == 8 and identity["lattice"] == [4, 4]
