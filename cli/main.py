@@ -267,8 +267,13 @@ def train_cmd(data: Path, out: Path, steps: int | None, epochs: float | None, ba
     if steps is not None and epochs is not None:
         raise click.UsageError("give --steps or --epochs, not both")
     with _user_errors(), _dist.process_group(device) as world:
+        from lgdiff._train.loop import first_non_finite
+
         ens = Ensemble.load(data)
         field = ens.configs(device=_dist.device_for_rank(device))
+        if (bad := first_non_finite(field.data)) is not None:  # configs are time major: t * chains + c
+            raise ValueError(f"{data}: record {bad // ens.chains}, chain {bad % ens.chains} is not finite (nan or "
+                             f"inf); a model cannot be trained on it: drop that record or regenerate the ensemble")
         n_configs = field.data.shape[0]
         n_steps = steps if steps is not None else max(1, round((epochs or 0) * n_configs / batch_size)) if epochs else 2000
         beta = ens.metadata.params.get("beta")

@@ -72,7 +72,8 @@ from ._sde.group import probability_flow_group as probability_flow_group
 from ._sde.group import reverse_sde_group as reverse_sde_group
 from ._sde.heat_kernel import heat_kernel as heat_kernel
 from ._train.gauge import GaugeTrainConfig as GaugeTrainConfig
-from ._train.gauge import load_lcnn as load_lcnn
+from ._models.files import load_lcnn as load_lcnn
+from ._models.files import load_model as load_model
 from ._train.gauge import train_lcnn as train_lcnn
 from ._run.compare import compare as compare
 from ._run.measure import measure as measure
@@ -111,7 +112,7 @@ from ._stats import gamma_method_derived as gamma_method_derived
 from ._stats import jackknife as jackknife
 from ._train.dsm import TrainConfig as TrainConfig
 from ._train.dsm import dsm_loss as dsm_loss
-from ._train.dsm import load_ncsnpp as load_ncsnpp
+from ._models.files import load_ncsnpp as load_ncsnpp
 from ._train.dsm import train_ncsnpp as train_ncsnpp
 
 try:
