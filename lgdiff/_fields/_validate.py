@@ -8,9 +8,6 @@ from .._checks import checks_enabled
 from .._geometry.lattice import Lattice
 from .._groups.base import AbstractGroup
 
-MEMBERSHIP_ATOL = {torch.complex64: 1e-4, torch.complex128: 1e-9}
-"""Largest accepted distance from the group (``group.membership_error``) of a link, by dtype: rounding, not damage."""
-
 
 @typing.no_type_check  # called on every field construction in hot loops: skip the test-suite hook
 def check_matrix_field(cls_name: str, data: object, group: object, lattice: object, *, with_dim: bool) -> None:
@@ -40,7 +37,7 @@ def check_members(cls_name: str, data: torch.Tensor, group: AbstractGroup) -> No
     if not checks_enabled() or data.numel() == 0:
         return
     err = group.membership_error(data.detach())
-    atol = MEMBERSHIP_ATOL.get(data.dtype, MEMBERSHIP_ATOL[torch.complex128])
+    atol = 1e-4 if data.dtype == torch.complex64 else 1e-9
     worst = float(err.max())
     if not worst <= atol:
         raise ValueError(

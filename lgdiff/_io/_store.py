@@ -25,6 +25,8 @@ except ImportError:  # Windows: no advisory locks (docs/file-format.md says so)
 SAFETENSORS_DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.int64: "I64", torch.uint8: "U8"}
 TORCH_DTYPES = {v: k for k, v in SAFETENSORS_DTYPES.items()}
 _MAX_HEADER = 100_000_000  # what the safetensors library accepts
+O_BINARY = getattr(os, "O_BINARY", 0)
+"""Add to ``os.open`` flags: no newline translation on Windows (0 elsewhere)."""
 
 
 def tensor_bytes(t: Tensor) -> memoryview:
@@ -47,6 +49,14 @@ def blob_header(entries: Sequence[tuple[str, torch.dtype, Sequence[int]]], metad
     return len(text).to_bytes(8, "little") + text
 
 
+def pread(fd: int, n: int, pos: int) -> bytes:
+    """Up to ``n`` bytes of ``fd`` from byte ``pos`` (``os.pread``; seek and read where there is none)."""
+    if hasattr(os, "pread"):
+        return os.pread(fd, n, pos)
+    os.lseek(fd, pos, os.SEEK_SET)
+    return os.read(fd, n)
+
+
 def write_all(fd: int, chunks: Iterable[bytes | memoryview]) -> None:
     """Write every chunk to ``fd``: a list or tuple in one ``writev`` call, other iterables (e.g. a generator of
     large chunks) one chunk at a time. Loops until done (a call may write less than asked)."""
@@ -54,7 +64,7 @@ def write_all(fd: int, chunks: Iterable[bytes | memoryview]) -> None:
     for group in groups:
         views = [view for view in (memoryview(c).cast("B") for c in group) if view.nbytes]
         while views:
-            done = os.writev(fd, views)
+            done = os.writev(fd, views) if hasattr(os, "writev") else os.write(fd, views[0])
             while views and done >= views[0].nbytes:
                 done -= views[0].nbytes
                 views.pop(0)
@@ -83,13 +93,13 @@ def read_blob_header(fd: int, pos: int, size: int) -> tuple[dict[str, BlobTensor
     (one line) when it is not a valid safetensors blob."""
     if pos + 8 > size:
         raise TornBlob
-    n = int.from_bytes(os.pread(fd, 8, pos), "little")
+    n = int.from_bytes(pread(fd, 8, pos), "little")
     if n > _MAX_HEADER:
         raise ValueError(f"header size {n} at byte {pos} is not a safetensors header")
     if pos + 8 + n > size:
         raise TornBlob
     try:
-        header = json.loads(os.pread(fd, n, pos + 8))
+        header = json.loads(pread(fd, n, pos + 8))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"the header at byte {pos} is not JSON ({e})") from None
     if not isinstance(header, dict):
@@ -117,7 +127,7 @@ def read_tensor(fd: int, entry: BlobTensor, start: int = 0, stop: int | None = N
     stop = rows if stop is None else stop
     row_bytes = (entry.stop - entry.start) // max(rows, 1)
     nbytes = (stop - start) * row_bytes
-    raw = os.pread(fd, nbytes, entry.start + start * row_bytes)
+    raw = pread(fd, nbytes, entry.start + start * row_bytes)
     if len(raw) != nbytes:
         raise OSError(f"short read: {len(raw)} of {nbytes} bytes")
     out = torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(dtype)
@@ -142,7 +152,7 @@ class WriterLock:
     """
 
     def __init__(self, path: Path, fd: int | None) -> None:
-        self._path, self._fd = path, fd
+        self._path, self._fd, self._pid = path, fd, os.getpid()
 
     @classmethod
     def acquire(cls, path: Path) -> "WriterLock":
@@ -150,11 +160,11 @@ class WriterLock:
         if fcntl is None:
             return cls(path, None)
         while True:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | O_BINARY, 0o666)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+                text = pread(fd, 32, 0).decode(errors="replace").strip()
                 os.close(fd)
                 raise Busy(int(text) if text.isdigit() else None) from None
             except BaseException:
@@ -176,8 +186,8 @@ class WriterLock:
         return cls(path, fd)
 
     def release(self) -> None:
-        """Remove the lock file and unlock (idempotent)."""
-        if self._fd is None:
+        """Remove the lock file and unlock (idempotent; a no-op in a forked child, whose parent holds it)."""
+        if self._fd is None or os.getpid() != self._pid:
             return
         fd, self._fd = self._fd, None
         try:

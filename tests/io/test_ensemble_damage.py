@@ -127,24 +127,34 @@ def test_links_off_the_group_are_refused(tmp_path, generator):
     e = Ensemble.load(path)
     assert e.record(0).data.abs().sub(1).abs().max() < 1e-12
     with pytest.raises(EnsembleError, match=rf"^{path}: record 1 is damaged \(chain 0: links not in U\(1\): "
-                                            r"distance 2\.0e\+00 > 1e-09"):
+                                            r"distance 2\.0e\+00 > 1e-08"):
         e.configs()
     assert_one_line_error(run_cli("measure", str(path)), f"{path}: record 1 is damaged (chain 0: links not in U(1)")
 
 
 def test_group_tolerance_follows_the_dtype(tmp_path, generator):
-    """Rounding-level departures pass (complex64: 1e-4, complex128: 1e-9); larger ones do not."""
+    """Rounding drift passes (complex128: up to 1e-8, complex64: up to 1e-2, what long runs that never
+    re-unitarise reach); larger departures do not."""
     path = tmp_path / "u.safetensors"
     u1_file(path, generator)
-    rewrite_v1(path, lambda t: t["configs"].mul_(1 + 1e-11))
-    Ensemble.load(path).configs()
-    rewrite_v1(path, lambda t: t["configs"][2].mul_(1 + 1e-7))
-    with pytest.raises(EnsembleError, match=r"record 2 is damaged \(chain 0: links not in U\(1\): distance 1\.0e-07"):
+    rewrite_v1(path, lambda t: t["configs"].mul_(1 + 1e-9))
+    with lgdiff.checks(False):  # the fields' own (stricter, opt-in) check is not what is tested here
         Ensemble.load(path).configs()
-    tensors, meta = tensors_and_meta(path)
-    path.unlink()
-    save_v1(path, {**tensors, "configs": tensors["configs"].float()}, {**meta, "dtype": "complex64"})
-    assert Ensemble.load(path).configs().data.dtype == torch.complex64  # 1e-7 is rounding in single precision
+        rewrite_v1(path, lambda t: t["configs"][2].mul_(1 + 1e-7))
+        with pytest.raises(EnsembleError, match=r"record 2 is damaged \(chain 0: links not in U\(1\): distance "
+                                                r"1\.0e-07 > 1e-08\)"):
+            Ensemble.load(path).configs()
+        tensors, meta = tensors_and_meta(path)
+        single = tensors["configs"].float() * (1 + 1e-3)
+        path.unlink()
+        save_v1(path, {**tensors, "configs": single}, {**meta, "dtype": "complex64"})
+        assert Ensemble.load(path).configs().data.dtype == torch.complex64
+        single[1] *= 1.05
+        path.unlink()
+        save_v1(path, {**tensors, "configs": single}, {**meta, "dtype": "complex64"})
+        with pytest.raises(EnsembleError, match=r"record 1 is damaged \(chain 0: links not in U\(1\): distance "
+                                                r"5\.1e-02 > 1e-02\)"):
+            Ensemble.load(path).configs()
 
 
 def test_acceptance_out_of_range_is_refused_on_load(tmp_path, generator):

@@ -163,6 +163,18 @@ def test_an_append_writes_the_new_record_and_not_the_old_ones(tmp_path):
     assert names(tmp_path) == ["e.safetensors"]  # closed: one plain file again
 
 
+def test_a_reader_keeps_its_records_while_the_writer_appends_and_folds(tmp_path):
+    path, records = tmp_path / "e.safetensors", states(6)
+    w = EnsembleWriter.open(path, meta(), flush_every=1)
+    append_from(w, records[:4])
+    e = Ensemble.load(path)  # the file (record 0) and three frames of its journal
+    append_from(w, records)  # two more frames after the reader loaded
+    assert_holds(e, records[:4])
+    w.close()  # the journal the reader knew is gone; its records are in the rewritten file
+    assert_holds(e, records[:4])
+    assert_holds(Ensemble.load(path), records)
+
+
 # ---- a kill at any moment ------------------------------------------------------------------------------
 
 KILLED, KILLED_IN_WRITE = 77, 78
