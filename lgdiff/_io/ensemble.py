@@ -934,18 +934,23 @@ class EnsembleWriter:
         self._file_records = existing._file_records or 0
         self._journal = existing._journal_name
         journal = existing._journal
-        if journal is not None and journal.stale:  # folded into the file by a writer killed before removing it
-            self._unlink_journal()
-        elif journal is not None and journal.end < journal.size:  # the torn tail of a killed flush: never recorded
-            self._journal_end = journal.end
-            fd = os.open(journal.path, os.O_WRONLY | O_BINARY)
-            try:
-                os.ftruncate(fd, journal.end)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        elif journal is not None:
-            self._journal_end = journal.end
+        if journal is None:
+            return
+        try:
+            if journal.stale:  # folded into the file by a writer killed before it removed the journal
+                self._unlink_journal()
+                return
+            if journal.end < journal.size:  # the torn tail of a killed flush: never recorded, cut it off
+                fd = os.open(journal.path, os.O_WRONLY | O_BINARY)
+                try:
+                    os.ftruncate(fd, journal.end)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        except OSError as e:
+            raise EnsembleError(f"cannot repair the journal {journal.path.name} of {self._path} "
+                                f"({_one_line(e)}); check the permissions of {self._path.parent}") from None
+        self._journal_end = journal.end
 
     # -- state --
 
