@@ -690,7 +690,8 @@ class Ensemble:
                 except OSError:  # the writer folded the journal into the file meanwhile: read it from there
                     continue
             if not parts:
-                return torch.empty((0, self.chains, *self.metadata.stored_field_shape), dtype=self.metadata.stored_dtype)
+                shape = (0, self.chains, *self.metadata.stored_field_shape)
+                return torch.empty(shape, dtype=self.metadata.stored_dtype)
             return parts[0] if len(parts) == 1 else torch.cat(parts)
         raise EnsembleError(f"{self.path} changed on disk while it was read; load it again")
 

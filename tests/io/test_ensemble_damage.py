@@ -102,6 +102,15 @@ def test_measure_and_compare_name_the_damaged_record(tmp_path, generator):
     assert bad.read_bytes() == before
 
 
+def test_plot_names_the_damaged_record(tmp_path, generator):
+    pytest.importorskip("matplotlib")
+    bad = tmp_path / "bad.safetensors"
+    scalar_file(bad, generator)
+    rewrite_v1(bad, lambda t: t["configs"][1, 2].view(-1).__setitem__(4, math.nan))
+    assert_one_line_error(run_cli("plot", str(bad), "--out", str(tmp_path / "plots")),
+                          f"{bad}: record 1 is damaged (chain 2: non-finite values)")
+
+
 def test_generate_refuses_to_continue_a_damaged_file_and_leaves_it_untouched(tmp_path):
     out = tmp_path / "e.safetensors"
     done = run_cli("generate", *PHI4, "--n", "3", "--out", str(out))
