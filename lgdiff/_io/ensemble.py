@@ -1,20 +1,28 @@
 """Ensembles of configurations on disk: one safetensors file per ensemble, appended as a chain runs.
 
-The format is specified in ``docs/file-format.md``. In short, a file holds four tensors,
+The format is specified in ``docs/file-format.md``. In short, a file holds five tensors,
 
 - ``configs``    ``[T, C, *field]``: T records in time of C independent chains; ``field`` is ``[*L]``
   for a real scalar field and ``[D, *L, N, N, 2]`` for links (complex numbers stored as real pairs,
   ``torch.view_as_real``); float32 or float64;
 - ``index``      ``[T]`` int64: the trajectory / sweep number of each record, strictly increasing;
 - ``acceptance`` ``[T, C]`` float64: acceptance per chain, averaged over the steps since the last record;
+- ``crc32``      ``[T]`` int64: the CRC-32 of each record's bytes (configs, index, acceptance);
 - ``rng_state``  ``[S]`` uint8: ``torch.Generator.get_state()`` right after the last record;
 
-and one safetensors metadata key, ``"lgdiff"``, whose value is a JSON object (`EnsembleMetadata`).
+and the safetensors metadata key ``"lgdiff"``, whose value is a JSON object (`EnsembleMetadata`).
 
-Durability: every flush rewrites the whole file into a temporary file in the same directory, fsyncs it
-and renames it over the target (``os.replace``, atomic). A reader, a crash or a kill therefore sees the
-previous complete file or the new complete file, never a mixture; a kill loses at most the records
-appended since the last flush.
+Appending costs one record: while a writer runs, each flush appends the new records as one safetensors blob
+(a *frame*) to the file's journal, ``.<name>.<id>.lgdiff-journal`` next to it, and fsyncs it; the file itself
+is written once at the first flush and rewritten (atomically: temporary file, fsync, ``os.replace``) only when
+the writer closes, which folds the journal into it and removes the journal. A reader sees the file plus the
+complete frames of its journal as one ensemble. A kill at any moment leaves the file and a prefix of the frames
+(an incomplete last frame is ignored and cut off by the next writer); a kill loses at most the records appended
+since the last flush. A lock file, ``.<name>.lgdiff-lock``, keeps a second writer off the file while one is open.
+
+Every record is checked when it is read (`Ensemble.configs`, `Ensemble.record`, `Ensemble.series`; and all of
+them when a writer continues a file): its checksum, finiteness, and for links membership of the group within a
+tolerance of the dtype. A failure is an `EnsembleError` naming the file and the record.
 
 Resumption assumes that the writer is given the chain state after each kept step: the last record *is*
 the state of every chain at that point, and together with ``rng_state`` it continues the same Markov
@@ -28,9 +36,12 @@ import json
 import math
 import os
 import re
+import secrets
 import tempfile
 import typing
-from collections.abc import Callable, Mapping
+import weakref
+import zlib
+from collections.abc import Callable, Iterator, Mapping
 from importlib.metadata import PackageNotFoundError, version as _package_version
 from pathlib import Path
 
@@ -47,9 +58,23 @@ from .._groups.base import AbstractGroup
 from .._groups.sun import SU
 from .._groups.u1 import U1
 from .._samplers.base import AbstractKernel, run_chain
+from ._store import (
+    O_BINARY,
+    SAFETENSORS_DTYPES,
+    BlobTensor,
+    Busy,
+    TornBlob,
+    WriterLock,
+    blob_header,
+    pread,
+    read_blob_header,
+    read_tensor,
+    tensor_bytes,
+    write_all,
+)
 
 FORMAT = "lgdiff.ensemble"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 METADATA_KEY = "lgdiff"
 SUFFIX = ".safetensors"
 _TMP_SUFFIX = ".lgdiff-tmp"
@@ -320,12 +345,126 @@ def _from_stored(meta: EnsembleMetadata, raw: Tensor, device: torch.device | str
 
 # ---- reading ------------------------------------------------------------------------------------
 
-_SAFETENSORS_DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.int64: "I64", torch.uint8: "U8"}
+JOURNAL_KEY = "lgdiff.journal"
+"""Safetensors metadata key of a file whose records continue in a journal: the journal's file name."""
+FRAME_KEY = "lgdiff.frame"
+"""Safetensors metadata key of a journal frame: JSON ``{"first": t}``, the record number of its first record."""
+_JOURNAL_SUFFIX = ".lgdiff-journal"
+_LOCK_SUFFIX = ".lgdiff-lock"
+_CHUNK_BYTES = 64 << 20
+"""Records are read and copied in chunks of about this many bytes."""
+_GROUP_TOL = {torch.complex64: 1e-2, torch.complex128: 1e-8}
+"""Largest distance from the group (``group.membership_error``) of a link read from a file, by dtype: far above
+the rounding drift of a long run that never re-unitarises (SU(3), 2e4 left updates: 2.7e-4 in complex64, 3.6e-13
+in complex128), far below damage (links scaled by 3: distance 2)."""
 
 
-def _open(path: Path) -> tuple[typing.Any, EnsembleMetadata, str, dict[str, tuple[str, list[int]]]]:
-    """Open ``path`` once: the safetensors handle (for lazy reads), the metadata, its JSON text and
-    ``{tensor: (safetensors dtype, shape)}``. Every failure is an `EnsembleError`."""
+def _damaged(path: Path, t: int, why: str) -> EnsembleError:
+    return EnsembleError(f"{path}: record {t} is damaged ({why})")
+
+
+def _checksums(configs: Tensor, index: Tensor, acceptance: Tensor) -> Tensor:
+    """``[T]`` int64: the CRC-32 (zlib's, ISO-HDLC) of each record's bytes, ``configs[t]`` then ``index[t]``
+    then ``acceptance[t]``, little-endian and C-contiguous as stored."""
+    out = []
+    for t in range(configs.shape[0]):
+        crc = zlib.crc32(tensor_bytes(configs[t]))
+        crc = zlib.crc32(tensor_bytes(index[t:t + 1]), crc)
+        out.append(zlib.crc32(tensor_bytes(acceptance[t]), crc))
+    return torch.tensor(out, dtype=torch.int64)
+
+
+def _check_records(path: Path, meta: EnsembleMetadata, raw: Tensor, start: int, index: Tensor, acceptance: Tensor,
+                   crc: Tensor | None) -> None:
+    """Check records ``start .. start + k`` (``raw`` = stored ``configs[start:start + k]``, with their index,
+    acceptance and stored checksums): checksum, then finiteness, then group membership of links. Vectorised over
+    the records; the first failure raises `EnsembleError` ``FILE: record K is damaged (...)``."""
+    k = raw.shape[0]
+    if k == 0:
+        return
+    if crc is not None:
+        got = _checksums(raw, index, acceptance)
+        bad = (got != crc).nonzero()
+        if bad.numel():
+            t = int(bad[0, 0])
+            raise _damaged(path, start + t, f"checksum mismatch: stored 0x{int(crc[t]):08x}, the bytes give "
+                                            f"0x{int(got[t]):08x}")
+    finite = torch.isfinite(raw.reshape(k, meta.chains, -1)).all(-1)
+    if not bool(finite.all()):
+        t, c = (~finite).nonzero()[0].tolist()
+        raise _damaged(path, start + t, f"chain {c}: non-finite values")
+    group = meta.to_group()
+    if group is not None:
+        # clone: aligned storage for the batched complex matmul (see _from_stored)
+        err = group.membership_error(torch.view_as_complex(raw.contiguous()).clone())
+        err = err.reshape(k, meta.chains, -1).amax(-1)
+        tol = _GROUP_TOL[meta.torch_dtype]
+        bad = ~(err <= tol)
+        if bool(bad.any()):
+            t, c = bad.nonzero()[0].tolist()
+            raise _damaged(path, start + t, f"chain {c}: links not in {group}: distance {float(err[t, c]):.1e} > "
+                                            f"{tol:.0e}")
+
+
+def _check_small(path: Path, index: Tensor, acceptance: Tensor) -> None:
+    """Index strictly increasing and >= 0, acceptance in [0, 1] (cheap: checked on every load)."""
+    if index.numel() and int(index[0]) < 0:
+        raise _damaged(path, 0, f"index {int(index[0])} is negative")
+    if index.numel() > 1:
+        bad = (index[1:] <= index[:-1]).nonzero()
+        if bad.numel():
+            t = int(bad[0, 0]) + 1
+            raise _damaged(path, t, f"index is not strictly increasing: {int(index[t])} after {int(index[t - 1])}")
+    ok = (acceptance >= 0) & (acceptance <= 1)
+    if not bool(ok.all()):
+        t, c = (~ok).nonzero()[0].tolist()
+        raise _damaged(path, t, f"acceptance {float(acceptance[t, c])} of chain {c} is outside [0, 1]")
+
+
+def _check_tensors(where: str, meta: EnsembleMetadata, tensors: Mapping[str, tuple[str, list[int]]], *,
+                   checksums: bool) -> int:
+    """Check names, dtypes and shapes against the metadata; return the number of records T."""
+    want_names = {"configs", "index", "acceptance", "rng_state"} | ({"crc32"} if checksums else set())
+    if set(tensors) != want_names:
+        raise EnsembleError(f"{where} is a damaged lgdiff ensemble: tensors {sorted(tensors)}, expected "
+                            f"{sorted(want_names)}; regenerate it")
+    n = tensors["index"][1][0] if len(tensors["index"][1]) == 1 else -1
+    want = {
+        "configs": (meta.stored_dtype, [n, meta.chains, *meta.stored_field_shape]),
+        "index": (torch.int64, [n]),
+        "acceptance": (torch.float64, [n, meta.chains]),
+    }
+    if checksums:
+        want["crc32"] = (torch.int64, [n])
+    for name, (dtype, shape) in want.items():
+        got_dtype, got_shape = tensors[name]
+        if got_dtype != SAFETENSORS_DTYPES[dtype] or list(got_shape) != shape or n < 0:
+            raise EnsembleError(f"{where} is a damaged lgdiff ensemble: {name} is {got_dtype} {list(got_shape)}, "
+                                f"expected {SAFETENSORS_DTYPES[dtype]} {shape} for the metadata; regenerate it")
+    got_dtype, got_shape = tensors["rng_state"]
+    if got_dtype != "U8" or len(got_shape) != 1:
+        raise EnsembleError(f"{where} is a damaged lgdiff ensemble: rng_state is {got_dtype} {list(got_shape)}, "
+                            f"expected U8 [S]; regenerate it")
+    return n
+
+
+@typing.final
+@attrs.frozen(eq=False)
+class _File:
+    """An ensemble file opened once: the safetensors handle (for lazy reads), the metadata, its JSON text,
+    the number of records in the file, whether it holds checksums (format_version >= 2) and the name of its
+    journal (``None``: no journal)."""
+
+    handle: typing.Any
+    metadata: EnsembleMetadata
+    text: str
+    records: int
+    checksums: bool
+    journal: str | None
+
+
+def _open(path: Path) -> _File:
+    """Open ``path`` once and check it against its metadata. Every failure is an `EnsembleError`."""
     if not path.exists():
         raise EnsembleError(f"{path}: no such ensemble file; check the path")
     if not path.is_file():
@@ -350,38 +489,109 @@ def _open(path: Path) -> tuple[typing.Any, EnsembleMetadata, str, dict[str, tupl
         meta = EnsembleMetadata.from_json(text)
     except EnsembleError as e:
         raise EnsembleError(f"{path} is not a usable lgdiff ensemble: {e}") from None
-    _check_tensors(path, meta, tensors)
-    return handle, meta, text, tensors
+    version = json.loads(text)["format_version"]  # valid: from_json checked it
+    n = _check_tensors(str(path), meta, tensors, checksums=version >= 2)
+    journal = raw_meta.get(JOURNAL_KEY)
+    if journal is not None and (version < 2 or Path(journal).name != journal or not journal.endswith(_JOURNAL_SUFFIX)):
+        raise EnsembleError(f"{path} is a damaged lgdiff ensemble: its journal name {journal!r} is not a "
+                            f"*{_JOURNAL_SUFFIX} file in its directory; regenerate it")
+    return _File(handle, meta, text, n, version >= 2, journal)
 
 
-def _check_tensors(path: Path, meta: EnsembleMetadata, tensors: dict[str, tuple[str, list[int]]]) -> int:
-    """Check names, dtypes and shapes against the metadata; return the number of records T."""
-    want_names = {"configs", "index", "acceptance", "rng_state"}
-    if set(tensors) != want_names:
-        raise EnsembleError(f"{path} is a damaged lgdiff ensemble: tensors {sorted(tensors)}, expected "
-                            f"{sorted(want_names)}; regenerate it")
-    n = tensors["index"][1][0] if len(tensors["index"][1]) == 1 else -1
-    want = {
-        "configs": (meta.stored_dtype, [n, meta.chains, *meta.stored_field_shape]),
-        "index": (torch.int64, [n]),
-        "acceptance": (torch.float64, [n, meta.chains]),
-    }
-    for name, (dtype, shape) in want.items():
-        got_dtype, got_shape = tensors[name]
-        if got_dtype != _SAFETENSORS_DTYPES[dtype] or got_shape != shape or n < 0:
-            raise EnsembleError(f"{path} is a damaged lgdiff ensemble: {name} is {got_dtype} {got_shape}, expected "
-                                f"{_SAFETENSORS_DTYPES[dtype]} {shape} for the metadata; regenerate it")
-    got_dtype, got_shape = tensors["rng_state"]
-    if got_dtype != "U8" or len(got_shape) != 1:
-        raise EnsembleError(f"{path} is a damaged lgdiff ensemble: rng_state is {got_dtype} {got_shape}, "
-                            f"expected U8 [S]; regenerate it")
-    return n
+@typing.final
+@attrs.frozen(eq=False)
+class _Frame:
+    """A frame of a journal: the record number of its first record and where its ``configs`` lie."""
+
+    first: int
+    configs: BlobTensor
+
+
+@typing.final
+@attrs.frozen(eq=False)
+class _Journal:
+    """The complete frames of a file's journal, in order (their small tensors: ``index``, ``acceptance``,
+    ``crc32`` concatenated; ``rng_state`` of the last). ``end``: the bytes of complete frames; anything after
+    them is the torn tail of an interrupted write. ``stale``: written before the file was last rewritten (a kill
+    between the rewrite and the journal's removal), so its records are in the file already and it is ignored."""
+
+    path: Path
+    frames: tuple[_Frame, ...] = ()
+    index: Tensor | None = None
+    acceptance: Tensor | None = None
+    crc32: Tensor | None = None
+    rng_state: Tensor | None = None
+    end: int = 0
+    size: int = 0
+    stale: bool = False
+
+
+def _all_zero(fd: int, pos: int, size: int) -> bool:
+    """Whether bytes ``pos..size`` are zero: what a machine crash leaves of a write that was not fsynced."""
+    while pos < size:
+        chunk = pread(fd, min(size - pos, 1 << 20), pos)
+        if not chunk or chunk.count(0) != len(chunk):
+            return not chunk
+        pos += len(chunk)
+    return True
+
+
+def _read_journal(path: Path, journal: Path, meta: EnsembleMetadata, first: int) -> _Journal | None:
+    """The frames of ``journal`` that continue ``path`` after its ``first`` records; ``None`` if there is no
+    journal. A frame that is not a valid safetensors blob of this ensemble raises `EnsembleError`."""
+    try:
+        fd = os.open(journal, os.O_RDONLY | O_BINARY)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise EnsembleError(f"{path}: its journal {journal.name} cannot be read: {_one_line(e)}") from None
+    try:
+        size = os.fstat(fd).st_size
+        frames: list[_Frame] = []
+        small: list[tuple[Tensor, Tensor, Tensor]] = []
+        rng, pos, t = None, 0, first
+        while pos < size:
+            where = f"{path} (journal {journal.name}, frame at byte {pos})"
+            try:
+                tensors, frame_meta, end = read_blob_header(fd, pos, size)
+                start = json.loads(frame_meta[FRAME_KEY])["first"]
+                if not isinstance(start, int) or isinstance(start, bool):
+                    raise ValueError(f"{FRAME_KEY} has no integer 'first'")
+            except TornBlob:
+                break
+            except (ValueError, KeyError, TypeError) as e:
+                if _all_zero(fd, pos, size):
+                    break
+                raise EnsembleError(f"{where} is damaged ({_one_line(e)}); the records before it are intact: "
+                                    f"copy the file and delete the journal to keep them") from None
+            if start != t:
+                if not frames and start < first:
+                    return _Journal(journal, size=size, stale=True)
+                raise EnsembleError(f"{where} is damaged (it starts at record {start}, expected {t})")
+            k = _check_tensors(where, meta, {name: (e.dtype, list(e.shape)) for name, e in tensors.items()},
+                               checksums=True)
+            if k < 1:
+                raise EnsembleError(f"{where} is damaged (it holds no records)")
+            small.append((read_tensor(fd, tensors["index"]), read_tensor(fd, tensors["acceptance"]),
+                          read_tensor(fd, tensors["crc32"])))
+            rng = read_tensor(fd, tensors["rng_state"])
+            frames.append(_Frame(t, tensors["configs"]))
+            t, pos = t + k, end
+    except OSError as e:
+        raise EnsembleError(f"{path}: its journal {journal.name} cannot be read: {_one_line(e)}") from None
+    finally:
+        os.close(fd)
+    if not frames:
+        return _Journal(journal, end=pos, size=size)
+    index, acceptance, crc = (torch.cat(parts) for parts in zip(*small, strict=True))
+    return _Journal(journal, tuple(frames), index, acceptance, crc, rng, pos, size)
 
 
 @typing.final
 @attrs.frozen(eq=False)
 class Ensemble:
-    """An ensemble file opened for reading. Small tensors are loaded; configurations are read lazily.
+    """An ensemble opened for reading: the file and the frames of its journal, if a writer left one, as one
+    ensemble. Small tensors are loaded; configurations are read lazily and checked as they are read.
 
     **Attributes:**
     - `path`, `metadata` (`EnsembleMetadata`).
@@ -396,25 +606,44 @@ class Ensemble:
     acceptance: Tensor
     rng_state: Tensor
     _metadata_json: str = attrs.field(repr=False)
+    _crc32: Tensor | None = attrs.field(default=None, repr=False)
+    _file_records: int | None = attrs.field(default=None, repr=False)
+    _journal: _Journal | None = attrs.field(default=None, repr=False)
+    _journal_name: str | None = attrs.field(default=None, repr=False)
+    _verify: bool = attrs.field(default=True, repr=False)
 
     def __attrs_post_init__(self) -> None:
         T, C = self.index.shape[0], self.metadata.chains
         if self.index.shape != (T,) or self.acceptance.shape != (T, C) or self.rng_state.ndim != 1:
             raise ValueError(f"Ensemble needs index [T], acceptance [T, {C}], rng_state [S]; got "
                              f"{tuple(self.index.shape)}, {tuple(self.acceptance.shape)}, {tuple(self.rng_state.shape)}")
+        if self._crc32 is not None and self._crc32.shape != (T,):
+            raise ValueError(f"Ensemble needs crc32 [T]; got {tuple(self._crc32.shape)}")
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Ensemble":
-        """Open and validate an ensemble file. Raises `EnsembleError` for a missing, foreign, truncated or
-        damaged file."""
+    def load(cls, path: str | os.PathLike, *, verify: bool = True) -> "Ensemble":
+        """Open and validate an ensemble. Raises `EnsembleError` for a missing, foreign, truncated or damaged
+        file, and for an index that does not increase or an acceptance outside [0, 1].
+
+        With ``verify`` (the default) every record read later (`configs`, `record`, `series`) is checked
+        first: its checksum, that it is finite, and for links that they are in the group (distance within
+        1e-4 for complex64, 1e-9 for complex128). ``verify=False`` skips these checks, for speed on a file
+        that was checked already.
+        """
         path = Path(path)
-        handle, meta, text, _ = _open(path)
-        index, acceptance, rng = (handle.get_tensor(k) for k in ("index", "acceptance", "rng_state"))
-        if index.numel() > 1 and not bool((index[1:] > index[:-1]).all()):
-            raise EnsembleError(f"{path} is a damaged lgdiff ensemble: index is not strictly increasing; regenerate it")
-        if not bool(torch.isfinite(acceptance).all()):
-            raise EnsembleError(f"{path} is a damaged lgdiff ensemble: acceptance is not finite; regenerate it")
-        return cls(path, meta, index, acceptance, rng, text)
+        file = _open(path)
+        index, acceptance, rng = (file.handle.get_tensor(k) for k in ("index", "acceptance", "rng_state"))
+        crc = file.handle.get_tensor("crc32") if file.checksums else None
+        journal = None
+        if file.journal is not None:
+            journal = _read_journal(path, path.parent / file.journal, file.metadata, file.records)
+            if journal is not None and journal.frames:
+                assert journal.index is not None and journal.acceptance is not None and journal.rng_state is not None
+                index, acceptance = torch.cat([index, journal.index]), torch.cat([acceptance, journal.acceptance])
+                crc, rng = torch.cat([crc, journal.crc32]), journal.rng_state
+        _check_small(path, index, acceptance)
+        return cls(path, file.metadata, index, acceptance, rng, file.text, crc, file.records, journal,
+                   file.journal, verify)
 
     @property
     def n_records(self) -> int:
@@ -429,19 +658,84 @@ class Ensemble:
     def __len__(self) -> int:
         return self.n_records
 
+    def _read_frames(self, start: int, stop: int) -> list[Tensor]:
+        """Stored ``configs[start:stop]`` from the journal's frames (records that are not in the file)."""
+        assert self._journal is not None
+        fd = os.open(self._journal.path, os.O_RDONLY | O_BINARY)
+        try:
+            parts = []
+            for i, frame in enumerate(self._journal.frames):
+                end = self._journal.frames[i + 1].first if i + 1 < len(self._journal.frames) else self.n_records
+                a, b = max(start, frame.first), min(stop, end)
+                if a < b:
+                    parts.append(read_tensor(fd, frame.configs, a - frame.first, b - frame.first))
+            return parts
+        finally:
+            os.close(fd)
+
     def _read_stored(self, start: int, stop: int) -> Tensor:
-        """Stored ``configs[start:stop]``, ``[stop - start, C, *field]``."""
-        handle, _, text, _ = _open(self.path)
-        if text != self._metadata_json:
-            raise EnsembleError(f"{self.path} changed on disk since it was loaded and now holds another ensemble; "
-                                f"load it again")
-        # a writer only ever appends records of the same chain, so records [start, stop) never change
-        return handle.get_slice("configs")[start:stop]
+        """Stored ``configs[start:stop]``, ``[stop - start, C, *field]``, unchecked."""
+        for _ in range(3):
+            file = _open(self.path)
+            if file.text != self._metadata_json or file.journal != self._journal_name:
+                raise EnsembleError(f"{self.path} changed on disk since it was loaded and now holds another "
+                                    f"ensemble; load it again")
+            # records never change once written; a writer that closes moves the journal's records into the file
+            parts = [file.handle.get_slice("configs")[start:min(stop, file.records)]] if start < file.records else []
+            if stop > file.records:
+                if file.records != self._file_records:
+                    raise EnsembleError(f"{self.path} changed on disk since it was loaded; load it again")
+                try:
+                    parts += self._read_frames(max(start, file.records), stop)
+                except OSError:  # the writer folded the journal into the file meanwhile: read it from there
+                    continue
+            if not parts:
+                shape = (0, self.chains, *self.metadata.stored_field_shape)
+                return torch.empty(shape, dtype=self.metadata.stored_dtype)
+            return parts[0] if len(parts) == 1 else torch.cat(parts)
+        raise EnsembleError(f"{self.path} changed on disk while it was read; load it again")
 
     def _read(self, start: int, stop: int) -> Tensor:
-        """Stored ``configs[start:stop]`` as one batch ``[(stop - start) * C, *field]``, time major."""
+        """Stored ``configs[start:stop]`` as one batch ``[(stop - start) * C, *field]``, time major; checked
+        (`_check_records`) unless loaded with ``verify=False``."""
         raw = self._read_stored(start, stop)
+        if self._verify:
+            crc = None if self._crc32 is None else self._crc32[start:stop]
+            _check_records(self.path, self.metadata, raw, start, self.index[start:stop], self.acceptance[start:stop],
+                           crc)
         return raw.reshape(-1, *raw.shape[2:])
+
+    def _chunk(self) -> int:
+        """Records per read of about ``_CHUNK_BYTES``."""
+        shape = self.metadata.stored_field_shape
+        record = self.chains * math.prod(shape) * torch.empty((), dtype=self.metadata.stored_dtype).element_size()
+        return max(1, _CHUNK_BYTES // max(record, 1))
+
+    def _chunks(self, crc: Tensor | None = None) -> Iterator[Tensor]:
+        """Stored ``configs`` of every record, a checked chunk (`_check_records`) of about ``_CHUNK_BYTES`` at a
+        time, against the stored checksums or ``crc`` ``[T]``."""
+        crc = self._crc32 if crc is None else crc
+        chunk = self._chunk()
+        for start in range(0, self.n_records, chunk):
+            stop = min(start + chunk, self.n_records)
+            raw = self._read_stored(start, stop)
+            _check_records(self.path, self.metadata, raw, start, self.index[start:stop], self.acceptance[start:stop],
+                           None if crc is None else crc[start:stop])
+            yield raw
+
+    def _computed_checksums(self) -> Tensor:
+        """``[T]``: the checksums of the records as they are (for a format_version 1 file, which has none)."""
+        chunk, parts = self._chunk(), []
+        for start, raw in zip(range(0, self.n_records, chunk), self._chunks(), strict=True):
+            stop = start + raw.shape[0]
+            parts.append(_checksums(raw, self.index[start:stop], self.acceptance[start:stop]))
+        return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.int64)
+
+    def verify_all(self) -> None:
+        """Read and check every record (checksum, finiteness, group membership), a chunk at a time; raises
+        `EnsembleError` ``FILE: record K is damaged (...)`` at the first bad one."""
+        for _ in self._chunks():
+            pass
 
     def configs(self, device: torch.device | str | None = None,
                 dtype: torch.dtype | None = None) -> Field | LinkField:
@@ -551,11 +845,17 @@ class ResumePoint:
 
 @typing.final
 class EnsembleWriter:
-    """Appends records to an ensemble file, rewriting it atomically every ``flush_every`` records and on close.
+    """Appends records to an ensemble file; every ``flush_every`` records go to disk at a cost of one record.
 
     Open with `EnsembleWriter.open` (a context manager). If the file exists its metadata must be compatible
-    with the given one (otherwise `EnsembleError`), its records are kept and `resume_state` says where to
-    continue; the file's own metadata (with its original ``created``) is kept. One writer per file at a time.
+    with the given one (otherwise `EnsembleError`), every record in it is checked (`Ensemble.verify_all`), and
+    `resume_state` says where to continue; the file's own metadata (with its original ``created``) is kept.
+
+    The first flush writes the file; later flushes append a frame to its journal (module docstring) and fsync
+    it; `close` folds the journal into the file (one atomic rewrite) and removes it. Leaving the ``with`` block
+    by an exception flushes what is buffered but does not fold (a quick exit; the next writer folds). One writer
+    per file at a time: a second one, in this or another process, is refused with `EnsembleError` until the
+    first is closed or its process ends (an advisory lock, ``.<name>.lgdiff-lock``, held while open).
 
     >>> import tempfile
     >>> tmp = tempfile.TemporaryDirectory()
@@ -579,23 +879,39 @@ class EnsembleWriter:
             raise EnsembleError(f"ensemble files are named *{SUFFIX}; got {str(self._path)!r}. "
                                 f"Choose an --out ending in {SUFFIX}")
         self._flush_every = flush_every
-        self._configs: list[Tensor] = []
-        self._index: list[int] = []
-        self._acceptance: list[Tensor] = []
-        self._rng_state: Tensor | None = None
-        self._written = 0
-        self._pending = 0
-        self._closed = False
         self._metadata = metadata
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        # a kill during a flush leaves a temporary file behind; the target is intact, the temporary is garbage
-        for stale in self._path.parent.glob(glob.escape(f".{self._path.name}.") + "*" + _TMP_SUFFIX):
-            stale.unlink(missing_ok=True)
-        if self._path.exists():
-            self._mode = self._path.stat().st_mode & 0o777
-            self._load_existing(metadata)
-        else:
-            self._mode = _default_mode()
+        self._pending: list[tuple[Tensor, int, Tensor, int]] = []  # (stored state, index, acceptance, crc32)
+        self._last: Tensor | None = None  # the stored state of the last record, [C, *field]
+        self._last_index = -1
+        self._rng_state: Tensor | None = None
+        self._written = 0  # records on disk: in the file and in its journal
+        self._file_records = 0  # records in the file itself
+        self._journal: str | None = None  # the journal's name; None until the file is written in format 2
+        self._journal_end = 0  # bytes of complete frames in the journal
+        self._closed = False
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock = WriterLock.acquire(self._path.parent / f".{self._path.name}{_LOCK_SUFFIX}")
+        except Busy as busy:
+            who = "unknown" if busy.pid is None else busy.pid
+            raise EnsembleError(f"{self._path} is being written by another writer (process {who}); wait for it "
+                                f"to finish or choose another --out") from None
+        except OSError as e:
+            raise EnsembleError(f"cannot write in {self._path.parent} ({_one_line(e)}); choose another --out") from None
+        # released when the writer is closed, or when it is dropped without close (the process ends alike)
+        self._release = weakref.finalize(self, self._lock.release)
+        try:
+            # a kill during a rewrite leaves a temporary file behind; the target is intact, the temporary is garbage
+            for stale in self._path.parent.glob(glob.escape(f".{self._path.name}.") + "*" + _TMP_SUFFIX):
+                stale.unlink(missing_ok=True)
+            if self._path.exists():
+                self._mode = self._path.stat().st_mode & 0o777
+                self._load_existing(metadata)
+            else:
+                self._mode = _default_mode()
+        except BaseException:
+            self._release()
+            raise
 
     @classmethod
     def open(cls, path: str | os.PathLike, metadata: EnsembleMetadata, *, flush_every: int = 1) -> "EnsembleWriter":
@@ -609,12 +925,33 @@ class EnsembleWriter:
             what = "; ".join(f"{k}: file {a!r} != requested {b!r}" for k, (a, b) in diff.items())
             raise EnsembleError(f"{self._path} holds a different ensemble ({what}); choose another --out, "
                                 f"or delete the file to start over")
+        existing.verify_all()  # a damaged record is reported now, before anything is written
         self._metadata = existing.metadata
-        self._configs = [existing._read_stored(0, existing.n_records)]
-        self._index = existing.index.tolist()
-        self._acceptance = [existing.acceptance]
-        self._rng_state = existing.rng_state
         self._written = existing.n_records
+        if existing.n_records:
+            self._last = existing._read_stored(existing.n_records - 1, existing.n_records)[0].clone()
+            self._last_index = int(existing.index[-1])
+            self._rng_state = existing.rng_state
+        self._file_records = existing._file_records or 0
+        self._journal = existing._journal_name
+        journal = existing._journal
+        if journal is None:
+            return
+        try:
+            if journal.stale:  # folded into the file by a writer killed before it removed the journal
+                self._unlink_journal()
+                return
+            if journal.end < journal.size:  # the torn tail of a killed flush: never recorded, cut it off
+                fd = os.open(journal.path, os.O_WRONLY | O_BINARY)
+                try:
+                    os.ftruncate(fd, journal.end)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        except OSError as e:
+            raise EnsembleError(f"cannot repair the journal {journal.path.name} of {self._path} "
+                                f"({_one_line(e)}); check the permissions of {self._path.parent}") from None
+        self._journal_end = journal.end
 
     # -- state --
 
@@ -629,22 +966,21 @@ class EnsembleWriter:
 
     @property
     def n_records(self) -> int:
-        """Records in the file plus those buffered."""
-        return len(self._index)
+        """Records on disk plus those buffered."""
+        return self._written + len(self._pending)
 
     @property
     def n_written(self) -> int:
-        """Records in the file on disk."""
+        """Records on disk."""
         return self._written
 
     def resume_state(self, *, device: torch.device | str | None = None) -> ResumePoint | None:
         """The last record, its index and the generator state after it; ``None`` if there are no records."""
-        if not self._index:
+        if self._last is None:
             return None
-        last = self._configs[-1][-1:]
-        state = _from_stored(self._metadata, last.reshape(-1, *last.shape[2:]), device, None)
+        state = _from_stored(self._metadata, self._last, device, None)
         assert self._rng_state is not None  # set together with every record
-        return ResumePoint(state=state, index=self._index[-1], rng_state=self._rng_state.clone(),
+        return ResumePoint(state=state, index=self._last_index, rng_state=self._rng_state.clone(),
                            n_records=self.n_records)
 
     # -- appending --
@@ -685,8 +1021,8 @@ class EnsembleWriter:
         if self._closed:
             raise EnsembleError(f"the writer of {self._path} is closed; open a new one to append")
         raw = self._check_state(state)
-        if self._index and index <= self._index[-1]:
-            raise EnsembleError(f"{self._path} already holds records up to index {self._index[-1]}; got index "
+        if self._last is not None and index <= self._last_index:
+            raise EnsembleError(f"{self._path} already holds records up to index {self._last_index}; got index "
                                 f"{index}. Resume from writer.resume_state() with start = index + 1")
         if index < 0:
             raise EnsembleError(f"record indices are >= 0; got {index}")
@@ -699,43 +1035,156 @@ class EnsembleWriter:
         if rng_state.dtype != torch.uint8 or rng_state.ndim != 1:
             raise EnsembleError(f"rng_state must be generator.get_state(), a uint8 [S] tensor; got "
                                 f"{rng_state.dtype} {tuple(rng_state.shape)}")
-        self._configs.append(raw[None])
-        self._index.append(index)
-        self._acceptance.append(acc[None])
+        crc = int(_checksums(raw[None], torch.tensor([index], dtype=torch.int64), acc[None])[0])
+        self._pending.append((raw, index, acc, crc))
+        self._last, self._last_index = raw, index
         self._rng_state = rng_state.detach().to("cpu", copy=True)
-        self._pending += 1
-        if self._pending >= self._flush_every:
+        if len(self._pending) >= self._flush_every:
             self.flush()
 
+    def _pending_tensors(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        configs = torch.stack([p[0] for p in self._pending])
+        index = torch.tensor([p[1] for p in self._pending], dtype=torch.int64)
+        acceptance = torch.stack([p[2] for p in self._pending])
+        crc = torch.tensor([p[3] for p in self._pending], dtype=torch.int64)
+        return configs, index, acceptance, crc
+
     def flush(self) -> None:
-        """Write every record to disk now (atomically). No-op when nothing is pending."""
-        if self._pending == 0 or not self._index:
+        """Write the buffered records to disk now: the first time (or for a format_version 1 file) by writing
+        the whole file atomically, then by appending one frame to the journal. No-op when nothing is buffered."""
+        if not self._pending:
             return
-        configs = torch.cat(self._configs) if len(self._configs) > 1 else self._configs[0]
-        acceptance = torch.cat(self._acceptance) if len(self._acceptance) > 1 else self._acceptance[0]
-        assert self._rng_state is not None
-        tensors = {"configs": configs, "index": torch.tensor(self._index, dtype=torch.int64),
-                   "acceptance": acceptance, "rng_state": self._rng_state}
         try:
-            _atomic_save(self._path, tensors, {METADATA_KEY: self._metadata.to_json()}, self._mode)
+            if self._journal is None:
+                self._fold()
+            else:
+                self._append_frame()
         except (OSError, SafetensorError) as e:
             raise EnsembleError(f"could not write {self._path} ({_one_line(e)}); the file on disk is unchanged "
                                 f"and holds {self._written} records") from None
-        self._configs, self._acceptance = [configs], [acceptance]
-        self._written, self._pending = len(self._index), 0
+
+    def _append_frame(self) -> None:
+        """Append the buffered records as one frame (a safetensors blob) to the journal and fsync it; on any
+        failure cut the journal back to its complete frames."""
+        assert self._journal is not None and self._rng_state is not None
+        configs, index, acceptance, crc = self._pending_tensors()
+        tensors = {"index": index, "acceptance": acceptance, "crc32": crc, "configs": configs,
+                   "rng_state": self._rng_state}
+        header = blob_header([(k, v.dtype, v.shape) for k, v in tensors.items()],
+                             {FRAME_KEY: json.dumps({"first": self._written})})
+        journal = self._path.parent / self._journal
+        created = not journal.exists()
+        if created and self._journal_end:
+            raise EnsembleError(f"{journal} was removed while this writer held {self._path}: the records "
+                                f"{self._file_records}..{self._written - 1} in it are lost; rerun to regenerate them")
+        fd = os.open(journal, os.O_WRONLY | os.O_CREAT | O_BINARY, self._mode)
+        try:
+            try:
+                os.lseek(fd, self._journal_end, os.SEEK_SET)
+                write_all(fd, [header, *(tensor_bytes(v) for v in tensors.values())])
+                os.fsync(fd)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, self._journal_end)
+                if created:
+                    with contextlib.suppress(OSError):
+                        os.unlink(journal)
+                raise
+        finally:
+            os.close(fd)
+        if created:
+            _fsync_dir(self._path.parent)
+        self._journal_end += len(header) + sum(v.numel() * v.element_size() for v in tensors.values())
+        self._written += len(self._pending)
+        self._pending = []
+
+    def _fold(self) -> None:
+        """Rewrite the file atomically with every record (those on disk, then the buffered ones), in
+        format_version 2, then remove the journal. The records on disk are checked as they are copied."""
+        meta = self._metadata
+        disk = Ensemble.load(self._path) if self._written else None
+        if disk is not None and disk.n_records != self._written:
+            raise EnsembleError(f"{self._path} changed on disk while this writer held it ({disk.n_records} records, "
+                                f"expected {self._written}); is another process writing it without the lock?")
+        new = self._pending_tensors() if self._pending else None
+        index_parts, acceptance_parts, crc_parts = [], [], []
+        if disk is not None:
+            index_parts.append(disk.index)
+            acceptance_parts.append(disk.acceptance)
+            crc_parts.append(disk._crc32 if disk._crc32 is not None else disk._computed_checksums())
+        if new is not None:
+            index_parts.append(new[1])
+            acceptance_parts.append(new[2])
+            crc_parts.append(new[3])
+        index, acceptance, crc = torch.cat(index_parts), torch.cat(acceptance_parts), torch.cat(crc_parts)
+        assert self._rng_state is not None
+        T = index.shape[0]
+        journal = self._journal or f".{self._path.name}.{secrets.token_hex(4)}{_JOURNAL_SUFFIX}"
+        head = blob_header([("index", torch.int64, (T,)), ("acceptance", torch.float64, (T, meta.chains)),
+                            ("crc32", torch.int64, (T,)),
+                            ("configs", meta.stored_dtype, (T, meta.chains, *meta.stored_field_shape)),
+                            ("rng_state", torch.uint8, tuple(self._rng_state.shape))],
+                           {METADATA_KEY: meta.to_json(), JOURNAL_KEY: journal})
+
+        def fill(tmp: str) -> None:
+            fd = os.open(tmp, os.O_WRONLY | O_BINARY)
+            try:
+                write_all(fd, [head, tensor_bytes(index), tensor_bytes(acceptance), tensor_bytes(crc)])
+                if disk is not None:  # copied a checked chunk at a time, against the checksums written above
+                    write_all(fd, (tensor_bytes(raw) for raw in disk._chunks(crc)))
+                if new is not None:
+                    write_all(fd, [tensor_bytes(new[0])])
+                write_all(fd, [tensor_bytes(self._rng_state)])
+            finally:
+                os.close(fd)
+
+        atomic_replace(self._path, fill, self._mode)
+        self._journal, self._file_records, self._written = journal, T, T
+        self._pending = []
+        self._unlink_journal()
+
+    def _unlink_journal(self) -> None:
+        assert self._journal is not None
+        try:
+            os.unlink(self._path.parent / self._journal)
+        except FileNotFoundError:
+            pass
+        else:
+            _fsync_dir(self._path.parent)
+        self._journal_end = 0
 
     def close(self) -> None:
-        """Flush and close (idempotent)."""
-        if not self._closed:
+        """Flush, fold the journal into the file (one atomic rewrite, which leaves one plain safetensors file)
+        and release the file (idempotent)."""
+        if self._closed:
+            return
+        try:
             self.flush()
+            if self._file_records < self._written:
+                try:
+                    self._fold()
+                except (OSError, SafetensorError) as e:
+                    raise EnsembleError(f"could not rewrite {self._path} ({_one_line(e)}); its {self._written} "
+                                        f"records are safe in the file and its journal: rerun to fold them") from None
+        finally:
             self._closed = True
+            self._release()
 
     def __enter__(self) -> "EnsembleWriter":
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        # the buffered records are valid (append checks them), so they are written even if the body failed
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        # the buffered records are valid (append checks them), so they are written even if the body failed; the
+        # fold is left to the next writer then, so that an interrupt ends quickly
+        if exc_type is None:
+            self.close()
+            return
+        try:
+            if not self._closed:
+                self.flush()
+        finally:
+            self._closed = True
+            self._release()
 
     def __repr__(self) -> str:
         return (f"EnsembleWriter({str(self._path)!r}, records={self.n_records}, written={self._written}, "

@@ -96,6 +96,11 @@ def write_records(path, meta, states, *, flush_every=1, start=0):
     return w
 
 
+def v1_json(meta: EnsembleMetadata) -> str:
+    """The metadata of a format_version 1 file (no checksums), for files written by hand."""
+    return json.dumps({**json.loads(meta.to_json()), "format_version": 1})
+
+
 def temp_files(directory: Path) -> list[Path]:
     return sorted(directory.glob("*.lgdiff-tmp"))
 
@@ -145,7 +150,7 @@ def test_links_are_stored_as_real_pairs(tmp_path, generator):
         meta = json.loads(f.metadata()["lgdiff"])
     assert raw.dtype == torch.float32 and raw.shape == (1, 2, 2, 3, 2, 2, 2, 2)
     assert torch.equal(raw[0, ..., 0], U.data.real) and torch.equal(raw[0, ..., 1], U.data.imag)
-    assert meta["format"] == "lgdiff.ensemble" and meta["format_version"] == 1
+    assert meta["format"] == "lgdiff.ensemble" and meta["format_version"] == 2
     assert meta["group"] == "SU(2)" and meta["lattice"] == [3, 2] and meta["dtype"] == "complex64"
 
 
@@ -209,8 +214,8 @@ def test_metadata_from_bad_json():
         EnsembleMetadata.from_json("{")
     with pytest.raises(EnsembleError, match="describes 'lgdiff.model', not an lgdiff ensemble"):
         EnsembleMetadata.from_json(json.dumps({**good, "format": "lgdiff.model"}))
-    with pytest.raises(EnsembleError, match="format_version 2, newer than this lgdiff reads \\(1\\); upgrade"):
-        EnsembleMetadata.from_json(json.dumps({**good, "format_version": 2}))
+    with pytest.raises(EnsembleError, match="format_version 3, newer than this lgdiff reads \\(2\\); upgrade"):
+        EnsembleMetadata.from_json(json.dumps({**good, "format_version": 3}))
     with pytest.raises(EnsembleError, match=r"missing keys \['seed'\] and unknown keys \['sede'\]"):
         EnsembleMetadata.from_json(json.dumps({**{k: v for k, v in good.items() if k != "seed"}, "sede": 1}))
     with pytest.raises(EnsembleError, match=r"invalid: .*params\['kappa'\] = nan is not finite"):
@@ -333,7 +338,7 @@ def _foreign_files(tmp_path: Path, good: Path) -> dict[str, tuple[Path, str]]:
     damaged = tmp_path / "damaged.safetensors"
     save_file({"configs": torch.zeros(1, 3, 4, 3), "index": torch.zeros(1, dtype=torch.int64),
                "acceptance": torch.zeros(1, 2, dtype=torch.float64), "rng_state": torch.zeros(4, dtype=torch.uint8)},
-              str(damaged), metadata={"lgdiff": scalar_meta().to_json()})
+              str(damaged), metadata={"lgdiff": v1_json(scalar_meta())})
     files["damaged"] = (damaged, r"damaged lgdiff ensemble: acceptance is F64 \[1, 2\], expected F64 \[1, 3\]")
     files["missing"] = (tmp_path / "missing.safetensors", "no such ensemble file; check the path")
     files["directory"] = (tmp_path, "is not a file")
@@ -371,7 +376,7 @@ def test_index_must_increase_in_the_file(tmp_path):
     path = tmp_path / "e.safetensors"
     save_file({"configs": torch.zeros(2, 3, 4, 3), "index": torch.tensor([4, 4]),
                "acceptance": torch.zeros(2, 3, dtype=torch.float64), "rng_state": torch.zeros(4, dtype=torch.uint8)},
-              str(path), metadata={"lgdiff": scalar_meta().to_json()})
+              str(path), metadata={"lgdiff": v1_json(scalar_meta())})
     with pytest.raises(EnsembleError, match="index is not strictly increasing"):
         Ensemble.load(path)
 
@@ -410,8 +415,8 @@ def lgdiff_checks_off():
     return lgdiff.checks(False)
 
 
-def _failing_save(tensors, filename, metadata=None):
-    Path(filename).write_bytes(b"partial")  # a half-written temporary, then the failure
+def _failing_write(fd, chunks):
+    os.write(fd, b"partial")  # a half-written file or frame, then the failure
     raise OSError(28, "No space left on device")
 
 
@@ -421,37 +426,42 @@ def test_failed_write_leaves_existing_target_and_no_temporary(tmp_path, generato
     write_records(path, scalar_meta(), states[:1])
     before = path.read_bytes()
     w = EnsembleWriter.open(path, scalar_meta())
-    monkeypatch.setattr(ens, "save_file", _failing_save)
+    monkeypatch.setattr(ens, "write_all", _failing_write)
     with pytest.raises(EnsembleError, match=r"could not write .* \(\[Errno 28\] No space left on device\); the file "
                                             r"on disk is unchanged and holds 1 records"):
         w.append(states[1], 1, torch.ones(3), torch.Generator().get_state())
     assert path.read_bytes() == before and temp_files(tmp_path) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".e.safetensors.lgdiff-lock", "e.safetensors"]  # no journal
     monkeypatch.undo()
     w.close()  # the buffered record survives the failed flush and is written now
     assert Ensemble.load(path).index.tolist() == [0, 1]
 
 
 def test_failed_first_write_leaves_no_file(tmp_path, generator, monkeypatch):
-    monkeypatch.setattr(ens, "save_file", _failing_save)
+    monkeypatch.setattr(ens, "write_all", _failing_write)
     path = tmp_path / "e.safetensors"
     w = EnsembleWriter.open(path, scalar_meta())
     with pytest.raises(EnsembleError, match="could not write"):
         w.append(Field.randn(Lattice(shape=(4, 3)), batch=3, generator=generator), 0, torch.ones(3),
                  torch.Generator().get_state())
+    assert [p.name for p in tmp_path.iterdir()] == [".e.safetensors.lgdiff-lock"]  # held while the writer is open
+    del w  # the process ends
     assert list(tmp_path.iterdir()) == []
 
 
 def test_interrupt_inside_save_removes_the_temporary(tmp_path, generator, monkeypatch):
-    def interrupted(tensors, filename, metadata=None):
-        Path(filename).write_bytes(b"partial")
+    def interrupted(fd, chunks):
+        os.write(fd, b"partial")
         raise KeyboardInterrupt
 
     path = tmp_path / "e.safetensors"
-    monkeypatch.setattr(ens, "save_file", interrupted)
+    monkeypatch.setattr(ens, "write_all", interrupted)
     w = EnsembleWriter.open(path, scalar_meta())
     with pytest.raises(KeyboardInterrupt):
         w.append(Field.randn(Lattice(shape=(4, 3)), batch=3, generator=generator), 0, torch.ones(3),
                  torch.Generator().get_state())
+    assert [p.name for p in tmp_path.iterdir()] == [".e.safetensors.lgdiff-lock"]  # held while the writer is open
+    del w  # the process ends
     assert list(tmp_path.iterdir()) == []
 
 
