@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _phi4 import MODELS, CpuTimer  # noqa: E402
 
 from lgdiff._models.ncsnpp import NCSNpp, NCSNppConfig  # noqa: E402
-from lgdiff._samplers.diffusion import log_likelihood, reverse_sde  # noqa: E402
+from lgdiff._samplers.reverse import log_likelihood, reverse_sde  # noqa: E402
 from lgdiff._sde.ve import VESDE  # noqa: E402
 
 
@@ -97,10 +97,10 @@ def main() -> None:
     g = torch.Generator(device=device).manual_seed(0)
     # warm-up (allocator, kernels)
     reverse_sde(score, sde, sde.prior_sample((2, args.L, args.L), generator=g, dtype=dtype, device=device),
-                steps=3, generator=g)
+                steps=3, generator=g, t_min=0.0)
     with CpuTimer() as tb:
         x_T = sde.prior_sample((args.batch, args.L, args.L), generator=g, dtype=dtype, device=device)
-        xb = reverse_sde(score, sde, x_T, steps=args.steps, generator=g)
+        xb = reverse_sde(score, sde, x_T, steps=args.steps, generator=g, t_min=0.0)
         if device != "cpu":
             torch.cuda.synchronize()
     torch.manual_seed(0)

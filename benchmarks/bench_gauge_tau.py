@@ -25,11 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lgdiff import (OMELYAN, U1, GaugeHMC, Heatbath, Lattice, LinkField, WilsonAction, gamma_method, load_lcnn,
-                    mean_plaquette, topological_charge_u1_2d)
+from lgdiff import (OMELYAN, U1, ConditionedScore, GaugeHMC, Heatbath, Lattice, LinkField, StepSizeAdaptation,
+                    WilsonAction, gamma_method, load_lcnn, maala_kernel, mean_plaquette, run_chain,
+                    topological_charge_u1_2d)
 from lgdiff._exact import u1_2d_plaquette, u1_2d_topological_susceptibility
 from lgdiff._run.sample_gauge import default_model
-from lgdiff._samplers.gauge_maala import denoise_links, maala_chain
+from lgdiff._samplers.maala import denoise
 from lgdiff._train.gauge import lcnn_score
 
 
@@ -118,19 +119,20 @@ def main() -> None:
     record("hmc", Q, P, acc, cpu, f"{args.chains} chains x {args.n} trajectories ({args.hmc_steps} Omelyan steps)")
 
     net, process, meta = load_lcnn(args.model or default_model("u1"))
-    score = lcnn_score(net, process)
     r = args.beta / float(meta["beta"])
+    score = ConditionedScore(lcnn_score(net, process), r)  # r s: the physics-conditioned score
     n_dof = lattice.dim * V
 
     def maala_states(U0: LinkField) -> Iterator[tuple[LinkField, float]]:
-        for rec in maala_chain(score, action, U0, n=args.n, t_langevin=args.t_langevin,
-                               step_size=0.1 * n_dof ** (-1 / 3), generator=g, beta_scale=r, therm=args.therm,
-                               target_acceptance=0.6):
+        # one Langevin step per update (leapfrog = 1), e adapted towards acceptance 0.6 during therm, then frozen
+        kernel = maala_kernel(action, score, t_langevin=args.t_langevin, step_size=0.1 * n_dof ** (-1 / 3))
+        kernel, U = StepSizeAdaptation(target=0.6).tune(kernel, U0, steps=args.therm, generator=g)
+        for rec in run_chain(kernel, U, n=args.n, generator=g):
             yield rec.state, float(rec.acceptance.mean())
 
     cpu0 = time.process_time()
-    U = denoise_links(score, process, U1(), lattice, chains=args.chains, steps=40, generator=g, t_min=args.t_langevin,
-                      beta_scale=r)
+    U = denoise(score, process, LinkField.identity(U1(), lattice, batch=args.chains), steps=40, generator=g,
+                t_min=args.t_langevin, spacing="geometric")
     denoise_cpu = time.process_time() - cpu0
     Q, P, acc, cpu = measure_chain(maala_states(U), args.n)
     record("maala (denoised)", Q, P, acc, cpu + denoise_cpu,

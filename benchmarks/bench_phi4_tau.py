@@ -32,7 +32,7 @@ from lgdiff._fields.scalar import Field  # noqa: E402
 from lgdiff._geometry.lattice import Lattice  # noqa: E402
 from lgdiff._integrators.schemes import SCHEMES  # noqa: E402
 from lgdiff._samplers.base import AbstractKernel, Composite  # noqa: E402
-from lgdiff._samplers.diffusion import MCResult, maala, marginal_imh, path_imh  # noqa: E402
+from lgdiff._samplers.maala import MCResult, maala, marginal_imh, path_imh  # noqa: E402
 from lgdiff._samplers.hmc import HMC, FourierMass  # noqa: E402
 from lgdiff._samplers.metropolis import Metropolis  # noqa: E402
 from lgdiff._samplers.wolff import Wolff  # noqa: E402
@@ -118,20 +118,20 @@ def main() -> None:
         score, net, meta = load_score(args.model)
         sde = net.sde
         trained_on = meta.get("lattice")
+        dm_like = Field.zeros(lattice, batch=args.dm_chains)  # shape, dtype (float64) and device of the DM chains
         if "path" in wanted:
-            M, acc, cpu = run_dm(lambda: path_imh(score, sde, action, lattice, chains=args.dm_chains, n=args.dm_n,
-                                                  steps=args.steps, generator=g), lattice, burn=2)
+            M, acc, cpu = run_dm(lambda: path_imh(score, sde, action, dm_like, n=args.dm_n, steps=args.steps,
+                                                  generator=g, t_min=0.0), lattice, burn=2)
             record("dm-path", M, acc, cpu, f"{args.dm_chains} chains x {args.dm_n}, {args.steps} SDE steps, "
                                            f"model trained on L = {trained_on}")
         if "imh" in wanted and args.imh_n:
-            M, acc, cpu = run_dm(lambda: marginal_imh(grad_score(net), sde, action, lattice, chains=args.dm_chains,
-                                                      n=args.imh_n, steps=args.imh_steps, generator=g),
-                                 lattice, burn=2)
+            M, acc, cpu = run_dm(lambda: marginal_imh(grad_score(net), sde, action, dm_like, n=args.imh_n,
+                                                      steps=args.imh_steps, generator=g), lattice, burn=2)
             record("dm-imh", M, acc, cpu, f"{args.dm_chains} chains x {args.imh_n}, {args.imh_steps} ODE steps")
         if "maala" in wanted:
-            M, acc, cpu = run_dm(lambda: maala(score, sde, action, lattice, chains=args.dm_chains, n=args.maala_n,
-                                               steps=args.steps, t_langevin=args.maala_t, step_size=args.maala_step,
-                                               generator=g), lattice, burn=args.maala_n // 10)
+            M, acc, cpu = run_dm(lambda: maala(score, sde, action, dm_like, n=args.maala_n, steps=args.steps,
+                                               t_langevin=args.maala_t, step_size=args.maala_step, generator=g),
+                                 lattice, burn=args.maala_n // 10)
             record("dm-maala", M, acc, cpu, f"{args.dm_chains} chains x {args.maala_n}, t_L = {args.maala_t}, "
                                             f"e = {args.maala_step}")
 

@@ -39,7 +39,8 @@ from lgdiff._actions.phi4 import Phi4Action  # noqa: E402
 from lgdiff._fields.scalar import Field  # noqa: E402
 from lgdiff._geometry.lattice import Lattice  # noqa: E402
 from lgdiff._io.ensemble import Ensemble  # noqa: E402
-from lgdiff._samplers.diffusion import log_likelihood, maala, path_imh, reverse_sde  # noqa: E402
+from lgdiff._samplers.maala import maala, path_imh  # noqa: E402
+from lgdiff._samplers.reverse import log_likelihood, reverse_sde  # noqa: E402
 
 from _smoke import SMOKE_HELP, wants_smoke  # noqa: E402  (examples/_smoke.py)
 
@@ -121,7 +122,7 @@ def run(args: argparse.Namespace) -> None:
             for start in range(0, args.n_sde, args.batch):
                 b = min(args.batch, args.n_sde - start)
                 x_T = sde.prior_sample((b, *lattice.shape), generator=g, dtype=torch.float64)
-                generated.append(reverse_sde(score, sde, x_T, steps=args.steps, generator=g))
+                generated.append(reverse_sde(score, sde, x_T, steps=args.steps, generator=g, t_min=0.0))
         x = torch.cat(generated)
         rows[f"DM raw (reverse SDE, {args.steps} steps)"] = {
             "n": x.shape[0], "cpu_s": tm.cpu, **magnetisation_table(x.mean(dim=(1, 2)).numpy(), V)}
@@ -135,19 +136,20 @@ def run(args: argparse.Namespace) -> None:
         report["R2"] = {"n": x.shape[0], "R2": r2, "slope": slope, "steps": args.r2_steps, "cpu_s": tm.cpu}
     if args.path_chains and args.path_n:
         with CpuTimer() as tm:
-            res = path_imh(score, sde, action, lattice, chains=args.path_chains, n=args.path_n, steps=args.steps,
-                           generator=g)
+            res = path_imh(score, sde, action, Field.zeros(lattice, batch=args.path_chains), n=args.path_n,
+                           steps=args.steps, generator=g, t_min=0.0)
         M = res.samples.mean(dim=(2, 3)).numpy()
         rows[f"DM path IMH ({args.steps} steps)"] = {
             "n": int(M.size), "acceptance": float(res.acceptance.mean()), "cpu_s": tm.cpu,
             **magnetisation_table(M, V, n_bins=min(8, M.shape[0]))}
     if args.maala_chains and args.maala_n:
         with CpuTimer() as tm:
-            res = maala(score, sde, action, lattice, chains=args.maala_chains, n=args.maala_n + args.maala_therm,
-                        steps=args.steps, t_langevin=args.maala_t, step_size=args.maala_step, generator=g)
-        M = res.samples[args.maala_therm:].mean(dim=(2, 3)).numpy()
+            res = maala(score, sde, action, Field.zeros(lattice, batch=args.maala_chains), n=args.maala_n,
+                        therm=args.maala_therm, steps=args.steps, t_langevin=args.maala_t,
+                        step_size=args.maala_step, generator=g)
+        M = res.samples.mean(dim=(2, 3)).numpy()
         rows[f"DM MAALA (t = {args.maala_t}, e = {args.maala_step})"] = {
-            "n": int(M.size), "acceptance": float(res.acceptance[args.maala_therm:].mean()), "cpu_s": tm.cpu,
+            "n": int(M.size), "acceptance": float(res.acceptance.mean()), "cpu_s": tm.cpu,
             **magnetisation_table(M, V, n_bins=min(20, M.shape[0]))}
 
     print(f"2D phi^4 L = {args.L}, kappa = {args.kappa}, lambda = {LAM}; model {args.model.name} "

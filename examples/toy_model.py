@@ -41,7 +41,7 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 from lgdiff._exact import toy_moments  # noqa: E402
-from lgdiff._samplers.diffusion import reverse_sde  # noqa: E402
+from lgdiff._samplers.reverse import reverse_sde  # noqa: E402
 from lgdiff._sde.ve import VESDE  # noqa: E402
 from lgdiff._train.dsm import dsm_loss  # noqa: E402
 
@@ -184,7 +184,7 @@ def main() -> None:
             curves.append((t, drift_exact, drift_learn, s_e, s_l))
         generator = torch.Generator().manual_seed(args.seed + 1)
         x_T = sde.prior_sample((args.samples,), generator=generator, dtype=torch.float64)
-        x0 = reverse_sde(model, sde, x_T, steps=args.sde_steps, generator=generator)
+        x0 = reverse_sde(model, sde, x_T, steps=args.sde_steps, generator=generator, t_min=0.0)
         m2_exact, m4_exact = toy_moments(m2, G)
         n = x0.numel()
         for k, exact in ((2, m2_exact), (4, m4_exact)):

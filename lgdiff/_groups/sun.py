@@ -33,12 +33,14 @@ def _su_n_generators(n: int) -> Tensor:
 def _exp_su2(x: Tensor) -> Tensor:
     """exp(iH) = cos(h) I + i sin(h)/h H for H Hermitian traceless 2x2, h^2 = tr(H^2)/2."""
     h2 = (-trace(x @ x).real / 2).clamp_min(0)
-    h = h2.sqrt()
     small = h2 < 1e-8
-    h_safe = torch.where(small, torch.ones_like(h), h)
-    sinc = torch.where(small, 1 - h2 / 6 + h2 * h2 / 120, torch.sin(h) / h_safe)
+    # series below 1e-8 (error ~h^6 / 720); sqrt only of values bounded away from 0, so forward- and reverse-mode
+    # derivatives stay finite at x = 0 (exact Jacobians of group flows differentiate through exp at the identity)
+    h_safe = torch.where(small, torch.ones_like(h2), h2).sqrt()
+    sinc = torch.where(small, 1 - h2 / 6 + h2 * h2 / 120, torch.sin(h_safe) / h_safe)
+    cos = torch.where(small, 1 - h2 / 2 + h2 * h2 / 24, torch.cos(h_safe))
     eye = torch.eye(2, dtype=x.dtype, device=x.device)
-    return torch.cos(h)[..., None, None] * eye + sinc[..., None, None] * x
+    return cos[..., None, None] * eye + sinc[..., None, None] * x
 
 
 def _exp_su3(x: Tensor) -> Tensor:

@@ -6,7 +6,6 @@ beta = 5.0 on 4^4) and ``lgdiff/models/u1_b1.0_L16.safetensors`` (2D U(1), beta 
 docs/gauge-diffusion.md for how they were trained and what they reach.
 """
 
-import contextlib
 import importlib.resources
 import math
 import typing
@@ -20,10 +19,14 @@ import torch
 from .._actions.wilson import WilsonAction
 from .._fields.links import LinkField
 from .._geometry.lattice import Lattice
-from .._groups.base import complex_dtype
 from .._io.checkpoint import load_checkpoint
-from .._io.ensemble import Ensemble, EnsembleError, EnsembleMetadata, EnsembleWriter
-from .._samplers.gauge_maala import TARGET_ACCEPTANCE, denoise_links, maala_chain, wilson_score
+from .._io.ensemble import Ensemble, generate_ensemble
+from .._io.files import file_sha256
+from .._samplers.base import AbstractKernel, StepSizeAdaptation
+from .._samplers.independence import RawDraws
+from .._samplers.maala import TARGET_ACCEPTANCE, denoise, maala_kernel, wilson_score
+from .._samplers.reverse import Corrector
+from .._sde.score import ConditionedScore
 from .._train.gauge import lcnn_score, load_lcnn
 from .theory import Theory
 
@@ -80,11 +83,11 @@ class GaugeSampleConfig:
     chain) or ``sde`` (raw reverse SDE to the model's smallest training time; ``n`` batches of ``chains``
     independent samples). ``steps``: reverse-SDE steps (geometric grid). ``drift``: the Langevin drift of MAALA,
     ``force`` (the exact ``t -> 0`` limit of the score, ``-r beta_0 grad S = -beta grad S``, see
-    :func:`lgdiff._samplers.gauge_maala.wilson_score`) or ``score`` (the model at ``t_langevin``); both are exact,
+    :func:`lgdiff.wilson_score`) or ``score`` (the model at ``t_langevin``); both are exact,
     the force takes far larger steps. ``therm`` and ``every`` default by drift (``CHAIN_DEFAULTS``).
     ``corrector``: annealed-Langevin corrector steps (of size ``s(t)^2``) after each reverse-SDE step of the
-    denoiser (:func:`lgdiff.reverse_sde_group`). ``leapfrog``: leapfrog steps per MAALA proposal
-    (:func:`lgdiff._samplers.gauge_maala.maala_chain`; 1 is MAALA's Langevin move, K > 1 with the force drift is
+    denoiser (:func:`lgdiff.reverse_sde` with a :class:`lgdiff.Corrector`). ``leapfrog``: leapfrog steps per MAALA proposal
+    (:func:`lgdiff.maala_kernel`; 1 is MAALA's Langevin move, K > 1 with the force drift is
     hybrid Monte Carlo; default ``LEAPFROG_DEFAULTS[drift]``); the default ``therm`` and ``every`` are divided by it
     (the same number of score evaluations).
     ``langevin_step``: the Langevin step ``e``; ``None`` adapts it during ``therm`` towards acceptance 0.6,
@@ -154,78 +157,68 @@ class GaugeSampleConfig:
 
     @property
     def work_units(self) -> int:
-        """Score evaluations of the run: ``progress`` is called with 1 after each (size a progress bar with this)."""
-        denoise = self.steps * (1 + self.corrector)
+        """Units of ``progress`` of the run: one per MAALA proposal or per raw generation, after one for the denoised
+        start (size a progress bar with this)."""
         if self.method == "sde":
-            return self.n * denoise
+            return self.n
         therm, every = self.chain
-        return denoise + self.proposal_steps * (therm + self.n * every)
+        return 1 + therm + self.n * every
 
     def run(self, out: str | Path, *, device: torch.device | str = "cpu", command: str | None = None,
-            progress: Callable[[int], None] | None = None) -> Ensemble:
-        """Sample and write ``out`` (which must not exist); returns the ensemble loaded from the file."""
-        out = Path(out)
-        if out.exists():
-            raise EnsembleError(f"{out} exists; sampling runs do not append: choose another --out or delete it")
+            progress: Callable[[int], None] | None = None, flush_every: int | None = None) -> Ensemble:
+        """Sample into ``out``, or continue it: a run killed at any point and rerun with the same settings continues
+        bit for bit (the one resumable ensemble run, :func:`lgdiff.generate_ensemble`). Returns the ensemble."""
         net, process, meta = load_lcnn(self.model, device=device)
         group, lattice = self.theory.group, self.theory.lattice
         if net.config.group != group or net.config.dim != lattice.dim:
             raise ValueError(f"the model {self.model} is for {net.config.group} in D = {net.config.dim}; the theory "
                              f"{self.theory.name} on L = {lattice.shape} needs {group} in D = {lattice.dim}")
         beta, beta_0 = self.theory.params["beta"], float(meta["beta"])
-        r = beta / beta_0 if self.beta_scale is None else self.beta_scale
         action = self.theory.action()
         assert isinstance(action, WilsonAction) and group is not None  # internal: checked in __attrs_post_init__
-        score = lcnn_score(net, process)
-        generator = torch.Generator(device=device).manual_seed(self.seed)
-        file_dtype = complex_dtype(next(net.parameters()).dtype)
+        r = beta / beta_0 if self.beta_scale is None else self.beta_scale
+        score = ConditionedScore(lcnn_score(net, process), r)
         settings: dict[str, float | int | str] = {
-            "model": str(self.model), "model_step": int(meta.get("step", 0)), "beta_0": beta_0, "beta_scale": r,
-            "steps": self.steps, "spacing": "geometric", "drift": self.drift, "corrector": self.corrector,
-            "leapfrog": self.proposal_steps}
+            "model": str(self.model), "model_sha256": file_sha256(self.model), "model_step": int(meta.get("step", 0)),
+            "beta_0": beta_0, "beta_scale": r, "denoise_steps": self.steps, "spacing": "geometric",
+            "corrector": self.corrector, "drift": self.drift}
+        corrector = Corrector(steps=self.corrector) if self.corrector else None
+        if self.method == "sde":
+            t_min = float(meta.get("train", {}).get("t_min", 1e-3))
+            kernel: AbstractKernel = RawDraws(score=score, process=process, steps=self.steps, method="sde",
+                                              t_min=t_min, spacing="geometric")
+            if corrector is not None:
+                raise ValueError("--corrector applies to MAALA's denoised start; the raw sde sampler takes none")
+            therm, every, adapt = 0, 1, None
 
-        def metadata(extra: dict[str, float | int | str]) -> EnsembleMetadata:
-            return EnsembleMetadata(kind="links", theory=self.theory.name, group=str(group), lattice=lattice.shape,
-                                    params=self.theory.params, algorithm=f"dm-{self.method}",
-                                    settings={**settings, **extra}, seed=self.seed, chains=self.chains,
-                                    dtype=str(file_dtype).removeprefix("torch."), command=command)
+            def initial(generator: torch.Generator) -> LinkField:
+                return LinkField.identity(group, lattice, batch=self.chains, device=device)
+        else:
+            # the adaptation starts from 0.1 n^(-1/3) (n: real degrees of freedom per chain; MALA's scaling)
+            n_dof = lattice.dim * lattice.volume * group.n_generators
+            step = 0.1 * n_dof ** (-1 / 3) if self.langevin_step is None else self.langevin_step
+            adapt = StepSizeAdaptation(target=TARGET_ACCEPTANCE) if self.langevin_step is None else None
+            therm, every = self.chain
+            # the force drift is the t -> 0 limit of the model's score at beta_0, scaled by r like the score
+            drift = score if self.drift == "score" else ConditionedScore(
+                wilson_score(WilsonAction(beta=beta_0, group=group)), r)
+            kernel = maala_kernel(action, drift, t_langevin=self.t_langevin, step_size=step,
+                                  leapfrog=self.proposal_steps, drift_label=self.drift)
+            settings |= {"t_langevin": self.t_langevin, "adapted": int(adapt is not None), "therm": therm,
+                         "every": every, "leapfrog": self.proposal_steps}
 
-        def denoise(t_min: float) -> LinkField:
-            return denoise_links(score, process, group, lattice, chains=self.chains, steps=self.steps,
-                                 generator=generator, t_min=t_min, beta_scale=r, device=device, progress=progress,
-                                 corrector_steps=self.corrector)
+            def initial(generator: torch.Generator) -> LinkField:
+                like = LinkField.identity(group, lattice, batch=self.chains, device=device)
+                start = denoise(score, process, like, steps=self.steps, generator=generator, t_min=self.t_langevin,
+                                spacing="geometric", corrector=corrector)
+                if progress is not None:
+                    progress(1)
+                return start
 
-        with contextlib.ExitStack() as stack:
-            if self.method == "sde":
-                t_min = float(meta.get("train", {}).get("t_min", 1e-3))
-                writer = stack.enter_context(EnsembleWriter.open(out, metadata({"t_min": t_min}),
-                                                                 flush_every=max(1, self.n // 4)))
-                ones = torch.ones(self.chains, dtype=torch.float64, device=device)
-                for i in range(self.n):
-                    U = denoise(t_min)
-                    writer.append(U.to(dtype=file_dtype), i, ones, generator.get_state())
-            else:
-                U = denoise(self.t_langevin)
-                # the adaptation starts from 0.1 n^(-1/3) (n: real degrees of freedom per chain; MALA's scaling)
-                n_dof = lattice.dim * lattice.volume * group.n_generators
-                step = 0.1 * n_dof ** (-1 / 3) if self.langevin_step is None else self.langevin_step
-                target = TARGET_ACCEPTANCE if self.langevin_step is None else None
-                therm, every = self.chain
-                # the force drift is the t -> 0 limit of the model's score at beta_0, scaled by r like the score
-                drift = score if self.drift == "score" else wilson_score(WilsonAction(beta=beta_0, group=group))
-                records = maala_chain(drift, action, U, n=self.n, t_langevin=self.t_langevin, step_size=step,
-                                      generator=generator, beta_scale=r, every=every, therm=therm,
-                                      target_acceptance=target, progress=progress,
-                                      leapfrog=self.proposal_steps)
-                writer = None
-                for rec in records:
-                    if writer is None:  # the step size is fixed once thermalised: record it
-                        extra = {"t_langevin": self.t_langevin, "langevin_step": float(rec.step_size),
-                                 "adapted": int(self.langevin_step is None), "therm": therm, "every": every}
-                        writer = stack.enter_context(EnsembleWriter.open(out, metadata(extra),
-                                                                         flush_every=max(1, self.n // 4)))
-                    writer.append(rec.state.to(dtype=file_dtype), rec.index, rec.acceptance, generator.get_state())
-        return Ensemble.load(out)
+        return generate_ensemble(out, kernel, initial, theory=self.theory.name, params=self.theory.params,
+                                 seed=self.seed, n=self.n, therm=therm, every=every, device=device,
+                                 flush_every=flush_every or max(1, self.n // 4), command=command, progress=progress,
+                                 adapt=adapt, settings=settings)
 
 
 __all__ = ["CHAIN_DEFAULTS", "DRIFTS", "LEAPFROG_DEFAULTS", "GaugeSampleConfig", "METHODS", "default_model", "model_metadata"]

@@ -9,9 +9,13 @@ import attrs
 import torch
 from torch import Tensor
 
+from .._actions.phi4 import Phi4Action
 from .._fields.scalar import Field
-from .._io.ensemble import Ensemble, EnsembleError, EnsembleMetadata, EnsembleWriter
-from .._samplers.diffusion import MCResult, maala, marginal_imh, path_imh, probability_flow, reverse_sde
+from .._io.ensemble import Ensemble, generate_ensemble
+from .._io.files import file_sha256
+from .._samplers.base import AbstractKernel
+from .._samplers.independence import MarginalIMH, PathIMH, RawDraws
+from .._samplers.maala import denoise, maala_kernel
 from .._train.dsm import load_ncsnpp
 from .theory import Theory
 
@@ -38,6 +42,7 @@ class ScalarSampleConfig:
     seed: int = 0
     t_langevin: float = 0.02
     langevin_step: float = 0.05
+    therm: int = 0
 
     def __attrs_post_init__(self) -> None:
         if self.method not in METHODS:
@@ -47,66 +52,45 @@ class ScalarSampleConfig:
         if min(self.n, self.chains, self.steps) < 1:
             raise ValueError(f"--n, --chains and --steps must be >= 1; got {self.n}, {self.chains}, {self.steps}")
 
-    def settings(self, model_meta: dict[str, typing.Any]) -> dict[str, float | int | str]:
-        out: dict[str, float | int | str] = {"steps": self.steps, "model": str(self.model),
-                                             "model_step": int(model_meta.get("step", 0))}
-        if self.method == "maala":
-            out |= {"t_langevin": self.t_langevin, "langevin_step": self.langevin_step}
-        return out
-
     def run(self, out: str | Path, *, device: torch.device | str = "cpu", command: str | None = None,
-            progress: Callable[[int], None] | None = None) -> Ensemble:
-        out = Path(out)
-        if out.exists():
-            raise EnsembleError(f"{out} exists; sampling runs do not append: choose another --out or delete it")
+            progress: Callable[[int], None] | None = None, flush_every: int | None = None) -> Ensemble:
+        """Sample into ``out``, or continue it after a kill, bit for bit (:func:`lgdiff.generate_ensemble`).
+
+        Raw methods record ``n`` batches of ``chains`` independent samples; exact methods run ``chains`` Markov
+        chains for ``n`` steps each (MAALA after ``therm`` steps)."""
         net, meta = load_ncsnpp(self.model, device=device)
         if net.config.dim != self.theory.lattice.dim:
             raise ValueError(f"the model {self.model} is for D = {net.config.dim}; the lattice has D = "
                              f"{self.theory.lattice.dim}")
         dtype = next(net.parameters()).dtype
         lattice, sde, action = self.theory.lattice, net.sde, self.theory.action()
-        generator = torch.Generator(device=device).manual_seed(self.seed)
+        assert isinstance(action, Phi4Action)
 
-        @torch.no_grad()
-        def score(x: Tensor, t: Tensor) -> Tensor:
+        def score(x: Tensor, t: Tensor) -> Tensor:  # differentiable: marginal IMH takes forward-mode JVPs of it
             return net(x, t)
 
-        def grad_score(x: Tensor, t: Tensor) -> Tensor:  # forward-mode AD for exact log-determinants
-            return net(x, t)
-
-        samples: list[Tensor] = []
-        acceptance: list[Tensor] = []
-        shape = (self.chains, *lattice.shape)
+        settings: dict[str, float | int | str] = {"model": str(self.model), "model_sha256": file_sha256(self.model),
+                                                  "model_step": int(meta.get("step", 0))}
+        kernel: AbstractKernel
+        start: Callable[[torch.Generator], Field] | None = None
         if self.method in ("sde", "ode"):
-            for _ in range(self.n):
-                x_T = sde.prior_sample(shape, generator=generator, dtype=dtype, device=device)
-                if self.method == "sde":
-                    x0 = reverse_sde(score, sde, x_T, steps=self.steps, generator=generator)
-                else:
-                    x0 = probability_flow(score, sde, x_T, steps=self.steps, divergence="none")[0]
-                samples.append(x0)
-                acceptance.append(torch.ones(self.chains, dtype=torch.float64))
-                if progress is not None:
-                    progress(1)
+            kernel = RawDraws(score=score, process=sde, steps=self.steps, method=self.method,
+                              t_min=0.0 if self.method == "sde" else 1e-3)
+        elif self.method == "path":
+            kernel = PathIMH(score=score, process=sde, action=action, steps=self.steps, t_min=0.0)
+        elif self.method == "imh":
+            kernel = MarginalIMH(score=score, process=sde, action=action, steps=self.steps)
         else:
-            common = dict(chains=self.chains, n=self.n, steps=self.steps, generator=generator, dtype=dtype,
-                          device=device)
-            res: MCResult
-            if self.method == "path":
-                res = path_imh(score, sde, action, lattice, **common)
-            elif self.method == "imh":
-                res = marginal_imh(grad_score, sde, action, lattice, **common)
-            else:
-                res = maala(score, sde, action, lattice, t_langevin=self.t_langevin, step_size=self.langevin_step,
-                            **common)
-            samples, acceptance = list(res.samples), list(res.acceptance)
-            if progress is not None:
-                progress(self.n)
-        metadata = EnsembleMetadata(kind="scalar", theory="phi4", group=None, lattice=lattice.shape,
-                                    params=self.theory.params, algorithm=f"dm-{self.method}",
-                                    settings=self.settings(meta), seed=self.seed, chains=self.chains,
-                                    dtype=str(dtype).removeprefix("torch."), command=command)
-        with EnsembleWriter.open(out, metadata, flush_every=max(1, len(samples))) as writer:
-            for i, (x, a) in enumerate(zip(samples, acceptance)):
-                writer.append(Field(x, lattice), i, a.to(torch.float64), generator.get_state())
-        return Ensemble.load(out)
+            kernel = maala_kernel(action, score, t_langevin=self.t_langevin, step_size=self.langevin_step)
+
+            def start(generator: torch.Generator) -> Field:
+                return denoise(score, sde, zeros(generator), steps=self.steps, generator=generator,
+                               t_min=self.t_langevin)
+
+        def zeros(generator: torch.Generator) -> Field:
+            return Field.zeros(lattice, batch=self.chains, dtype=dtype, device=device)
+
+        return generate_ensemble(out, kernel, start or zeros, theory="phi4", params=self.theory.params,
+                                 seed=self.seed, n=self.n, therm=self.therm if self.method == "maala" else 0,
+                                 device=device, flush_every=flush_every or max(1, self.n // 4), command=command,
+                                 progress=progress, settings=settings)

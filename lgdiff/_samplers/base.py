@@ -1,8 +1,9 @@
 """Markov kernels over batches of independent chains, and the driver that runs them."""
 
 import abc
+import math
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 import attrs
 import torch
@@ -35,6 +36,25 @@ class AbstractKernel(abc.ABC, typing.Generic[State]):
         """Advance every chain once. Returns the new state and the acceptance per chain ``[B]``
         (1.0 for rejection-free updates; the acceptance probability or indicator otherwise)."""
 
+    # A kernel may carry more than the configuration from step to step (an independence sampler carries the log
+    # importance weight of its current state). These four methods say how; the defaults carry nothing.
+
+    def init(self, initial: State, *, generator: torch.Generator) -> typing.Any:
+        """The chain state a run starts from, given the configurations ``initial`` (default: ``initial``)."""
+        return initial
+
+    def config(self, state: typing.Any) -> Field | LinkField:
+        """The configurations of a chain state (what an ensemble records)."""
+        return state
+
+    def carry(self, state: typing.Any) -> dict[str, Tensor]:
+        """Tensors beyond the configurations that a bit-for-bit resume needs (default: none)."""
+        return {}
+
+    def restore(self, config: Field | LinkField, carry: dict[str, Tensor]) -> typing.Any:
+        """The chain state from a recorded configuration and its :meth:`carry`."""
+        return config
+
 
 @typing.final
 @attrs.frozen
@@ -46,6 +66,10 @@ class Composite(AbstractKernel[State]):
     def __attrs_post_init__(self) -> None:
         if not self.kernels:
             raise ValueError("Composite needs at least one kernel")
+        carrying = [k.name for k in self.kernels if type(k).init is not AbstractKernel.init]
+        if carrying:
+            raise ValueError(f"Composite cannot yet combine kernels that carry state beyond the configuration "
+                             f"({', '.join(carrying)}): the other kernels would leave their carried weights stale")
 
     @property
     def name(self) -> str:
@@ -72,14 +96,50 @@ class ChainStep:
     index: int          # trajectory / sweep number, counted from the first thermalisation step
     state: Field | LinkField
     acceptance: Tensor  # [B], mean over the steps since the last yield
+    carry: dict[str, Tensor] = attrs.field(factory=dict)  # what a bit-for-bit resume needs beyond the state
 
 
-def run_chain(kernel: AbstractKernel, initial: State, *, n: int, generator: torch.Generator, therm: int = 0,
+@typing.final
+@attrs.frozen(kw_only=True)
+class StepSizeAdaptation:
+    r"""Tune a kernel's ``step_size`` during thermalisation, then freeze it, so that the recorded part of every
+    chain is one fixed exact kernel: Robbins-Monro on ``log step_size^2`` with the mean acceptance probability over
+    the chains, ``log h^2 += (<a> - target) / sqrt(1 + k / 5)`` after thermalisation step ``k``.
+
+    Each update reads the mean acceptance on the host (one device synchronisation per thermalisation step)."""
+
+    target: float = 0.6
+
+    def __attrs_post_init__(self) -> None:
+        if not 0.0 < self.target < 1.0:
+            raise ValueError(f"the target acceptance must be in (0, 1); got {self.target!r}")
+
+    def tune(self, kernel: AbstractKernel, state: typing.Any, *, steps: int, generator: torch.Generator,
+             progress: Callable[[int], None] | None = None) -> tuple[AbstractKernel, typing.Any]:
+        """Run ``steps`` adapted steps from the chain state ``state``; returns the frozen kernel and the state."""
+        if "step_size" not in attrs.fields_dict(type(kernel)):
+            raise TypeError(f"{type(kernel).__name__} has no step_size to adapt")
+        log_h2 = 2 * math.log(kernel.step_size)
+        for k in range(steps):
+            state, prob = kernel.step(state, generator=generator)
+            log_h2 += (float(prob.to(torch.float64).mean()) - self.target) / math.sqrt(1.0 + k / 5.0)
+            kernel = attrs.evolve(kernel, step_size=math.exp(log_h2 / 2))
+            if progress is not None:
+                progress(1)
+        return kernel, state
+
+    def restore(self, kernel: AbstractKernel, settings: Mapping[str, typing.Any]) -> AbstractKernel:
+        """The tuned kernel of an earlier run from its recorded settings (for a resume)."""
+        return attrs.evolve(kernel, step_size=float(settings["step_size"]))
+
+
+def run_chain(kernel: AbstractKernel, initial: typing.Any, *, n: int, generator: torch.Generator, therm: int = 0,
               every: int = 1, start: int = 0, progress: Callable[[int], None] | None = None) -> Iterator[ChainStep]:
     """Thermalise for ``therm`` steps, then yield every ``every``-th state ``n`` times.
 
-    ``start`` resumes the step counter (a resumed run passes the index of its last saved state + 1 and
-    ``therm = 0``). ``progress`` is called with the number of steps done (for progress bars).
+    ``initial`` is a chain state (``kernel.init(configs, generator=...)``; for kernels that carry nothing, the
+    configurations themselves). ``start`` resumes the step counter (a resumed run passes the index of its last
+    saved state + 1 and ``therm = 0``). ``progress`` is called with the number of steps done (for progress bars).
     Acceptance is accumulated on the device; nothing synchronises per step.
     """
     if n < 0 or therm < 0 or every < 1:
@@ -99,5 +159,6 @@ def run_chain(kernel: AbstractKernel, initial: State, *, n: int, generator: torc
             step += 1
             if progress is not None:
                 progress(1)
-        yield ChainStep(index=step - 1, state=state, acceptance=acc_sum / every)
+        yield ChainStep(index=step - 1, state=kernel.config(state), acceptance=acc_sum / every,
+                        carry=kernel.carry(state))
 

@@ -13,6 +13,8 @@ from .._fields.links import AlgebraField, LinkField
 from .._fields.scalar import Field
 from .._geometry.lattice import Lattice
 from .._integrators.schemes import LEAPFROG, SplittingScheme, integrate
+from .._sde.score import Score
+from .accept import metropolis, select
 from .base import AbstractKernel
 
 State = typing.TypeVar("State", Field, LinkField)
@@ -27,22 +29,27 @@ class Trajectory(typing.Generic[State]):
     delta_h: Tensor  # [B]: H(end) - H(start), per chain
 
 
-def _accept(delta_h: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    """Per-chain Metropolis test ``u < exp(-dH)`` in log space. Returns (accepted mask, min(1, e^{-dH}))."""
-    u = torch.rand(delta_h.shape, generator=generator, dtype=delta_h.dtype, device=delta_h.device)
-    accepted = torch.log(u) < -delta_h
-    return accepted, torch.exp(torch.clamp(-delta_h, max=0.0))
-
-
-def _select(mask: Tensor, new: Tensor, old: Tensor) -> Tensor:
-    return torch.where(mask.reshape(mask.shape + (1,) * (new.ndim - 1)), new, old)
-
-
-def _check_md(step_size: float, n_steps: int) -> None:
+def _check_md(step_size: float, n_steps: int, drift_time: float) -> None:
     if not (step_size > 0 and math.isfinite(step_size)):
         raise ValueError(f"HMC step_size must be positive and finite; got {step_size}")
-    if n_steps < 1:
-        raise ValueError(f"HMC n_steps must be >= 1; got {n_steps}")
+    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
+        raise ValueError(f"HMC n_steps must be >= 1 (an int); got {n_steps!r}")
+    if not (drift_time >= 0 and math.isfinite(drift_time)):
+        raise ValueError(f"HMC drift_time must be a finite time >= 0; got {drift_time}")
+
+
+def _drift_settings(drift: Score | None, label: str, drift_time: float) -> dict[str, float | int | str]:
+    return {} if drift is None else {"drift": label, "drift_time": drift_time}
+
+
+def _accept_step(kernel: "HMC | GaugeHMC", state: State, generator: torch.Generator) -> tuple[State, Tensor]:
+    """One trajectory and the per-chain accept/reject: a non-finite dH (an exploding trajectory) is a rejection."""
+    traj = kernel.trajectory(state, generator=generator)
+    dh = torch.nan_to_num(traj.delta_h, nan=math.inf, posinf=math.inf)
+    accepted, prob = metropolis(-dh, generator)
+    if not kernel.metropolis:  # the unadjusted algorithm (not exact): for comparisons and power tests only
+        accepted = torch.ones_like(accepted)
+    return state.with_data(select(accepted, traj.proposal.data, state.data)), prob
 
 
 # ---- kinetic terms for scalar HMC ---------------------------------------------------------------
@@ -132,6 +139,13 @@ class HMC(AbstractKernel[Field]):
 
     ``kinetic=UnitMass()`` is plain HMC; ``kinetic=FourierMass(m_eff2=...)`` is Fourier-accelerated HMC.
     The integrator is a :class:`SplittingScheme` (``LEAPFROG``, ``OMELYAN``).
+
+    **Any drift** (MAALA, exact route 3): with ``drift`` set, the momentum kicks use ``drift(phi, drift_time)``
+    (e.g. a learned score at ``t_L``, which tends to ``-grad S`` as ``t_L -> 0``) instead of ``-grad S``, and the
+    accept/reject step still uses the exact ``H``. Each kick is a shear and each position update a translation, so
+    the trajectory followed by ``p -> -p`` is a volume-preserving involution: the kernel leaves ``exp(-S)``
+    invariant whatever the drift (Neklyudov et al. 2020). One leapfrog step of size ``h = sqrt(2 e)`` is the
+    Metropolis-adjusted Langevin move ``phi' = phi + e drift + sqrt(2 e) eta``.
     """
 
     action: AbstractScalarAction
@@ -139,17 +153,26 @@ class HMC(AbstractKernel[Field]):
     n_steps: int
     scheme: SplittingScheme = LEAPFROG
     kinetic: AbstractKinetic = attrs.field(factory=UnitMass)
+    drift: Score | None = None
+    drift_time: float = attrs.field(default=0.0, converter=float)
+    drift_label: str = "score"
+    metropolis: bool = True
 
     def __attrs_post_init__(self) -> None:
-        _check_md(self.step_size, self.n_steps)
+        _check_md(self.step_size, self.n_steps, self.drift_time)
+        if not self.metropolis and self.drift is None:
+            raise ValueError("metropolis=False (the unadjusted algorithm) is for a drift's power tests; plain HMC is "
+                             "always adjusted")
+        if self.drift is not None and not isinstance(self.kinetic, UnitMass):
+            raise ValueError("HMC with a drift (MAALA) needs the unit kinetic term")
 
     @property
     def name(self) -> str:
-        return self.kinetic.name
+        return self.kinetic.name if self.drift is None else "dm-maala"
 
     def settings(self) -> dict[str, float | int | str]:
         return {"step_size": self.step_size, "n_steps": self.n_steps, "integrator": self.scheme.name,
-                **self.kinetic.settings()}
+                **self.kinetic.settings(), **_drift_settings(self.drift, self.drift_label, self.drift_time)}
 
     def hamiltonian(self, phi: Field, p: Tensor) -> Tensor:
         return self.kinetic.energy(p, phi.lattice) + self.action(phi)
@@ -158,8 +181,14 @@ class HMC(AbstractKernel[Field]):
         """Molecular dynamics only (deterministic): ``(phi, p) -> (phi', p')``."""
         lat = phi.lattice
 
+        force_field, t = self.drift, self.drift_time
+
         def kick(q: Field, mom: Tensor, h: float) -> Tensor:
-            return torch.add(mom, self.action.gradient(q).data, alpha=-h)
+            if force_field is None:
+                return torch.add(mom, self.action.gradient(q).data, alpha=-h)
+            with torch.no_grad():
+                f = force_field(q.data, torch.full((q.data.shape[0],), t, dtype=q.data.dtype, device=q.data.device))
+            return torch.add(mom, f, alpha=h)
 
         def drift(q: Field, mom: Tensor, h: float) -> Field:
             return q.with_data(torch.add(q.data, self.kinetic.velocity(mom, lat), alpha=h))
@@ -173,11 +202,7 @@ class HMC(AbstractKernel[Field]):
         return Trajectory(start=phi, proposal=new, delta_h=self.hamiltonian(new, p_new) - h0)
 
     def step(self, state: Field, *, generator: torch.Generator) -> tuple[Field, Tensor]:
-        traj = self.trajectory(state, generator=generator)
-        # a non-finite dH (an exploding trajectory) is a rejection, never a NaN field
-        dh = torch.nan_to_num(traj.delta_h, nan=math.inf, posinf=math.inf)
-        accepted, prob = _accept(dh, generator)
-        return state.with_data(_select(accepted, traj.proposal.data, state.data)), prob
+        return _accept_step(self, state, generator)
 
 
 @typing.final
@@ -185,22 +210,38 @@ class HMC(AbstractKernel[Field]):
 class GaugeHMC(AbstractKernel[LinkField]):
     r"""Hybrid Monte Carlo for gauge links: momenta in the algebra, ``K = sum_{x,mu,a} (P^a)^2 / 2``,
     equations of motion ``dU/dt = P U`` (exact group exponential) and ``dP^a/dt = -nabla^a S``.
+
+    **Any drift** (MAALA on links, exact route 3): with ``drift`` set (``(U, t) -> AlgebraField``, e.g. a learned
+    score at ``t_L``, :class:`lgdiff.ConditionedScore`), the kicks are ``P += h drift(U, t_L)`` instead of
+    ``P -= h nabla S``; the accept/reject step uses the exact ``H``. Each kick is a shear in ``P`` and each link
+    update ``U -> exp(h P) U`` a left translation, which preserves Haar measure, so the trajectory followed by
+    ``P -> -P`` is a volume-preserving involution on (links, algebra): exact for any drift. One leapfrog step of
+    size ``h = sqrt(2 e)`` is MAALA's Langevin move ``U' = exp(i (e s + sqrt(2 e) eta).T) U``; with the exact
+    ``t -> 0`` score (:func:`lgdiff.wilson_score`) it is plain HMC.
     """
 
     action: AbstractGaugeAction
     step_size: float = attrs.field(converter=float)
     n_steps: int
     scheme: SplittingScheme = LEAPFROG
+    drift: Score | None = None
+    drift_time: float = attrs.field(default=0.0, converter=float)
+    drift_label: str = "score"
+    metropolis: bool = True
 
     def __attrs_post_init__(self) -> None:
-        _check_md(self.step_size, self.n_steps)
+        _check_md(self.step_size, self.n_steps, self.drift_time)
+        if not self.metropolis and self.drift is None:
+            raise ValueError("metropolis=False (the unadjusted algorithm) is for a drift's power tests; plain HMC is "
+                             "always adjusted")
 
     @property
     def name(self) -> str:
-        return "hmc"
+        return "hmc" if self.drift is None else "dm-maala"
 
     def settings(self) -> dict[str, float | int | str]:
-        return {"step_size": self.step_size, "n_steps": self.n_steps, "integrator": self.scheme.name}
+        return {"step_size": self.step_size, "n_steps": self.n_steps, "integrator": self.scheme.name,
+                **_drift_settings(self.drift, self.drift_label, self.drift_time)}
 
     def hamiltonian(self, U: LinkField, P: AlgebraField) -> Tensor:
         return P.norm2() / 2 + self.action(U)
@@ -209,8 +250,16 @@ class GaugeHMC(AbstractKernel[LinkField]):
         """Molecular dynamics only (deterministic): ``(U, P) -> (U', P')``."""
         group = U.group
 
+        force_field, t = self.drift, self.drift_time
+
         def kick(q: LinkField, mom: AlgebraField, h: float) -> AlgebraField:
-            return AlgebraField(mom.data - h * self.action.force(q).data, group, q.lattice)
+            if force_field is None:
+                return AlgebraField(mom.data - h * self.action.force(q).data, group, q.lattice)
+            with torch.no_grad():
+                f = force_field(q, torch.full((q.batch,), t, dtype=q.data.real.dtype, device=q.data.device))
+            if not isinstance(f, AlgebraField) or f.data.shape != q.data.shape:
+                raise ValueError(f"the drift must return an AlgebraField shaped like the links {q!r}; got {f!r}")
+            return AlgebraField(mom.data + h * f.data.to(mom.data.dtype), group, q.lattice)
 
         def drift(q: LinkField, mom: AlgebraField, h: float) -> LinkField:
             return q.with_data(group.exp(h * mom.data) @ q.data)
@@ -225,7 +274,4 @@ class GaugeHMC(AbstractKernel[LinkField]):
         return Trajectory(start=U, proposal=new, delta_h=self.hamiltonian(new, p_new) - h0)
 
     def step(self, state: LinkField, *, generator: torch.Generator) -> tuple[LinkField, Tensor]:
-        traj = self.trajectory(state, generator=generator)
-        dh = torch.nan_to_num(traj.delta_h, nan=math.inf, posinf=math.inf)
-        accepted, prob = _accept(dh, generator)
-        return state.with_data(_select(accepted, traj.proposal.data, state.data)), prob
+        return _accept_step(self, state, generator)

@@ -1,5 +1,6 @@
-r"""The group-preserving variance-expanding diffusion on link fields, its denoising score-matching
-loss, and the reverse-time integrators on the group (PHYSICS.md, Diffusion models, gauge part).
+r"""The group-preserving variance-expanding diffusion on link fields and its denoising score-matching loss
+(docs/conventions.md, Diffusion models, gauge part). The reverse-time integrators are written once for every
+process in :mod:`lgdiff._samplers.reverse`.
 
 Forward process on every link: ``U_t = exp(i s(t) sum_a T^a eta^a) U_0``, ``eta ~ N(0, 1)``, with
 ``s(t)^2 = (sigma^{2t} - 1) / (2 ln sigma)`` of the wrapped :class:`VESDE`. Generation runs the
@@ -15,9 +16,7 @@ differs from the exact score ``nabla log K_{s^2}`` by a relative ``O(s^2)`` (mea
 ``GroupVE.dsm_loss``), and ``target="heat_kernel"`` trains on exact samples and exact scores instead.
 """
 
-import math
 import typing
-from collections.abc import Callable
 
 import attrs
 import torch
@@ -27,20 +26,20 @@ from .._fields.links import AlgebraField, LinkField
 from .._geometry.lattice import Lattice
 from .._groups.base import AbstractGroup, real_dtype
 from .._types import Time
-from .base import expand_like
+from .base import AbstractProcess, expand_like
 from .heat_kernel import heat_kernel
+from .score import Score
 from .ve import VESDE
 
-GroupScore = Callable[[LinkField, Tensor], AlgebraField]
-"""Anything mapping ``(U, t [B])`` to the score ``i sum_a s^a T^a`` per link (a network, or an exact score)."""
+GroupScore = Score
+"""Deprecated name of :class:`lgdiff.Score` for links (``(U, t [B]) -> AlgebraField``)."""
 
 TARGETS = ("gaussian", "heat_kernel")
-SPACINGS = ("uniform", "geometric")
 
 
 @typing.final
 @attrs.frozen(kw_only=True)
-class GroupVE:
+class GroupVE(AbstractProcess[LinkField]):
     r"""Variance-expanding diffusion on the group, link by link: ``U_t = exp(i s(t) sum_a T^a eta^a) U_0``.
 
     ``s(t)`` and ``g(t) = sigma^t`` come from the wrapped :class:`VESDE` (``sigma = 25``, ``T = 1``:
@@ -76,6 +75,58 @@ class GroupVE:
     def diffusion(self, t: Tensor) -> Tensor:
         """``g(t) = sigma^t``."""
         return self.sde.diffusion(t)
+
+    def drift(self, x: LinkField, t: Tensor) -> Tensor:
+        """No drift: ``f = 0``."""
+        return torch.zeros(self.tangent_shape(x), dtype=torch.float64, device=x.data.device)
+
+    def time_points(self, steps: int, *, t_min: float, spacing: str = "uniform") -> tuple[float, ...]:
+        """The wrapped :class:`VESDE`'s grid (``"uniform"`` or ``"geometric"``); ``t_min > 0`` (the score diverges
+        at ``t = 0``)."""
+        if not 0.0 < t_min < self.T:
+            raise ValueError(f"need 0 < t_min < T = {self.T}; got t_min = {t_min}. The score diverges at t = 0.")
+        return self.sde.time_points(steps, t_min=t_min, spacing=spacing)
+
+    # ---- the group as a state space ----------------------------------------------------------------
+    # Tangent vectors are float64 algebra coordinates ``[B, D, *L, n_generators]`` (omega in ``i omega.T``):
+    # chains keep their links in the precision they were given and every increment is summed in float64.
+
+    def tangent_shape(self, x: LinkField) -> tuple[int, ...]:
+        return (*x.data.shape[:-2], x.group.n_generators)
+
+    def retract(self, x: LinkField, v: Tensor) -> LinkField:
+        """``exp(i sum_a v^a T^a) U``: a left translation, which preserves Haar measure."""
+        group = x.group
+        return x.with_data(group.exp(group.from_coords(v.to(real_dtype(x.data.dtype)))) @ x.data)
+
+    def local_coords(self, y: LinkField, base: LinkField) -> Tensor:
+        """Coordinates of the anti-Hermitian part of ``y base^dagger``: the increment ``v`` with
+        ``y = exp(i v.T) base`` to first order (exact for the linear part)."""
+        group = y.group
+        return group.to_coords(group.project_algebra(y.data @ base.data.mH)).to(torch.float64)
+
+    def score_coords(self, score: Score, x: LinkField, t: Tensor) -> Tensor:
+        return x.group.to_coords(_checked_score(score, x, t).data).to(torch.float64)
+
+    def _real_like(self, x: LinkField) -> Tensor:
+        return torch.empty(0, dtype=torch.float64, device=x.data.device)
+
+    def times(self, t: float, x: LinkField) -> Tensor:
+        """``[B]`` copies of ``t`` in the real dtype of the links (what a network of the links' precision takes)."""
+        return torch.full((x.batch,), t, dtype=real_dtype(x.data.dtype), device=x.data.device)
+
+    def prior_like(self, x: LinkField, *, generator: torch.Generator) -> LinkField:
+        """Haar-random links shaped like ``x``."""
+        return self.prior(x.group, x.lattice, batch=x.batch, generator=generator, dtype=x.data.dtype,
+                          device=x.data.device)
+
+    def prior_logp(self, x: LinkField) -> Tensor:
+        """0: the prior is normalised Haar measure (the reference measure of link densities)."""
+        return torch.zeros(x.batch, dtype=torch.float64, device=x.data.device)
+
+    def finalize(self, x: LinkField) -> LinkField:
+        """Re-unitarise once at the end of a generation (the exponential updates keep links on the group to rounding)."""
+        return x.with_data(x.group.reunitarize(x.data))
 
     # ---- forward process ------------------------------------------------------------------------
 
@@ -123,8 +174,8 @@ class GroupVE:
 
     # ---- training -------------------------------------------------------------------------------
 
-    def dsm_loss(self, score_fn: GroupScore, U0: LinkField, *, generator: torch.Generator, t_min: float = 1e-3,
-                 target: str = "gaussian", shard: slice | None = None) -> Tensor:
+    def dsm_loss(self, score: Score, x0: LinkField, *, generator: torch.Generator, t_min: float = 1e-3,
+                 shard: slice | None = None, target: str = "gaussian") -> Tensor:
         r"""Denoising score matching, the ``s^2``-weighted form (PHYSICS.md), averaged over the batch and per link:
 
         ``L = mean_b (1 / (D V)) sum_{x, mu, a} (s(t) score^a(U_t, t) - s(t) target^a)^2``, ``t ~ U(t_min, T)``
@@ -145,10 +196,9 @@ class GroupVE:
         """
         if target not in TARGETS:
             raise ValueError(f"dsm_loss target must be one of {TARGETS}; got {target!r}")
-        if not 0.0 < t_min < self.T:
-            raise ValueError(f"dsm_loss needs 0 < t_min < T = {self.T}; got t_min = {t_min}")
-        rdt = real_dtype(U0.data.dtype)
-        t = t_min + (self.T - t_min) * torch.rand((U0.batch,), generator=generator, dtype=rdt, device=U0.data.device)
+        U0 = x0
+        like = torch.empty(0, dtype=real_dtype(U0.data.dtype), device=U0.data.device)
+        t = self._draw_times(U0.batch, like, t_min, generator)
         s = self.std(t)
         if target == "gaussian":
             Ut, eta = self.perturb(U0, t, generator=generator)
@@ -159,32 +209,10 @@ class GroupVE:
             goal = expand_like(s, kernel) * kernel
         if shard is not None:
             Ut, t, s, goal = Ut[shard], t[shard], s[shard], goal[shard]
-        out = _checked_score(score_fn, Ut, t)
+        out = _checked_score(score, Ut, t)
         resid = expand_like(s, goal) * U0.group.to_coords(out.data) - goal
         n_links = U0.lattice.dim * U0.lattice.volume
         return (resid * resid).reshape(Ut.batch, -1).sum(1).mean() / n_links
-
-    # ---- time grids -----------------------------------------------------------------------------
-
-    def time_points(self, steps: int, *, t_min: float, spacing: str = "uniform") -> tuple[float, ...]:
-        """``steps + 1`` host-side times from T down to ``t_min``: ``"uniform"`` in t (the papers), or
-        ``"geometric"`` in ``s(t)^2`` (constant ratio of kernel variances: steps concentrate near t_min,
-        where the uniform grid's relative step ``g^2 dt / s^2`` blows up)."""
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"need an integer steps >= 1; got {steps!r}")
-        if not 0.0 < t_min < self.T:
-            raise ValueError(f"need 0 < t_min < T = {self.T}; got t_min = {t_min}. The score diverges at t = 0.")
-        if spacing not in SPACINGS:
-            raise ValueError(f"spacing must be one of {SPACINGS}; got {spacing!r}")
-        if spacing == "uniform":
-            out = [self.T + (t_min - self.T) * k / steps for k in range(steps + 1)]
-        else:
-            two_log = 2 * math.log(self.sde.sigma)
-            v_hi = math.expm1(two_log * self.T) / two_log
-            v_lo = math.expm1(two_log * t_min) / two_log
-            out = [math.log1p(two_log * v_hi * (v_lo / v_hi) ** (k / steps)) / two_log for k in range(steps + 1)]
-        out[0], out[-1] = self.T, t_min
-        return tuple(out)
 
 
 def _check_batch(what: str, U: LinkField, t: Tensor) -> None:
@@ -192,8 +220,8 @@ def _check_batch(what: str, U: LinkField, t: Tensor) -> None:
         raise ValueError(f"{what}: t must be one time per configuration, shape [{U.batch}]; got {tuple(t.shape)}")
 
 
-def _checked_score(score_fn: GroupScore, U: LinkField, t: Tensor) -> AlgebraField:
-    out = score_fn(U, t)
+def _checked_score(score: Score, U: LinkField, t: Tensor) -> AlgebraField:
+    out = score(U, t)
     if not isinstance(out, AlgebraField):
         raise TypeError(f"the score must return an AlgebraField (i sum_a s^a T^a per link); got {type(out).__name__}")
     if out.group != U.group or out.lattice != U.lattice or out.data.shape != U.data.shape:
@@ -202,128 +230,3 @@ def _checked_score(score_fn: GroupScore, U: LinkField, t: Tensor) -> AlgebraFiel
         raise ValueError(f"the score returned {out.data.dtype} for links of {U.data.dtype}; return the links' dtype "
                          f"(a silent promotion would change the precision of the whole trajectory)")
     return out
-
-
-# ---- reverse-time integrators -----------------------------------------------------------------------
-
-@attrs.frozen
-class GroupStepInfo:
-    """Passed to callbacks after each integration step: the step index, the time reached (host float) and the links."""
-
-    step: int
-    t: float
-    links: LinkField
-
-
-def _schedule(process: GroupVE, steps: int, t_min: float, spacing: str) -> tuple[list[float], list[float]]:
-    """Host-side times and ``g(t)^2`` on them, computed once (no device synchronisation in the loop)."""
-    ts = process.time_points(steps, t_min=t_min, spacing=spacing)
-    g = process.diffusion(torch.tensor(ts, dtype=torch.float64))
-    return list(ts), (g * g).tolist()
-
-
-def _check_initial(process: object, initial: object) -> None:
-    if not isinstance(process, GroupVE):
-        raise TypeError(f"the process must be a GroupVE; got {type(process).__name__}")
-    if not isinstance(initial, LinkField):
-        raise TypeError(f"the initial state must be a LinkField (e.g. process.prior(...)); "
-                        f"got {type(initial).__name__}")
-
-
-def _times(t: float, U: Tensor) -> Tensor:
-    return torch.full((U.shape[0],), t, dtype=real_dtype(U.dtype), device=U.device)
-
-
-def reverse_sde_group(score: GroupScore, process: GroupVE, initial: LinkField, *, steps: int,
-                      generator: torch.Generator, callback: Callable[[GroupStepInfo], None] | None = None,
-                      t_min: float = 1e-3, spacing: str = "uniform", corrector_steps: int = 0,
-                      corrector_scale: float = 1.0) -> LinkField:
-    r"""Exponential Euler-Maruyama on the group from ``t = T`` down to ``t_min`` (PHYSICS.md):
-
-    ``U <- exp(i sum_a T^a (g(t)^2 s^a(U, t) dt + g(t) sqrt(dt) z^a)) U``, ``z ~ N(0, 1)``.
-
-    Every update is a group exponential, so links stay on the group to rounding; they are
-    re-unitarised once at the end. First order in ``dt``: on the uniform grid with 500 steps and
-    ``t_min = 1e-3`` the last steps have ``g^2 dt / s^2 ~ 1`` and the final kernel variance comes out
-    2.5x too large; ``spacing="geometric"`` (:meth:`GroupVE.time_points`) brings that to 2%.
-
-    **Corrector** (annealed Langevin, Song et al. ICLR 2021 Alg. 4 on the group; the seed talk's "ensure
-    equilibrium at each noise scale"): after each predictor step to ``t'``, ``corrector_steps`` unadjusted
-    Langevin steps at fixed ``t'``, ``U <- exp(i sum_a T^a (e s^a(U, t') + sqrt(2 e) z^a)) U`` with
-    ``e = corrector_scale s(t')^2``. They pull the links towards the model's ``p_t'`` at every level, which the
-    predictor alone does not do when the score is imperfect. Unadjusted: on a Gaussian level of variance
-    ``s^2`` their fixed point has variance ``s^2 / (1 - corrector_scale / 2)``; stable for
-    ``0 < corrector_scale < 2``. Each corrector step costs one score evaluation.
-
-    **Arguments:** ``score(U, t) -> AlgebraField``; ``initial``: links at ``t = T`` (``process.prior(...)``);
-    ``callback`` receives a :class:`GroupStepInfo` after every predictor step (and its correctors).
-
-    **Returns:** the links at ``t_min``.
-    """
-    _check_initial(process, initial)
-    if isinstance(corrector_steps, bool) or not isinstance(corrector_steps, int) or corrector_steps < 0:
-        raise ValueError(f"corrector_steps must be an int >= 0; got {corrector_steps!r}")
-    if not 0.0 < corrector_scale < 2.0:
-        raise ValueError(f"corrector_scale must be in (0, 2) (the Langevin step e = corrector_scale s(t)^2 is "
-                         f"unstable beyond 2); got {corrector_scale!r}")
-    ts, g2 = _schedule(process, steps, t_min, spacing)
-    s2 = (process.std(torch.tensor(ts, dtype=torch.float64)) ** 2).tolist()
-    group = initial.group
-    u = initial.data
-    noise_shape = (*u.shape[:-2], group.n_generators)
-    rdt = real_dtype(u.dtype)
-    for i in range(steps):
-        dt = ts[i] - ts[i + 1]
-        s = _checked_score(score, initial.with_data(u), _times(ts[i], u))
-        z = torch.randn(noise_shape, generator=generator, dtype=rdt, device=u.device)
-        x = (g2[i] * dt) * s.data + math.sqrt(g2[i] * dt) * group.from_coords(z)
-        u = group.exp(x) @ u
-        eps = corrector_scale * s2[i + 1]
-        for _ in range(corrector_steps):
-            s = _checked_score(score, initial.with_data(u), _times(ts[i + 1], u))
-            z = torch.randn(noise_shape, generator=generator, dtype=rdt, device=u.device)
-            u = group.exp(eps * s.data + math.sqrt(2 * eps) * group.from_coords(z)) @ u
-        if callback is not None:
-            callback(GroupStepInfo(step=i, t=ts[i + 1], links=initial.with_data(u)))
-    return initial.with_data(group.reunitarize(u))
-
-
-PF_METHODS = ("euler", "heun")
-
-
-def probability_flow_group(score: GroupScore, process: GroupVE, initial: LinkField, *, steps: int,
-                           generator: torch.Generator | None = None,
-                           callback: Callable[[GroupStepInfo], None] | None = None, t_min: float = 1e-3,
-                           method: str = "heun", spacing: str = "uniform") -> LinkField:
-    r"""The probability-flow ODE ``dU/dt = -(1/2) g(t)^2 S(U, t) U`` (``S = i sum_a s^a T^a``) from ``T`` to
-    ``t_min``, by Lie-Euler ``U <- exp(h F(U, t)) U`` with ``F = g^2 S / 2``, ``h = t_k - t_{k+1}``, or by the
-    second-order Runge-Kutta-Munthe-Kaas Heun scheme (``method="heun"``, default)
-
-    ``U~ = exp(h F(U, t_k)) U``, ``U' = exp(h (F(U, t_k) + F(U~, t_{k+1})) / 2) U``
-
-    (order 2 needs no ``dexp^{-1}`` commutator correction). ``generator`` is accepted for the uniform
-    sampler signature and unused: the flow is deterministic.
-    """
-    del generator
-    _check_initial(process, initial)
-    if method not in PF_METHODS:
-        raise ValueError(f"probability_flow_group method must be one of {PF_METHODS}; got {method!r}")
-    ts, g2 = _schedule(process, steps, t_min, spacing)
-    group = initial.group
-    u = initial.data
-
-    def velocity(v: Tensor, k: int) -> Tensor:
-        return (0.5 * g2[k]) * _checked_score(score, initial.with_data(v), _times(ts[k], v)).data
-
-    for i in range(steps):
-        h = ts[i] - ts[i + 1]
-        f0 = velocity(u, i)
-        if method == "euler":
-            u = group.exp(h * f0) @ u
-        else:
-            u_tilde = group.exp(h * f0) @ u
-            u = group.exp((h / 2) * (f0 + velocity(u_tilde, i + 1))) @ u
-        if callback is not None:
-            callback(GroupStepInfo(step=i, t=ts[i + 1], links=initial.with_data(u)))
-    return initial.with_data(group.reunitarize(u))
-

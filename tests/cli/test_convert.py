@@ -8,6 +8,7 @@ import torch
 from click.testing import CliRunner
 
 from cli.main import cli
+from lgdiff._io.ensemble import EnsembleError
 from lgdiff import (AlgebraField, checks, Ensemble, EnsembleMetadata, EnsembleWriter, Lattice, LinkField, SU, mean_plaquette,
                     polyakov_loop, wilson_loop, write_nersc)
 
@@ -86,28 +87,26 @@ def test_round_trip_keeps_observables_and_metadata(tmp_path, ensemble, fmt, opti
 
 @pytest.mark.parametrize("fmt", ["nersc", "ildg"])
 def test_export_refuses_a_record_off_the_group(tmp_path, generator, fmt):
-    # an ensemble can hold links off the group (EnsembleWriter refuses only non-finite ones; write_nersc
-    # and write_ildg refuse NaN, tests/io): exporting them must fail with one line naming the record and
-    # chain, not write a file that readers reject
+    # an ensemble cannot hold links off the group: the store checks membership when it folds its records into the
+    # file and on every read (docs/file-format.md), so convert never meets one; write_nersc and write_ildg refuse
+    # such links themselves too (tests/io)
     shape = (2, 2, 2, 2)
     meta = EnsembleMetadata(kind="links", theory="su3", group="SU(3)", lattice=shape, params={"beta": 5.7},
                             algorithm="hmc", settings={}, seed=3, chains=2, dtype="complex128")
     path = tmp_path / "bad.safetensors"
-    with checks(False), EnsembleWriter.open(path, meta) as w:
-        for index in INDICES:
-            U = smooth_links(generator, Lattice(shape=shape), 2)
-            if index == INDICES[1]:
-                data = U.data.clone()
-                data[1, 2, 1, 0, 1, 0] = 2 * data[1, 2, 1, 0, 1, 0]
-                U = U.with_data(data)
-            w.append(U, index, torch.ones(2), generator.get_state())
-    out = tmp_path / "out"
-    with checks(False):  # as in a run
-        result = run("convert", path, out / f"cfg.c{{chain}}.{{index}}.{fmt}")
-    assert_one_line_error(result, f"record 1 (trajectory {INDICES[1]}) chain 1 of {path}: cannot write")
-    assert "the links are not in SU(3)" in result.output and "(mu, x, y, z, t) = (2, 1, 0, 1, 0)" in result.output
-    assert "the 3 files before it were written" in result.output
-    assert sorted(p.name for p in out.iterdir()) == [f"cfg.c{c}.{i}.{fmt}" for c, i in ((0, 10), (0, 20), (1, 10))]
+    with pytest.raises(EnsembleError, match="record 1 is damaged \\(chain 1: links not in SU\\(3\\)"):
+        with checks(False), EnsembleWriter.open(path, meta) as w:
+            for index in INDICES:
+                U = smooth_links(generator, Lattice(shape=shape), 2)
+                if index == INDICES[1]:
+                    data = U.data.clone()
+                    data[1, 2, 1, 0, 1, 0] = 2 * data[1, 2, 1, 0, 1, 0]
+                    U = U.with_data(data)
+                w.append(U, index, torch.ones(2), generator.get_state())
+    result = run("convert", path, tmp_path / "out" / f"cfg.c{{chain}}.{{index}}.{fmt}")
+    assert_one_line_error(result, f"{path}: record 1 is damaged (chain 1: links not in SU(3)")
+    written = [p.name for p in (tmp_path / "out").iterdir()] if (tmp_path / "out").exists() else []
+    assert not [name for name in written if f".{INDICES[1]}." in name]
 
 
 def test_single_record_and_explicit_format(tmp_path, ensemble):

@@ -38,12 +38,13 @@ def test_maala_run_writes_an_ensemble_with_its_settings(tmp_path, tiny_u1_model)
                                every=2)
     ticks = []
     ens = config.run(tmp_path / "e.safetensors", command="lgdiff sample ...", progress=ticks.append)
-    assert sum(ticks) == config.work_units == 4 + 10 * (5 + 3 * 2)  # 10 leapfrog steps per proposal
+    assert sum(ticks) == config.work_units == 1 + 5 + 3 * 2  # the denoised start, then one tick per proposal
     meta = ens.metadata
     assert (meta.kind, meta.theory, meta.group, meta.lattice, meta.chains) == ("links", "u1", "U(1)", (6, 6), 2)
     assert meta.algorithm == "dm-maala" and meta.params == {"beta": 3.0} and meta.command == "lgdiff sample ..."
     s = meta.settings
-    assert s["beta_0"] == 2.0 and s["beta_scale"] == 1.5 and s["adapted"] == 1 and s["langevin_step"] > 0
+    assert s["beta_0"] == 2.0 and s["beta_scale"] == 1.5 and s["adapted"] == 1 and s["step_size"] > 0
+    assert s["n_steps"] == 10 and s["drift"] == "force" and len(s["model_sha256"]) == 64
     assert ens.n_records == 3 and ens.acceptance.shape == (3, 2)
     assert list(ens.index) == [6, 8, 10]
     assert U1().membership_error(ens.configs().data).amax() < 1e-5
@@ -53,7 +54,7 @@ def test_fixed_step_and_explicit_beta_scale_are_used(tmp_path, tiny_u1_model):
     config = GaugeSampleConfig(theory=u1_theory(4, 1.0), model=tiny_u1_model, n=2, chains=2, steps=2, therm=0,
                                langevin_step=0.03, beta_scale=1.0)
     s = config.run(tmp_path / "e.safetensors").metadata.settings
-    assert s["langevin_step"] == pytest.approx(0.03) and s["adapted"] == 0 and s["beta_scale"] == 1.0
+    assert s["step_size"] ** 2 / 2 == pytest.approx(0.03) and s["adapted"] == 0 and s["beta_scale"] == 1.0
 
 
 def test_sde_run_records_independent_batches(tmp_path, tiny_u1_model):
@@ -61,7 +62,7 @@ def test_sde_run_records_independent_batches(tmp_path, tiny_u1_model):
     ticks = []
     ens = config.run(tmp_path / "e.safetensors", progress=ticks.append)
     assert ens.metadata.algorithm == "dm-sde" and ens.n_records == 2 and ens.chains == 3
-    assert sum(ticks) == config.work_units == 6
+    assert sum(ticks) == config.work_units == 2
     assert torch.equal(ens.acceptance, torch.ones(2, 3, dtype=torch.float64))
 
 
@@ -73,17 +74,16 @@ def test_drift_sets_the_default_chain_and_is_recorded(tmp_path, tiny_u1_model):
     assert force.drift == "force" and force.proposal_steps == 10 and force.chain == (200, 2)
     assert score.proposal_steps == 1 and score.chain == (40, 5)
     assert attrs.evolve(score, therm=7, every=3).chain == (7, 3)
-    assert force.work_units == force.steps + 10 * (200 + force.n * 2)
-    assert attrs.evolve(force, corrector=3).work_units == 4 * force.steps + 10 * (200 + force.n * 2)
+    assert force.work_units == 1 + 200 + force.n * 2
     langevin = attrs.evolve(force, leapfrog=1)
-    assert langevin.chain == (2000, 20) and langevin.work_units == force.steps + 2000 + force.n * 20
+    assert langevin.chain == (2000, 20) and langevin.work_units == 1 + 2000 + force.n * 20
     assert attrs.evolve(force, leapfrog=3).chain == (667, 6)
     ticks = []
     config = attrs.evolve(score, n=2, chains=2, steps=2, therm=3, every=1, corrector=2, leapfrog=2)
     ens = config.run(tmp_path / "s.safetensors", progress=ticks.append)
     assert ens.metadata.settings["drift"] == "score" and ens.metadata.settings["therm"] == 3
     assert ens.metadata.settings["corrector"] == 2 and ens.metadata.settings["leapfrog"] == 2
-    assert sum(ticks) == config.work_units == 2 * 3 + 2 * (3 + 2)
+    assert sum(ticks) == config.work_units == 1 + 3 + 2
 
 
 def test_force_drift_run_reproduces_the_exact_u1_plaquette(tmp_path, tiny_u1_model):
@@ -126,7 +126,7 @@ def test_run_errors_say_what_to_fix(tmp_path, tiny_u1_model):
     with pytest.raises(ValueError, match="is for U\\(1\\) in D = 2; the theory su2 on L = \\(4, 4\\) needs SU\\(2\\)"):
         GaugeSampleConfig(theory=su2, model=tiny_u1_model).run(tmp_path / "a.safetensors")
     (tmp_path / "b.safetensors").write_bytes(b"")
-    with pytest.raises(EnsembleError, match="exists; sampling runs do not append"):
+    with pytest.raises(EnsembleError, match="not a readable safetensors file"):
         GaugeSampleConfig(theory=u1_theory(4, 1.0), model=tiny_u1_model).run(tmp_path / "b.safetensors")
     with pytest.raises(ValueError, match="no shipped diffusion model for theory 'su2'"):
         default_model("su2")
@@ -162,3 +162,17 @@ def test_shipped_u1_model_reproduces_exact_wilson_loops_and_chi_t_on_8x8(tmp_pat
     exact = u1_2d_topological_susceptibility(beta, (8, 8))
     assert abs(m - exact) < 4 * e, f"chi_t = {m} +- {e} vs exact {exact}"
     assert float(ens.acceptance.mean()) > 0.4
+
+
+@pytest.mark.parametrize("method", ["maala", "sde"])
+def test_an_interrupted_sample_run_resumes_bit_for_bit(tmp_path, tiny_u1_model, method):
+    # the one resumable ensemble run: a run stopped after some records and rerun with the same command continues
+    # the file (generator state, tuned step, chain) and ends with the file of an uninterrupted run
+    config = GaugeSampleConfig(theory=u1_theory(4, 2.0), model=tiny_u1_model, method=method, n=6, chains=2, steps=3,
+                               therm=4, every=2)
+    whole = config.run(tmp_path / "whole.safetensors", flush_every=1)
+    attrs.evolve(config, n=2).run(tmp_path / "part.safetensors", flush_every=1)  # stopped after 2 records
+    part = config.run(tmp_path / "part.safetensors", flush_every=1)
+    assert torch.equal(part.configs().data, whole.configs().data)
+    assert torch.equal(part.acceptance, whole.acceptance) and torch.equal(part.index, whole.index)
+    assert part.metadata.settings == whole.metadata.settings

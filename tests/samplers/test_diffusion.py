@@ -5,16 +5,9 @@ import math
 import pytest
 import torch
 
-from lgdiff import Lattice, Phi4Action
-from lgdiff._samplers.diffusion import (
-    log_likelihood,
-    maala,
-    marginal_imh,
-    path_imh,
-    predictor_corrector,
-    probability_flow,
-    reverse_sde,
-)
+from lgdiff import Field, Lattice, Phi4Action
+from lgdiff._samplers.maala import maala, marginal_imh, path_imh
+from lgdiff._samplers.reverse import Corrector, log_likelihood, probability_flow, reverse_sde
 from lgdiff._sde.ve import VESDE
 from lgdiff._sde.vp import VPSDE
 
@@ -114,7 +107,7 @@ def test_hutchinson_likelihood_is_unbiased(generator):
 def test_reverse_sde_with_exact_score_reproduces_free_field(generator):
     sde = VESDE()
     xT = sde.prior_sample((2000, 4, 4), generator=generator)
-    x0 = reverse_sde(gaussian_score(sde, KAPPA), sde, xT, steps=500, generator=generator)
+    x0 = reverse_sde(gaussian_score(sde, KAPPA), sde, xT, steps=500, generator=generator, t_min=0.0)
     assert float(z_scores(x0[None], KAPPA).abs().max()) < 4
 
 
@@ -122,7 +115,8 @@ def test_predictor_corrector_with_small_snr_reproduces_free_field(generator):
     # Langevin correctors add an O(snr^2) stationary bias (unadjusted Langevin); at snr = 0.02 it is negligible
     sde = VESDE()
     xT = sde.prior_sample((2000, 4, 4), generator=generator)
-    x0 = predictor_corrector(gaussian_score(sde, KAPPA), sde, xT, steps=200, snr=0.02, generator=generator)
+    x0 = reverse_sde(gaussian_score(sde, KAPPA), sde, xT, steps=200, generator=generator, t_min=0.0,
+                     corrector=Corrector(steps=1, scale=0.02, rule="snr"))
     assert float(z_scores(x0[None], KAPPA).abs().max()) < 4
 
 
@@ -134,7 +128,7 @@ POOR = 1.6  # the score of a covariance 1.6 times too broad drives every proposa
 def test_raw_sampler_with_poor_score_misses(generator):
     sde = VESDE()
     xT = sde.prior_sample((2000, 4, 4), generator=generator)
-    x0 = reverse_sde(gaussian_score(sde, KAPPA, inflate=POOR), sde, xT, steps=100, generator=generator)
+    x0 = reverse_sde(gaussian_score(sde, KAPPA, inflate=POOR), sde, xT, steps=100, generator=generator, t_min=0.0)
     assert float(z_scores(x0[None], KAPPA).abs().max()) > 8  # the exactness tests below have power
 
 
@@ -146,7 +140,8 @@ def test_path_imh_is_exact_with_poor_score(lat, generator):
     sde = VESDE()
     score = gaussian_score(sde, KAPPA, inflate=POOR, lat=lat)
     n, burn = (60, 20) if lat == SMALL else (300, 100)
-    res = path_imh(score, sde, Phi4Action(kappa=KAPPA, lam=0.0), lat, chains=256, n=n, steps=20, generator=generator)
+    res = path_imh(score, sde, Phi4Action(kappa=KAPPA, lam=0.0), Field.zeros(lat, batch=256), n=n, steps=20,
+                   generator=generator, t_min=0.0)
     z = z_scores(res.samples[burn:], KAPPA, lat)
     assert float(z.abs().max()) < 4, z
     assert 0.02 < float(res.acceptance.mean()) < 1
@@ -157,7 +152,7 @@ def test_marginal_imh_is_exact_with_poor_score(lat, generator):
     sde = VESDE()
     score = gaussian_score(sde, KAPPA, inflate=POOR, lat=lat)
     n, burn, chains = (40, 15, 128) if lat == SMALL else (150, 50, 256)
-    res = marginal_imh(score, sde, Phi4Action(kappa=KAPPA, lam=0.0), lat, chains=chains, n=n, steps=8,
+    res = marginal_imh(score, sde, Phi4Action(kappa=KAPPA, lam=0.0), Field.zeros(lat, batch=chains), n=n, steps=8,
                        generator=generator, t_min=0.0)
     z = z_scores(res.samples[burn:], KAPPA, lat)
     assert float(z.abs().max()) < 4, z
@@ -168,11 +163,20 @@ def test_marginal_imh_is_exact_with_poor_score(lat, generator):
 def test_maala_is_exact_with_poor_score(lat, generator):
     sde = VESDE()
     score = gaussian_score(sde, KAPPA, inflate=POOR, lat=lat)
-    res = maala(score, sde, Phi4Action(kappa=KAPPA, lam=0.0), lat, chains=256, n=200, steps=50,
+    res = maala(score, sde, Phi4Action(kappa=KAPPA, lam=0.0), Field.zeros(lat, batch=256), n=200, steps=50,
                 t_langevin=0.05, step_size=0.2, generator=generator)
     z = z_scores(res.samples[50:], KAPPA, lat)
     assert float(z.abs().max()) < 4, z
     assert 0.2 < float(res.acceptance.mean()) < 1
+
+
+def test_unadjusted_maala_with_the_same_poor_score_misses(generator):
+    # the power of the MAALA test above: the same proposals, every one accepted, land on the wrong distribution
+    sde = VESDE()
+    score = gaussian_score(sde, KAPPA, inflate=POOR, lat=LAT)
+    res = maala(score, sde, Phi4Action(kappa=KAPPA, lam=0.0), Field.zeros(LAT, batch=256), n=200, steps=50,
+                t_langevin=0.05, step_size=0.2, generator=generator, metropolis=False)
+    assert float(z_scores(res.samples[50:], KAPPA, LAT).abs().max()) > 8
 
 
 def test_path_acceptance_grows_as_the_path_is_refined(generator):
@@ -180,7 +184,7 @@ def test_path_acceptance_grows_as_the_path_is_refined(generator):
     sde = VESDE()
     accs = []
     for steps in (10, 60):
-        res = path_imh(gaussian_score(sde, KAPPA, lat=SMALL), sde, Phi4Action(kappa=KAPPA, lam=0.0), SMALL,
-                       chains=256, n=6, steps=steps, generator=generator)
+        res = path_imh(gaussian_score(sde, KAPPA, lat=SMALL), sde, Phi4Action(kappa=KAPPA, lam=0.0),
+                       Field.zeros(SMALL, batch=256), n=6, steps=steps, generator=generator, t_min=0.0)
         accs.append(float(res.acceptance.mean()))
     assert accs[1] > accs[0] + 0.1, accs

@@ -15,7 +15,7 @@ import torch
 import lgdiff
 from lgdiff import Lattice, Phi4Action
 from lgdiff._fields.scalar import Field
-from lgdiff._samplers.diffusion import maala, marginal_imh, path_imh
+from lgdiff._samplers.maala import maala, marginal_imh, path_imh
 from lgdiff._stats import jackknife
 from lgdiff._train.dsm import load_ncsnpp
 from lgdiff.testing import assert_translation_equivariant
@@ -89,10 +89,10 @@ def test_shipped_model_learned_the_large_t_score(name, generator):
 # ---- exactness on the interacting theory (slow) ----------------------------------------------------------------
 
 ROUTES = {
-    # route: (sampler, settings, burn-in records); settings chosen for ~1-2 CPU minutes each
-    "path": (path_imh, {"chains": 32, "n": 120, "steps": 20}, 2),
-    "imh": (marginal_imh, {"chains": 16, "n": 16, "steps": 8}, 2),
-    "maala": (maala, {"chains": 32, "n": 2000, "steps": 40, "t_langevin": 0.02, "step_size": 0.1}, 200),
+    # route: (sampler, chains, settings, burn-in records); settings chosen for ~1-2 CPU minutes each
+    "path": (path_imh, 32, {"n": 120, "steps": 20, "t_min": 0.0}, 2),
+    "imh": (marginal_imh, 16, {"n": 16, "steps": 8}, 2),
+    "maala": (maala, 32, {"n": 2000, "steps": 40, "t_langevin": 0.02, "step_size": 0.1}, 200),
 }
 
 
@@ -103,8 +103,9 @@ def test_exact_route_reproduces_hmc_wolff_at_L8_kappa027(route, generator):
     assert meta["lattice"] == [16, 16]  # used at L = 8: volume transfer
     lattice = Lattice(shape=(8, 8))
     action = Phi4Action(kappa=0.27, lam=LAM)
-    sampler, settings, burn = ROUTES[route]
-    res = sampler(_score64(net), net.sde, action, lattice, generator=generator, **settings)
+    sampler, chains, settings, burn = ROUTES[route]
+    like = Field.zeros(lattice, batch=chains)  # the chains' shape and dtype (float64)
+    res = sampler(_score64(net), net.sde, action, like, generator=generator, **settings)
     M = res.samples.mean(dim=(2, 3))[burn:].numpy()  # [n, chains]
     acceptance = res.acceptance[burn:].mean().item()
     assert acceptance > 0.02, f"{route}: acceptance {acceptance:.3f} is too low for a meaningful test"

@@ -1,0 +1,243 @@
+r"""Independence Metropolis with diffusion-model proposals: exact routes 1 and 2 of docs/conventions.md ("three exact
+routes"), one kernel each, for real fields and link fields alike.
+
+Each step draws a fresh, independent proposal ``x'`` with log importance weight ``log w' = log target - log proposal``
+and accepts it with probability ``min(1, w' / w)`` against the weight ``w`` of the current state (which the chain
+carries). The chain leaves the target invariant whatever the model: a poor model only lowers the acceptance.
+
+**Path space** (:class:`PathIMH`, any volume, no divergence). The proposal is the whole discretised reverse path,
+generated from the prior ``x_K`` and the increments ``omega_K .. omega_1`` (:func:`lgdiff._samplers.reverse.reverse_path`):
+``x_{k-1} = retract(x_k, omega_k)`` with ``omega_k ~ N(mu_k(x_k), v_k)``. Its density in the coordinates
+``(x_K, omega)`` is ``prior(x_K) prod_k N(omega_k; mu_k, v_k)``. The extended target, in the coordinates
+``(x_0, omega)``, is ``exp(-S(x_0)) / Z prod_k N(-omega_k; f(x_{k-1}) dt, v_k)``: each factor is a normalised density
+of ``omega_k`` given ``x_{k-1}``, which ``x_0`` and ``omega_1 .. omega_{k-1}`` determine, so integrating out
+``omega_K``, then ``omega_{K-1}``, ... leaves exactly ``exp(-S(x_0)) / Z``. For fixed ``omega`` the map
+``x_K -> x_0`` is a composition of translations: of the field (Jacobian 1), or, for links, left translations
+``U -> exp(i omega.T) U`` (Haar measure is invariant). So ``(x_K, omega) <-> (x_0, omega)`` preserves the reference
+measure (Lebesgue or Haar times Lebesgue), no Jacobian enters, and
+
+    ``log w = -S(x_0) + sum_k [log N(-omega_k; f dt, v_k) - log N(omega_k; mu_k, v_k)] - log prior(x_K)``
+
+is exact, with ``log prior = 0`` for Haar-random links. On links no density on the group is needed (the wrapped
+preimages of the exponential map never enter), which is what makes this route exact at any noise level.
+
+**Marginal** (:class:`MarginalIMH`, small volumes). The proposal is the deterministic probability-flow map of prior
+noise, with the exact log-density of the discrete map (:func:`lgdiff._samplers.reverse.probability_flow`,
+``divergence="exact"``: ``n`` JVPs per step for ``n`` real degrees of freedom), ``log w = -S(x_0) - log q(x_0)``. On
+links ``log q`` is with respect to Haar measure, from Jacobians in right-trivialised frames (module docstring of
+:mod:`lgdiff._samplers.reverse`).
+"""
+
+import abc
+import typing
+
+import attrs
+import torch
+from torch import Tensor
+
+from .._actions.base import AbstractGaugeAction, AbstractScalarAction
+from .._fields.links import LinkField
+from .._fields.scalar import Field
+from .._sde.base import AbstractProcess, AbstractSDE
+from .._sde.score import Score
+from .accept import metropolis, select
+from .base import AbstractKernel
+from .reverse import probability_flow, reverse_path, reverse_sde
+
+
+@typing.final
+@attrs.frozen
+class Weighted:
+    """The chain state of an independence sampler: configurations and their log importance weights ``[B]``."""
+
+    state: Field | LinkField
+    log_w: Tensor
+
+
+def _unwrap(process: AbstractProcess, state: Field | LinkField) -> typing.Any:
+    """The state the process works on: the raw tensor of a real field, the link field itself."""
+    if isinstance(process, AbstractSDE):
+        if not isinstance(state, Field):
+            raise TypeError(f"the {process.name} process acts on real fields; got {type(state).__name__}")
+        return state.data
+    if not isinstance(state, LinkField):
+        raise TypeError(f"the {process.name} process acts on link fields; got {type(state).__name__}")
+    return state
+
+
+def _wrap(like: Field | LinkField, x: typing.Any) -> Field | LinkField:
+    return like.with_data(x) if isinstance(like, Field) else x
+
+
+def _log_target(action: AbstractScalarAction | AbstractGaugeAction, state: Field | LinkField) -> Tensor:
+    """``-S`` in float64 (a sum over many sites loses the O(1) differences in float32)."""
+    if isinstance(state, LinkField):
+        state = state.to(dtype=torch.complex128)
+    else:
+        state = state.with_data(state.data.to(torch.float64))
+    with torch.no_grad():
+        return -action(state)
+
+
+class AbstractIndependenceKernel(AbstractKernel):
+    """Independence Metropolis over a fresh proposal per step (module docstring). The chain state is a
+    :class:`Weighted`; :meth:`init` makes the first proposal the start of every chain, whatever ``initial`` holds
+    (only its shape, dtype and device are used)."""
+
+    @abc.abstractmethod
+    def propose(self, like: Field | LinkField, *, generator: torch.Generator) -> tuple[Field | LinkField, Tensor]:
+        """A fresh proposal shaped like ``like`` and its log weight ``[B]`` (float64)."""
+
+    def init(self, initial: Field | LinkField, *, generator: torch.Generator) -> Weighted:
+        return Weighted(*self.propose(initial, generator=generator))
+
+    def config(self, state: Weighted) -> Field | LinkField:
+        return state.state
+
+    def carry(self, state: Weighted) -> dict[str, Tensor]:
+        return {"log_w": state.log_w}
+
+    def restore(self, config: Field | LinkField, carry: dict[str, Tensor]) -> Weighted:
+        if "log_w" not in carry:
+            raise ValueError(f"resuming {self.name} needs the log weights of the last record, which were not saved")
+        return Weighted(config, carry["log_w"].to(device=config.data.device, dtype=torch.float64))
+
+    def step(self, state: Weighted, *, generator: torch.Generator) -> tuple[Weighted, Tensor]:
+        new, log_w = self.propose(state.state, generator=generator)
+        accepted, _ = metropolis(log_w - state.log_w, generator)
+        data = select(accepted, new.data, state.state.data)
+        return (Weighted(state.state.with_data(data), torch.where(accepted, log_w, state.log_w)),
+                accepted.to(torch.float64))
+
+
+def _check_common(process: object, steps: object) -> None:
+    if not isinstance(process, AbstractProcess):
+        raise TypeError(f"process must be an AbstractProcess (VESDE, VPSDE, GroupVE); got {type(process).__name__}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an int >= 1; got {steps!r}")
+
+
+@typing.final
+@attrs.frozen(kw_only=True)
+class PathIMH(AbstractIndependenceKernel):
+    r"""Exact route 2: path-space independence Metropolis (module docstring). Each proposal is one reverse-SDE
+    generation of ``steps`` steps from ``T`` to ``t_min`` on the ``spacing`` grid (one score evaluation per step).
+
+    >>> from lgdiff import U1, Lattice, LinkField, WilsonAction, GroupVE, AlgebraField
+    >>> zero = lambda U, t: AlgebraField(torch.zeros_like(U.data), U.group, U.lattice)
+    >>> kernel = PathIMH(score=zero, process=GroupVE(), action=WilsonAction(beta=1.0, group=U1()), steps=4)
+    >>> g = torch.Generator().manual_seed(0)
+    >>> state = kernel.init(LinkField.identity(U1(), Lattice(shape=(2, 2)), batch=3), generator=g)
+    >>> state, acc = kernel.step(state, generator=g)
+    >>> tuple(state.log_w.shape), tuple(acc.shape)
+    ((3,), (3,))
+    """
+
+    score: Score
+    process: AbstractProcess
+    action: AbstractScalarAction | AbstractGaugeAction
+    steps: int
+    t_min: float = 1e-3
+    spacing: str = "uniform"
+
+    def __attrs_post_init__(self) -> None:
+        _check_common(self.process, self.steps)
+        self.process.time_points(self.steps, t_min=self.t_min, spacing=self.spacing)  # validates the grid
+
+    @property
+    def name(self) -> str:
+        return "dm-path"
+
+    def settings(self) -> dict[str, float | int | str]:
+        return {"steps": self.steps, "t_min": self.t_min, "spacing": self.spacing, **self.process.settings()}
+
+    def propose(self, like: Field | LinkField, *, generator: torch.Generator) -> tuple[Field | LinkField, Tensor]:
+        process = self.process
+        x_T = process.prior_like(_unwrap(process, like), generator=generator)
+        with torch.no_grad():
+            x0, log_ratio = reverse_path(self.score, process, x_T, steps=self.steps, generator=generator,
+                                         t_min=self.t_min, spacing=self.spacing, weigh=True)
+        assert log_ratio is not None
+        state = _wrap(like, x0)
+        return state, _log_target(self.action, state) + log_ratio - process.prior_logp(x_T).to(torch.float64)
+
+
+@typing.final
+@attrs.frozen(kw_only=True)
+class MarginalIMH(AbstractIndependenceKernel):
+    r"""Exact route 1: marginal independence Metropolis with probability-flow proposals and the exact log-density of
+    the discrete flow map (module docstring). Each proposal costs ``steps`` Heun steps times ``n`` JVPs (``n`` real
+    degrees of freedom per configuration, ``chunk`` at a time): small volumes. The score must support forward-mode
+    AD (networks and closed-form scores do)."""
+
+    score: Score
+    process: AbstractProcess
+    action: AbstractScalarAction | AbstractGaugeAction
+    steps: int
+    t_min: float = 1e-3
+    spacing: str = "uniform"
+    chunk: int = 64
+
+    def __attrs_post_init__(self) -> None:
+        _check_common(self.process, self.steps)
+        self.process.time_points(self.steps, t_min=self.t_min, spacing=self.spacing)
+
+    @property
+    def name(self) -> str:
+        return "dm-imh"
+
+    def settings(self) -> dict[str, float | int | str]:
+        return {"steps": self.steps, "t_min": self.t_min, "spacing": self.spacing, **self.process.settings()}
+
+    def propose(self, like: Field | LinkField, *, generator: torch.Generator) -> tuple[Field | LinkField, Tensor]:
+        process = self.process
+        x_T = process.prior_like(_unwrap(process, like), generator=generator)
+        x0, logq = probability_flow(self.score, process, x_T, steps=self.steps, divergence="exact",
+                                    t_min=self.t_min, spacing=self.spacing, chunk=self.chunk)
+        state = _wrap(like, x0.detach() if isinstance(x0, Tensor) else x0.with_data(x0.data.detach()))
+        return state, _log_target(self.action, state) - logq.detach().to(torch.float64)
+
+
+@typing.final
+@attrs.frozen(kw_only=True)
+class RawDraws(AbstractKernel):
+    r"""The raw diffusion sampler as a kernel: every step replaces each chain by a fresh generation (``method="sde"``:
+    the reverse SDE, ``"ode"``: the probability-flow ODE from prior noise) down to ``t_min``, accepted always.
+    **Not exact**: the records are independent samples of the model, as good as its score and discretisation.
+    Written as a kernel so that raw sampling runs through the same resumable ensemble run as the exact ones."""
+
+    score: Score
+    process: AbstractProcess
+    steps: int
+    method: str = "sde"
+    t_min: float = 1e-3
+    spacing: str = "uniform"
+
+    def __attrs_post_init__(self) -> None:
+        _check_common(self.process, self.steps)
+        if self.method not in ("sde", "ode"):
+            raise ValueError(f"RawDraws method must be 'sde' or 'ode'; got {self.method!r}")
+        self.process.time_points(self.steps, t_min=self.t_min, spacing=self.spacing)
+
+    @property
+    def name(self) -> str:
+        return f"dm-{self.method}"
+
+    def settings(self) -> dict[str, float | int | str]:
+        return {"steps": self.steps, "t_min": self.t_min, "spacing": self.spacing, **self.process.settings()}
+
+    def step(self, state: Field | LinkField, *, generator: torch.Generator) -> tuple[Field | LinkField, Tensor]:
+        process = self.process
+        x_T = process.prior_like(_unwrap(process, state), generator=generator)
+        with torch.no_grad():
+            if self.method == "sde":
+                x0 = reverse_sde(self.score, process, x_T, steps=self.steps, generator=generator, t_min=self.t_min,
+                                 spacing=self.spacing)
+            else:
+                x0 = probability_flow(self.score, process, x_T, steps=self.steps, divergence="none",
+                                      t_min=self.t_min, spacing=self.spacing)[0]
+        out = _wrap(state, x0)
+        return out, torch.ones(process.batch(x_T), dtype=torch.float64, device=out.data.device)
+
+
+__all__ = ["AbstractIndependenceKernel", "MarginalIMH", "PathIMH", "RawDraws", "Weighted"]
