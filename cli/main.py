@@ -14,6 +14,9 @@ import click
 import torch
 
 import lgdiff
+from cli import _memory
+from cli._files import describe_file, load_ensemble
+from cli._options import DEVICE, FINITE, POSITIVE, SEED
 from lgdiff import _dist
 from lgdiff._geometry.lattice import Lattice
 from lgdiff._io.ensemble import Ensemble
@@ -76,7 +79,8 @@ def cli() -> None:
 @click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def info_cmd(file: Path | None, as_json: bool) -> None:
-    """What FILE is (metadata, counts); without FILE, what this installation is."""
+    """What FILE is: an ensemble (metadata, counts) or a model file (theory, training point, architecture, steps);
+    without FILE, what this installation is."""
     if file is None:
         report: dict[str, Any] = {
             "lgdiff": lgdiff.__version__,
@@ -88,12 +92,7 @@ def info_cmd(file: Path | None, as_json: bool) -> None:
         }
     else:
         with _user_errors():
-            ens = Ensemble.load(file)
-        meta = json.loads(ens.metadata.to_json())
-        report = {"file": str(file), "records": ens.n_records, "configurations": ens.n_records * ens.chains, **meta}
-        if ens.n_records:
-            report["index_range"] = [int(ens.index[0]), int(ens.index[-1])]
-            report["mean_acceptance"] = float(ens.acceptance.mean())
+            report = describe_file(file)
     if as_json:
         click.echo(json.dumps(_clean(report)))
         return
@@ -122,14 +121,14 @@ def _theory(theory: str, dim: int, L: int, kappa: float | None, lam: float | Non
 @click.option("--theory", type=click.Choice(["phi4", "u1", "su2", "su3"]), required=True)
 @click.option("--dim", type=click.IntRange(1, 4), default=2, show_default=True, help="Number of dimensions D.")
 @click.option("--L", "L", type=click.IntRange(min=2), required=True, help="Lattice extent in every direction.")
-@click.option("--kappa", type=float, help="phi4 hopping parameter.")
-@click.option("--lam", type=float, help="phi4 coupling lambda.")
-@click.option("--beta", type=float, help="Gauge coupling beta (u1, su2, su3).")
+@click.option("--kappa", type=FINITE, help="phi4 hopping parameter.")
+@click.option("--lam", type=FINITE, help="phi4 coupling lambda.")
+@click.option("--beta", type=FINITE, help="Gauge coupling beta (u1, su2, su3).")
 @click.option("--algorithm", type=click.Choice(ALGORITHMS), default="hmc", show_default=True,
               help="wolff = HMC + Wolff cluster flips; heatbath includes --overrelax sweeps.")
 @click.option("--n", "n", type=click.IntRange(min=1), required=True, help="Records to keep (each holds every chain).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Ensemble file (.safetensors).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--therm", type=click.IntRange(min=0), default=100, show_default=True, help="Thermalisation updates.")
 @click.option("--every", type=click.IntRange(min=1), default=1, show_default=True, help="Updates between records.")
 @click.option("--chains", type=click.IntRange(min=1), default=8, show_default=True, help="Independent chains (batch).")
@@ -139,7 +138,7 @@ def _theory(theory: str, dim: int, L: int, kappa: float | None, lam: float | Non
 @click.option("--m-eff2", type=float, help="FA-HMC mass m_eff^2 (default from the free lattice mass).")
 @click.option("--overrelax", type=click.IntRange(min=0), default=1, show_default=True)
 @click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64", show_default=True)
-@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu or cuda.")
+@click.option("--device", type=DEVICE, default="cpu", show_default=True, help="torch device: cpu, cuda or cuda:N.")
 @click.option("--flush-every", type=click.IntRange(min=1), default=1, show_default=True, help="Records per file write.")
 @click.option("--blocks", type=click.IntRange(min=1), default=None,
               help="Split the chains into this many independently seeded blocks (default: the number of torchrun "
@@ -163,8 +162,8 @@ def generate_cmd(theory: str, dim: int, L: int, kappa: float | None, lam: float 
                                 seed=seed, dtype=dtype, step_size=step_size, n_steps=n_steps, integrator=integrator,
                                 m_eff2=m_eff2, overrelax=overrelax, blocks=blocks or world)
         dev = _dist.device_for_rank(device)
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("--device cuda requested but CUDA is not available; use --device cpu")
+        _memory.check_generate_memory(th, algorithm=algorithm, chains=chains // world, dtype=dtype,
+                                      flush_every=min(flush_every, n), device=dev)
         command = _command_line(click.get_current_context(), world)
         try:
             with _progress(config.total_updates, "generating") as update:
@@ -238,7 +237,7 @@ def _plot(ens: Ensemble, plot_dir: Path | None) -> None:
 def measure_cmd(file: Path, flow_time: float, as_json: bool) -> None:
     """Every observable that fits the theory of FILE, as mean, error and tau_int (in records)."""
     with _user_errors():
-        ens = Ensemble.load(file)
+        ens = load_ensemble(file)
         _report(ens, as_json, flow_time)
 
 
@@ -255,8 +254,8 @@ def measure_cmd(file: Path, flow_time: float, as_json: bool) -> None:
 @click.option("--blocks", "lcnn_blocks", type=click.IntRange(min=1), default=2, show_default=True,
               help="L-CNN blocks (gauge links only).")
 @click.option("--z2/--no-z2", default=True, show_default=True, help="phi -> -phi augmentation (phi4 only).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--device", type=DEVICE, default="cpu", show_default=True)
 def train_cmd(data: Path, out: Path, steps: int | None, epochs: float | None, batch_size: int, lr: float,
               sde_name: str, channels: int | None, lcnn_blocks: int, z2: bool, seed: int, device: str) -> None:
     """Train a score network on an ensemble (denoising score matching); rerunning resumes from --out.
@@ -327,9 +326,9 @@ def _train_gauge(links: Any, out: Path, n_steps: int, batch_size: int, lr: float
 @click.option("--theory", type=click.Choice(["phi4", "u1", "su2", "su3"]), required=True)
 @click.option("--dim", type=click.IntRange(1, 4), help="Dimensions (default: the model's).")
 @click.option("--L", "L", type=click.IntRange(min=2), required=True)
-@click.option("--kappa", type=float, help="phi4 hopping parameter.")
-@click.option("--lam", type=float, help="phi4 coupling lambda.")
-@click.option("--beta", type=float, help="Gauge coupling (default: the model's).")
+@click.option("--kappa", type=FINITE, help="phi4 hopping parameter.")
+@click.option("--lam", type=FINITE, help="phi4 coupling lambda.")
+@click.option("--beta", type=POSITIVE, help="Gauge coupling (default: the model's).")
 @click.option("--model", type=click.Path(dir_okay=False, path_type=Path), help="Model file (default: shipped).")
 @click.option("--method", type=click.Choice(["sde", "ode", "imh", "path", "maala"]), default=None,
               help="Raw (sde, ode) or exact (imh, path, maala) sampling; default path for phi4, maala for gauge.")
@@ -352,8 +351,8 @@ def _train_gauge(links: Any, out: Path, n_steps: int, batch_size: int, lr: float
               help="Gauge MAALA: proposals between records (default 20 / leapfrog with the force drift, 5 with "
                    "score).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Ensemble file to write.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--device", type=DEVICE, default="cpu", show_default=True)
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Also write the PNG plots of the ensemble (lgdiff plot) into this directory.")
 @click.option("--json", "as_json", is_flag=True, help="Print the measurement as one JSON object.")
