@@ -4,7 +4,6 @@ import json
 import math
 import platform
 import shlex
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,9 +16,10 @@ import lgdiff
 from cli import _memory
 from cli._files import describe_file, load_ensemble
 from cli._options import DEVICE, FINITE, POSITIVE, SEED
+from cli._progress import progress as _progress
 from lgdiff import _dist
 from lgdiff._geometry.lattice import Lattice
-from lgdiff._io.ensemble import Ensemble
+from lgdiff._io.ensemble import Ensemble, EnsembleError
 from lgdiff._run.generate import ALGORITHMS, GenerateConfig
 from lgdiff._run.measure import measure
 from lgdiff._run.theory import Theory
@@ -166,7 +166,8 @@ def generate_cmd(theory: str, dim: int, L: int, kappa: float | None, lam: float 
                                       flush_every=min(flush_every, n), device=dev)
         command = _command_line(click.get_current_context(), world)
         try:
-            with _progress(config.total_updates, "generating") as update:
+            with _progress(_remaining_updates(config, out), "generating", unit="updates",
+                           status=_written(out)) as update:
                 ens = config.run(out, device=dev, command=command, progress=update, flush_every=flush_every)
         except KeyboardInterrupt:
             raise click.ClickException(f"interrupted; {out} keeps every record written so far: rerun the same "
@@ -176,14 +177,28 @@ def generate_cmd(theory: str, dim: int, L: int, kappa: float | None, lam: float 
         _plot(ens, plot_dir)
 
 
-@contextmanager
-def _progress(length: int, label: str) -> Iterator[Callable[[int], None]]:
-    """A progress bar on stderr, drawn by rank 0 only (the other ranks of a torchrun launch stay silent)."""
-    if not _dist.is_main():
-        yield lambda steps: None
-        return
-    with click.progressbar(length=length, label=label, file=sys.stderr) as bar:
-        yield bar.update
+def _written(path: Path) -> Callable[[], str | None]:
+    """For progress records: the records of the ensemble at ``path`` that are on disk and their mean acceptance
+    (``None`` while there are none)."""
+    def status() -> str | None:
+        try:
+            ens = Ensemble.load(path)
+        except (EnsembleError, OSError):
+            return None
+        if not ens.n_records:
+            return None
+        return f"{ens.n_records} records written, acceptance {float(ens.acceptance.mean()):.3f}"
+    return status
+
+
+def _remaining_updates(config: GenerateConfig, out: Path) -> int:
+    """Updates still to run: all of them for a new file; ``every`` per missing record when ``out`` resumes (the
+    thermalisation is done)."""
+    try:
+        done = Ensemble.load(out).n_records
+    except (EnsembleError, OSError):  # a new file (or one the run itself will refuse, with its own message)
+        done = 0
+    return config.total_updates if done == 0 else max(config.n - done, 0) * config.every
 
 
 def _report(ens: Ensemble, as_json: bool, flow_time: float = 1.0) -> None:
@@ -386,8 +401,8 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
         with _user_errors():
             config = ScalarSampleConfig(theory=th, model=model, method=method or "path", n=n, chains=chains,
                                         steps=steps, seed=seed)
-            with click.progressbar(length=n, label="sampling", file=sys.stderr) as bar:
-                ens = config.run(out, device=device, command=command, progress=bar.update)
+            with _progress(n, "sampling", unit="records", status=_written(out)) as update:
+                ens = config.run(out, device=device, command=command, progress=update)
         _report(ens, as_json)
         _plot(ens, plot_dir)
         return
@@ -407,8 +422,8 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
         config = GaugeSampleConfig.from_model(theory, L, beta=beta, model=model, **settings)
         if dim is not None and dim != config.theory.lattice.dim:
             raise ValueError(f"the model is for D = {config.theory.lattice.dim}; got --dim {dim}")
-        with click.progressbar(length=config.work_units, label="sampling", file=sys.stderr) as bar:
-            ens = config.run(out, device=device, command=command, progress=bar.update)
+        with _progress(config.work_units, "sampling", unit="score evaluations", status=_written(out)) as update:
+            ens = config.run(out, device=device, command=command, progress=update)
     _report(ens, as_json)
     _plot(ens, plot_dir)
 
