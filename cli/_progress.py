@@ -70,7 +70,7 @@ class LogProgress:
 
 
 @contextlib.contextmanager
-def progress(length: int, label: str, *, unit: str,
+def progress(length: int, label: str, *, unit: str = "steps",
              status: Callable[[], str | None] | None = None) -> Iterator[Callable[[int], None]]:
     """Yield the ``update(steps)`` callable of a progress display on stderr: a bar when stderr is a terminal, else
     `LogProgress` records. Rank 0 only: the other ranks of a torchrun launch stay silent."""

@@ -36,13 +36,22 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _format(result: dict[str, float | None]) -> str:
+def _format(result: dict[str, Any]) -> str:
+    """A table cell: ``mean(error)   tau_int = t``, and how the error was estimated where it is not the Gamma
+    method's, or why it is uncertain (`lgdiff._run.measure`)."""
     mean, error, tau = result.get("mean"), result.get("error"), result.get("tau_int")
     if mean is None:
         return "n/a"
     text = lgdiff._stats.format_value_error(mean, error) if error is not None and error > 0 else f"{mean:.6g}"
     if tau is not None:
         text += f"   tau_int = {tau:.2f}"
+    method = result.get("method", "gamma")
+    if method == "jackknife":
+        text += "   [jackknife over chain means: no Gamma window, tau_int unknown]"
+    elif method == "none":
+        text += "   [no error: no Gamma window and one chain]"
+    elif "warning" in result:
+        text += "   [run too short for tau_int]"
     return text
 
 
@@ -204,7 +213,7 @@ def _remaining_updates(config: GenerateConfig, out: Path) -> int:
 def _report(ens: Ensemble, as_json: bool, flow_time: float = 1.0) -> None:
     results = measure(ens, flow_time=flow_time)
     _warn_if_drifting(ens)
-    if as_json:
+    if as_json:  # the warnings are in the JSON ("warning" of each observable)
         click.echo(json.dumps(_clean(results)))
         return
     meta = ens.metadata
@@ -212,6 +221,12 @@ def _report(ens: Ensemble, as_json: bool, flow_time: float = 1.0) -> None:
                f"{meta.algorithm}: {ens.n_records} records x {ens.chains} chains")
     for key, value in results.items():
         click.echo(f"{key:>20}: {_format(_clean(value))}")
+    observables_by_warning: dict[str, list[str]] = {}
+    for key, value in results.items():
+        if "warning" in value:
+            observables_by_warning.setdefault(value["warning"], []).append(key)
+    for warning, keys in observables_by_warning.items():
+        click.echo(f"warning: {', '.join(keys)}: {warning}", err=True)
 
 
 def _warn_if_drifting(ens: Ensemble) -> None:
@@ -248,7 +263,7 @@ def _plot(ens: Ensemble, plot_dir: Path | None) -> None:
 @cli.command("measure")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--flow-time", type=float, default=1.0, show_default=True, help="Wilson-flow time for the 4D topological charge.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: key -> {mean, error, tau_int}.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: key -> {mean, error, tau_int, method[, warning]}.")
 def measure_cmd(file: Path, flow_time: float, as_json: bool) -> None:
     """Every observable that fits the theory of FILE, as mean, error and tau_int (in records)."""
     with _user_errors():

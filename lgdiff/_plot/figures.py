@@ -47,7 +47,7 @@ def integer_bin_edges(values: np.ndarray) -> np.ndarray:
 
 
 def histogram_figure(values: np.ndarray, *, quantity: str, title: str, integer: bool = False,
-                     mean: Mapping[str, float] | None = None, exact: float | None = None,
+                     mean: Mapping[str, float | str] | None = None, exact: float | None = None,
                      exact_label: str = "exact", note: str | None = None) -> Figure:
     """Histogram of per-configuration values.
 

@@ -57,19 +57,20 @@ def test_generate_in_a_log_prints_progress_records(tmp_path):
     out = tmp_path / "a.safetensors"
     result = run(*PHI4, "--n", 6, "--out", out)
     assert result.exit_code == 0, result.output
-    last = result.stderr.strip().splitlines()[-1]
+    last = [line for line in result.stderr.splitlines() if line.startswith("generating:")][-1]
     assert re.fullmatch(r"generating: 11/11 updates \(100%\), [0-9.e+]+ updates/s, elapsed \d+s, 6 records written, "
                         r"acceptance [01]\.\d{3}", last), result.stderr
     # resumed: the 5 thermalisation updates are not repeated, so the run is 3 x 1 updates long
     result = run(*PHI4, "--n", 9, "--out", out)
     assert result.exit_code == 0, result.output
-    assert result.stderr.strip().splitlines()[-1].startswith("generating: 3/3 updates (100%)"), result.stderr
+    last = [line for line in result.stderr.splitlines() if line.startswith("generating:")][-1]
+    assert last.startswith("generating: 3/3 updates (100%)"), result.stderr
 
 
 def test_sample_in_a_log_prints_progress_records(tmp_path):
     result = run("sample", "--theory", "u1", "--L", 4, "--n", 2, "--chains", 2, "--steps", 3, "--therm", 2,
                  "--every", 1, "--out", tmp_path / "s.safetensors")
     assert result.exit_code == 0, result.output
-    last = result.stderr.strip().splitlines()[-1]
+    last = [line for line in result.stderr.splitlines() if line.startswith("sampling:")][-1]
     assert re.match(r"sampling: (\d+)/\1 score evaluations \(100%\), .*, 2 records written, acceptance", last), \
         result.stderr
