@@ -55,7 +55,7 @@ class LogProgress:
                  + (f" ({100 * self.done / self.length:.0f}%)" if self.length else "")]
         if elapsed > 0 and self.done > 0:
             rate = self.done / elapsed
-            parts.append(f"{rate:.3g} {self.unit}/s")
+            parts.append(f"{rate:.0f} {self.unit}/s" if rate >= 100 else f"{rate:.3g} {self.unit}/s")
         parts.append(f"elapsed {format_duration(elapsed)}")
         if 0 < self.done < self.length:
             parts.append(f"ETA {format_duration((self.length - self.done) * elapsed / self.done)}")

@@ -22,6 +22,7 @@ from lgdiff._geometry.lattice import Lattice
 from lgdiff._io.ensemble import Ensemble, EnsembleError
 from lgdiff._run.generate import ALGORITHMS, GenerateConfig
 from lgdiff._run.measure import measure
+from lgdiff._run.shipped import choose_shipped_model
 from lgdiff._run.theory import Theory
 
 
@@ -359,7 +360,7 @@ def _train_gauge(links: Any, out: Path, n_steps: int, batch_size: int, lr: float
 @click.option("--kappa", type=FINITE, help="phi4 hopping parameter.")
 @click.option("--lam", type=FINITE, help="phi4 coupling lambda.")
 @click.option("--beta", type=POSITIVE, help="Gauge coupling (default: the model's).")
-@click.option("--model", type=click.Path(dir_okay=False, path_type=Path), help="Model file (default: shipped).")
+@click.option("--model", type=click.Path(dir_okay=False, path_type=Path), help="Model file (default: the shipped model nearest to the couplings).")
 @click.option("--method", type=click.Choice(["sde", "ode", "imh", "path", "maala"]), default=None,
               help="Raw (sde, ode) or exact (imh, path, maala) sampling; default path for phi4, maala for gauge.")
 @click.option("--n", "n", type=click.IntRange(min=1), default=16, show_default=True, help="Records (per chain).")
@@ -392,10 +393,11 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
                as_json: bool) -> None:
     """Sample with a trained diffusion model and measure the result.
 
-    Gauge theories (u1, su3) use the shipped L-CNN model by default and MAALA (exact); e.g.
+    Without --model, the shipped model of the theory nearest to the requested couplings (phi4: kappa = 0.21 on
+    32^2 or 0.27 on 16^2; u1: beta = 1 on 16^2; su3: beta = 5.0 on 4^4), named on stderr, with a warning where
+    the run is far from its training point. Gauge theories (u1, su3) sample with MAALA (exact) by default; e.g.
     `lgdiff sample --theory su3 --L 6` (beta defaults to the model's beta_0 = 5.0; --beta rescales the score
-    by beta/beta_0). phi4 needs --model (train one with `lgdiff train`) and defaults to the path-space
-    independence sampler.
+    by beta/beta_0). phi4 needs --kappa and --lam and defaults to the path-space independence sampler.
     """
     from lgdiff._run.sample_gauge import GaugeSampleConfig
     from lgdiff._run.sample_scalar import ScalarSampleConfig
@@ -410,10 +412,9 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
     if theory == "phi4" and corrector is not None:
         raise click.UsageError("--corrector is for gauge sampling")
     if theory == "phi4":
-        if model is None:
-            raise click.UsageError("--model is required for phi4: train one with lgdiff train --data ENSEMBLE --out MODEL")
         th = _theory(theory, dim or 2, L, kappa, lam, beta)
         with _user_errors():
+            model = model or _shipped_model(theory, th.params, L, dim)
             config = ScalarSampleConfig(theory=th, model=model, method=method or "path", n=n, chains=chains,
                                         steps=steps, seed=seed)
             with _progress(n, "sampling", unit="records", status=_written(out)) as update:
@@ -426,6 +427,7 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
     if method not in (None, "maala", "sde"):
         raise click.UsageError(f"--method {method} is for phi4; gauge theories sample with maala or sde")
     with _user_errors():
+        model = model or _shipped_model(theory, {} if beta is None else {"beta": beta}, L, dim)
         gauge_steps = steps if ctx_given("steps") else None
         settings: dict[str, object] = {"method": method or "maala", "n": n, "chains": chains, "seed": seed}
         if gauge_steps is not None:
@@ -441,6 +443,15 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
             ens = config.run(out, device=device, command=command, progress=update)
     _report(ens, as_json)
     _plot(ens, plot_dir)
+
+
+def _shipped_model(theory: str, params: dict[str, float], L: int, dim: int | None) -> Path:
+    """The shipped model for the run (`lgdiff._run.shipped`), named on stderr with its warnings."""
+    choice = choose_shipped_model(theory, params=params, L=L, dim=dim)
+    click.echo(f"model: shipped {choice.model.describe()}; --model MODEL takes another", err=True)
+    for warning in choice.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    return choice.path
 
 
 def ctx_given(name: str) -> bool:

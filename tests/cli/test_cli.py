@@ -148,8 +148,9 @@ def test_sample_warns_when_the_chains_are_not_equilibrated(tmp_path):
 def test_sample_bad_options(tmp_path):
     result = run("sample", "--theory", "su3", "--L", 4, "--kappa", 0.1, "--out", tmp_path / "x.safetensors")
     assert result.exit_code != 0 and "are for phi4" in result.output
-    result = run("sample", "--theory", "phi4", "--L", 8, "--kappa", 0.2, "--lam", 0.02, "--out", tmp_path / "y.safetensors")
-    assert result.exit_code != 0 and "--model is required" in result.output
+    result = run("sample", "--theory", "phi4", "--dim", 3, "--L", 8, "--kappa", 0.2, "--lam", 0.02,
+                 "--out", tmp_path / "y.safetensors")
+    assert result.exit_code == 1 and "no shipped diffusion model for theory 'phi4' in D = 3" in result.output
     result = run("sample", "--theory", "u1", "--L", 4, "--method", "sde", "--drift", "force",
                  "--out", tmp_path / "w.safetensors")
     assert result.exit_code != 0 and "--drift is for gauge sampling with --method maala" in result.output
