@@ -1,5 +1,5 @@
 """Peak memory of the classical samplers per byte of the state they update: the factors behind the memory check of
-``lgdiff generate`` (``cli/_memory.py``, ``SAMPLER_FACTORS``).
+``lgdiff generate`` (``cli/_memory.py``, ``GENERATE_FACTORS``).
 
     python benchmarks/bench_memory.py [--quick] [--json out.json]
 

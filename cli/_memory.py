@@ -3,8 +3,9 @@
 A lattice that is too large otherwise ends in a 40-line ``DefaultCPUAllocator: can't allocate memory``
 traceback, or worse, in the kernel's OOM killer ending the process silently half-way through the run. The
 estimate is cheap and deliberately simple: the bytes of the state (``chains`` configurations) times a factor for
-the sampler's temporaries, measured once per algorithm on the CPU with ``benchmarks/bench_memory.py``, plus the
-records the ensemble writer buffers between flushes.
+the sampler's temporaries (or the network's activations), measured once per algorithm on the CPU, plus the records
+the ensemble writer buffers between flushes. Where the estimate misses, an allocation that fails at once still
+becomes a one-line error (``cli.main._user_errors``).
 """
 
 import os
@@ -14,13 +15,20 @@ import torch
 
 from lgdiff._run.theory import Theory
 
-SAMPLER_FACTORS = {("scalar", "hmc"): 10.0, ("scalar", "fahmc"): 18.0, ("scalar", "metropolis"): 15.0,
-                   ("scalar", "wolff"): 17.0, ("links", "hmc"): 19.0, ("links", "heatbath"): 11.0}
+GENERATE_FACTORS = {("scalar", "hmc"): 10.0, ("scalar", "fahmc"): 18.0, ("scalar", "metropolis"): 15.0,
+                    ("scalar", "wolff"): 17.0, ("links", "hmc"): 19.0, ("links", "heatbath"): 11.0}
 """Peak memory of ``lgdiff generate`` per byte of the state (all chains), by field kind and ``--algorithm``: the
 state itself, the hot start's temporaries and the sampler's (momenta, proposal, force, staples). Measured with
 ``benchmarks/bench_memory.py`` (CPU, 64 MB states, 3 updates; the largest over theories and dtypes, rounded up):
 phi4 HMC 9.0, FA-HMC 16.6, Metropolis 13.7, Wolff 15.8; U(1) 2D HMC 12.5, heatbath 9.6; SU(2) 4D HMC 11.7,
-heatbath 7.0; SU(3) 4D HMC 15.8 (float64) and 17.0 (float32), heatbath 6.5 and 7.0."""
+heatbath 7.0; SU(3) 4D HMC 15.8 (float64) and 17.0 (float32), heatbath 6.5 and 7.0. At 200 MB states SU(3) HMC
+measured 16.5 and phi4 FA-HMC 10.0."""
+SAMPLE_FACTORS = {"phi4": 320.0, "u1": 80.0, "su3": 55.0}
+"""Peak memory of ``lgdiff sample`` per byte of the float32 state (``lgdiff train`` and the shipped models work in
+float32), by theory: the network's activations dominate. Measured once on the CPU with the shipped models (1
+record, the reverse SDE and a few MAALA or path steps; peak ``VmHWM`` as in ``benchmarks/bench_memory.py``): phi4
+NCSN++ 296 (path) and 299 (sde) on 512^2; U(1) L-CNN 74 (maala) and 73 (sde) on 512^2; SU(3) L-CNN 49 (maala) on
+10^4. A wider network than the shipped one needs more: for it the check is a lower bound."""
 
 
 def state_bytes(theory: Theory, chains: int, dtype: str) -> int:
@@ -107,25 +115,41 @@ def available_bytes(device: torch.device) -> tuple[int, str] | None:
     return found
 
 
-def check_generate_memory(theory: Theory, *, algorithm: str, chains: int, dtype: str, flush_every: int,
-                          device: torch.device) -> None:
-    """Raise ``ValueError`` (one line, both numbers, what to change) when ``lgdiff generate`` would need more memory
-    than ``device`` has free: ``state x SAMPLER_FACTORS[kind, algorithm]`` plus ``flush_every`` buffered records."""
+def check_memory(theory: Theory, *, chains: int, dtype: str, factor: float, why: str, device: torch.device,
+                 buffered: int = 0, advice: tuple[str, ...] = ()) -> None:
+    """Raise ``ValueError`` (one line, both numbers, what to change) when a run needs more memory than ``device``
+    has free: ``state x (factor + buffered)`` (``buffered`` records held between file writes)."""
     state = state_bytes(theory, chains, dtype)
-    factor = SAMPLER_FACTORS["links" if theory.is_gauge else "scalar", algorithm]
-    need = state * factor + state * flush_every
+    need = state * (factor + buffered)
     free = available_bytes(device)
     if free is None or need <= free[0]:
         return
     shape = "x".join(map(str, theory.lattice.shape))
-    raise ValueError(
-        f"--L {theory.lattice.shape[0]}: the run needs about {format_bytes(need)} ({chains} chains of {theory.name} on "
-        f"{shape} in {dtype} = {format_bytes(state)}, x {factor:g} for {algorithm}'s "
-        f"temporaries, + {flush_every} buffered record{'s' if flush_every > 1 else ''}) but {device} has "
-        f"{format_bytes(free[0])} available ({free[1]}); use a smaller --L, fewer --chains"
-        f"{', --dtype float32' if dtype == 'float64' else ''}{', a smaller --flush-every' if flush_every > 1 else ''}"
-        f" or a device with more memory")
+    parts = [f"{chains} chains of {theory.name} on {shape} in {dtype} = {format_bytes(state)}", f"x {factor:g} for {why}"]
+    if buffered:
+        parts.append(f"+ {buffered} buffered record{'s' if buffered > 1 else ''}")
+    raise ValueError(f"--L {theory.lattice.shape[0]}: the run needs about {format_bytes(need)} ({', '.join(parts)}) "
+                     f"but {device} has {format_bytes(free[0])} available ({free[1]}); use a smaller --L, fewer "
+                     f"--chains{''.join(', ' + a for a in advice)} or a device with more memory")
 
 
-__all__ = ["SAMPLER_FACTORS", "available_bytes", "cgroup_headroom", "check_generate_memory", "format_bytes",
-           "state_bytes"]
+def check_generate_memory(theory: Theory, *, algorithm: str, chains: int, dtype: str, flush_every: int,
+                          device: torch.device) -> None:
+    """`check_memory` for ``lgdiff generate``: ``state x GENERATE_FACTORS[kind, algorithm]`` plus ``flush_every``
+    buffered records."""
+    advice = (("--dtype float32",) if dtype == "float64" else ()) + (("a smaller --flush-every",) if flush_every > 1
+                                                                     else ())
+    check_memory(theory, chains=chains, dtype=dtype, factor=GENERATE_FACTORS["links" if theory.is_gauge else "scalar",
+                                                                             algorithm],
+                 why=f"{algorithm}'s temporaries", device=device, buffered=flush_every, advice=advice)
+
+
+def check_sample_memory(theory: Theory, *, chains: int, device: torch.device) -> None:
+    """`check_memory` for ``lgdiff sample``: ``float32 state x SAMPLE_FACTORS[theory]``."""
+    if theory.name in SAMPLE_FACTORS:
+        check_memory(theory, chains=chains, dtype="float32", factor=SAMPLE_FACTORS[theory.name],
+                     why="the network's activations and the sampler's temporaries", device=device)
+
+
+__all__ = ["GENERATE_FACTORS", "SAMPLE_FACTORS", "available_bytes", "cgroup_headroom", "check_generate_memory",
+           "check_memory", "check_sample_memory", "format_bytes", "state_bytes"]

@@ -3,6 +3,7 @@
 import json
 import math
 import platform
+import re
 import shlex
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -72,11 +73,19 @@ def _command_line(ctx: click.Context, world: int = 1) -> str:
 
 @contextmanager
 def _user_errors() -> Iterator[None]:
-    """Bad input becomes a one-line message and exit code 1, never a traceback."""
+    """Bad input becomes a one-line message and exit code 1, never a traceback; so does an allocation that fails
+    (a lattice too large for the memory check's estimate, `cli._memory`)."""
     try:
         yield
     except (ValueError, TypeError, FileNotFoundError) as e:
         raise click.ClickException(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+    except RuntimeError as e:  # torch.cuda.OutOfMemoryError is one, and so is the CPU allocator's failure
+        if not isinstance(e, torch.cuda.OutOfMemoryError) and "can't allocate memory" not in str(e):
+            raise
+        tried = re.search(r"allocate (\d+) bytes|allocate ([0-9.]+ ?[KMGT]i?B)", str(e))
+        size = "" if tried is None else f" allocating {tried.group(2) or _memory.format_bytes(int(tried.group(1)))}"
+        raise click.ClickException(f"out of memory{size}: use a smaller --L or fewer --chains (files written so far "
+                                   f"are intact)") from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -417,6 +426,7 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
             model = model or _shipped_model(theory, th.params, L, dim)
             config = ScalarSampleConfig(theory=th, model=model, method=method or "path", n=n, chains=chains,
                                         steps=steps, seed=seed)
+            _memory.check_sample_memory(th, chains=chains, device=torch.device(device))
             with _progress(n, "sampling", unit="records", status=_written(out)) as update:
                 ens = config.run(out, device=device, command=command, progress=update)
         _report(ens, as_json)
@@ -439,6 +449,7 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
         config = GaugeSampleConfig.from_model(theory, L, beta=beta, model=model, **settings)
         if dim is not None and dim != config.theory.lattice.dim:
             raise ValueError(f"the model is for D = {config.theory.lattice.dim}; got --dim {dim}")
+        _memory.check_sample_memory(config.theory, chains=config.chains, device=torch.device(device))
         with _progress(config.work_units, "sampling", unit="score evaluations", status=_written(out)) as update:
             ens = config.run(out, device=device, command=command, progress=update)
     _report(ens, as_json)

@@ -101,7 +101,7 @@ def test_memory_check_uses_the_available_memory(tmp_path, monkeypatch):
     args = ["generate", "--theory", "su3", "--dim", 4, "--L", 8, "--beta", 5.0, "--n", 1, "--chains", 2,
             "--therm", 0, "--out", tmp_path / "a.safetensors"]
     result = run(*args)
-    assert_clean_error(result, "4.5 MB", f"{4.5 * _memory.SAMPLER_FACTORS['links', 'hmc'] + 4.5:.1f} MB",
+    assert_clean_error(result, "4.5 MB", f"{4.5 * _memory.GENERATE_FACTORS['links', 'hmc'] + 4.5:.1f} MB",
                        "20.0 MB available (test)", "--dtype float32")
     monkeypatch.setattr(_memory, "available_bytes", lambda device: (2**40, "test"))
     assert run(*args).exit_code == 0
@@ -155,3 +155,20 @@ def test_community_format_suggests_convert(tmp_path, fmt, command):
     (write_ildg if fmt == "ildg" else write_nersc)(path, su3_links())
     result = run(command, path)
     assert_clean_error(result, str(path), "lgdiff convert", "ILDG" if fmt == "ildg" else "NERSC")
+
+
+def test_sample_lattice_too_large_for_memory_is_refused(tmp_path):
+    out = tmp_path / "big.safetensors"
+    result = run("sample", "--theory", "u1", "--L", 10**6, "--n", 1, "--chains", 2, "--out", out)
+    assert_clean_error(result, "--L 1000000", "TB", "available", "network's activations")
+    assert not out.exists()
+
+
+def test_an_allocation_that_fails_is_a_one_line_error():
+    import click
+
+    from cli.main import _user_errors
+
+    with pytest.raises(click.ClickException, match=r"^out of memory allocating 1024\.0 PB: use a smaller --L"):
+        with _user_errors():
+            torch.empty(2**60, dtype=torch.uint8)  # 1 EB: the allocator refuses at once
