@@ -85,7 +85,8 @@ def main() -> None:
     mbytes, updates = (8.0, 1) if args.quick else (args.mbytes, args.updates)
     root = Path(__file__).resolve().parents[1]
     rows = []
-    print(f"{'theory':>6} {'D':>2} {'algorithm':>10} {'dtype':>8} {'L':>4} {'state MB':>9} {'peak MB':>9} {'factor':>7}")
+    print(f"{'theory':>6} {'D':>2} {'algorithm':>10} {'dtype':>8} {'L':>4} {'state MB':>9} {'peak MB':>9} "
+          f"{'factor':>7}")
     for case in cases:
         proc = subprocess.run([sys.executable, __file__, "--case", *map(str, case), "--mbytes", str(mbytes),
                                "--updates", str(updates)], capture_output=True, text=True, cwd=root, check=True)

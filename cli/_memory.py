@@ -125,7 +125,8 @@ def check_memory(theory: Theory, *, chains: int, dtype: str, factor: float, why:
     if free is None or need <= free[0]:
         return
     shape = "x".join(map(str, theory.lattice.shape))
-    parts = [f"{chains} chains of {theory.name} on {shape} in {dtype} = {format_bytes(state)}", f"x {factor:g} for {why}"]
+    parts = [f"{chains} chains of {theory.name} on {shape} in {dtype} = {format_bytes(state)}",
+             f"x {factor:g} for {why}"]
     if buffered:
         parts.append(f"+ {buffered} buffered record{'s' if buffered > 1 else ''}")
     raise ValueError(f"--L {theory.lattice.shape[0]}: the run needs about {format_bytes(need)} ({', '.join(parts)}) "

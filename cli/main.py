@@ -273,7 +273,8 @@ def _plot(ens: Ensemble, plot_dir: Path | None) -> None:
 @cli.command("measure")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--flow-time", type=float, default=1.0, show_default=True, help="Wilson-flow time for the 4D topological charge.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: key -> {mean, error, tau_int, method[, warning]}.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object: key -> {mean, error, tau_int, method[, warning]}.")
 def measure_cmd(file: Path, flow_time: float, as_json: bool) -> None:
     """Every observable that fits the theory of FILE, as mean, error and tau_int (in records)."""
     with _user_errors():
@@ -369,7 +370,8 @@ def _train_gauge(links: Any, out: Path, n_steps: int, batch_size: int, lr: float
 @click.option("--kappa", type=FINITE, help="phi4 hopping parameter.")
 @click.option("--lam", type=FINITE, help="phi4 coupling lambda.")
 @click.option("--beta", type=POSITIVE, help="Gauge coupling (default: the model's).")
-@click.option("--model", type=click.Path(dir_okay=False, path_type=Path), help="Model file (default: the shipped model nearest to the couplings).")
+@click.option("--model", type=click.Path(dir_okay=False, path_type=Path),
+              help="Model file (default: the shipped model nearest to the couplings).")
 @click.option("--method", type=click.Choice(["sde", "ode", "imh", "path", "maala"]), default=None,
               help="Raw (sde, ode) or exact (imh, path, maala) sampling; default path for phi4, maala for gauge.")
 @click.option("--n", "n", type=click.IntRange(min=1), default=16, show_default=True, help="Records (per chain).")

@@ -157,7 +157,8 @@ def measure_gauge(ens: Ensemble, *, flow_time: float = 1.0, flow_eps: float = FL
 
 
 def measure(ens: Ensemble, *, flow_time: float = 1.0) -> dict[str, Result]:
-    """Every observable that fits the ensemble's theory, plus ``acceptance`` where recorded."""
+    """Every observable that fits the ensemble's theory, plus ``acceptance`` where recorded: name -> `Result`
+    (``mean``, ``error``, ``tau_int``, ``method`` and, where the numbers need a caveat, ``warning``)."""
     out = measure_gauge(ens, flow_time=flow_time) if ens.metadata.kind == "links" else measure_scalar(ens)
     acc = _np(ens.acceptance)
     if acc.size:
@@ -165,4 +166,5 @@ def measure(ens: Ensemble, *, flow_time: float = 1.0) -> dict[str, Result]:
     return out
 
 
-__all__ = ["measure", "measure_gauge", "measure_scalar", "measure_wilson_loops", "topological_charge_observable", "Field"]
+__all__ = ["MIN_N_OVER_TAU", "Result", "measure", "measure_gauge", "measure_scalar", "measure_wilson_loops",
+           "topological_charge_observable", "Field"]
