@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from lgdiff._io.ensemble import Ensemble
+from cli._files import load_ensemble
 from lgdiff._run.compare import compare
 
 
@@ -26,7 +26,7 @@ def compare_cmd(a: Path, b: Path, flow_time: float, as_json: bool) -> None:
     from cli.main import _clean, _user_errors  # imported here: cli.main registers this command at its end
 
     with _user_errors():
-        ens_a, ens_b = Ensemble.load(a), Ensemble.load(b)
+        ens_a, ens_b = load_ensemble(a), load_ensemble(b)
         result = compare(ens_a, ens_b, flow_time=flow_time)
     if as_json:
         for line in result.warnings:  # also in the JSON ("warnings"); stderr keeps stdout one JSON object

@@ -3,8 +3,8 @@
 import json
 import math
 import platform
+import re
 import shlex
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,11 +14,16 @@ import click
 import torch
 
 import lgdiff
+from cli import _memory
+from cli._files import describe_file, load_ensemble
+from cli._options import DEVICE, FINITE, POSITIVE, SEED
+from cli._progress import progress as _progress
 from lgdiff import _dist
 from lgdiff._geometry.lattice import Lattice
-from lgdiff._io.ensemble import Ensemble
+from lgdiff._io.ensemble import Ensemble, EnsembleError
 from lgdiff._run.generate import ALGORITHMS, GenerateConfig
 from lgdiff._run.measure import measure
+from lgdiff._run.shipped import choose_shipped_model
 from lgdiff._run.theory import Theory
 
 
@@ -33,13 +38,22 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _format(result: dict[str, float | None]) -> str:
+def _format(result: dict[str, Any]) -> str:
+    """A table cell: ``mean(error)   tau_int = t``, and how the error was estimated where it is not the Gamma
+    method's, or why it is uncertain (`lgdiff._run.measure`)."""
     mean, error, tau = result.get("mean"), result.get("error"), result.get("tau_int")
     if mean is None:
         return "n/a"
     text = lgdiff._stats.format_value_error(mean, error) if error is not None and error > 0 else f"{mean:.6g}"
     if tau is not None:
         text += f"   tau_int = {tau:.2f}"
+    method = result.get("method", "gamma")
+    if method == "jackknife":
+        text += "   [jackknife over chain means: no Gamma window, tau_int unknown]"
+    elif method == "none":
+        text += "   [no error: no Gamma window and one chain]"
+    elif "warning" in result:
+        text += "   [run too short for tau_int]"
     return text
 
 
@@ -59,11 +73,19 @@ def _command_line(ctx: click.Context, world: int = 1) -> str:
 
 @contextmanager
 def _user_errors() -> Iterator[None]:
-    """Bad input becomes a one-line message and exit code 1, never a traceback."""
+    """Bad input becomes a one-line message and exit code 1, never a traceback; so does an allocation that fails
+    (a lattice too large for the memory check's estimate, `cli._memory`)."""
     try:
         yield
     except (ValueError, TypeError, FileNotFoundError) as e:
         raise click.ClickException(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+    except RuntimeError as e:  # torch.cuda.OutOfMemoryError is one, and so is the CPU allocator's failure
+        if not isinstance(e, torch.cuda.OutOfMemoryError) and "can't allocate memory" not in str(e):
+            raise
+        tried = re.search(r"allocate (\d+) bytes|allocate ([0-9.]+ ?[KMGT]i?B)", str(e))
+        size = "" if tried is None else f" allocating {tried.group(2) or _memory.format_bytes(int(tried.group(1)))}"
+        raise click.ClickException(f"out of memory{size}: use a smaller --L or fewer --chains (files written so far "
+                                   f"are intact)") from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -76,7 +98,8 @@ def cli() -> None:
 @click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def info_cmd(file: Path | None, as_json: bool) -> None:
-    """What FILE is (metadata, counts); without FILE, what this installation is."""
+    """What FILE is: an ensemble (metadata, counts) or a model file (theory, training point, architecture, steps);
+    without FILE, what this installation is."""
     if file is None:
         report: dict[str, Any] = {
             "lgdiff": lgdiff.__version__,
@@ -88,12 +111,7 @@ def info_cmd(file: Path | None, as_json: bool) -> None:
         }
     else:
         with _user_errors():
-            ens = Ensemble.load(file)
-        meta = json.loads(ens.metadata.to_json())
-        report = {"file": str(file), "records": ens.n_records, "configurations": ens.n_records * ens.chains, **meta}
-        if ens.n_records:
-            report["index_range"] = [int(ens.index[0]), int(ens.index[-1])]
-            report["mean_acceptance"] = float(ens.acceptance.mean())
+            report = describe_file(file)
     if as_json:
         click.echo(json.dumps(_clean(report)))
         return
@@ -122,14 +140,14 @@ def _theory(theory: str, dim: int, L: int, kappa: float | None, lam: float | Non
 @click.option("--theory", type=click.Choice(["phi4", "u1", "su2", "su3"]), required=True)
 @click.option("--dim", type=click.IntRange(1, 4), default=2, show_default=True, help="Number of dimensions D.")
 @click.option("--L", "L", type=click.IntRange(min=2), required=True, help="Lattice extent in every direction.")
-@click.option("--kappa", type=float, help="phi4 hopping parameter.")
-@click.option("--lam", type=float, help="phi4 coupling lambda.")
-@click.option("--beta", type=float, help="Gauge coupling beta (u1, su2, su3).")
+@click.option("--kappa", type=FINITE, help="phi4 hopping parameter.")
+@click.option("--lam", type=FINITE, help="phi4 coupling lambda.")
+@click.option("--beta", type=FINITE, help="Gauge coupling beta (u1, su2, su3).")
 @click.option("--algorithm", type=click.Choice(ALGORITHMS), default="hmc", show_default=True,
               help="wolff = HMC + Wolff cluster flips; heatbath includes --overrelax sweeps.")
 @click.option("--n", "n", type=click.IntRange(min=1), required=True, help="Records to keep (each holds every chain).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Ensemble file (.safetensors).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--therm", type=click.IntRange(min=0), default=100, show_default=True, help="Thermalisation updates.")
 @click.option("--every", type=click.IntRange(min=1), default=1, show_default=True, help="Updates between records.")
 @click.option("--chains", type=click.IntRange(min=1), default=8, show_default=True, help="Independent chains (batch).")
@@ -139,7 +157,7 @@ def _theory(theory: str, dim: int, L: int, kappa: float | None, lam: float | Non
 @click.option("--m-eff2", type=float, help="FA-HMC mass m_eff^2 (default from the free lattice mass).")
 @click.option("--overrelax", type=click.IntRange(min=0), default=1, show_default=True)
 @click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64", show_default=True)
-@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu or cuda.")
+@click.option("--device", type=DEVICE, default="cpu", show_default=True, help="torch device: cpu, cuda or cuda:N.")
 @click.option("--flush-every", type=click.IntRange(min=1), default=1, show_default=True, help="Records per file write.")
 @click.option("--blocks", type=click.IntRange(min=1), default=None,
               help="Split the chains into this many independently seeded blocks (default: the number of torchrun "
@@ -163,11 +181,12 @@ def generate_cmd(theory: str, dim: int, L: int, kappa: float | None, lam: float 
                                 seed=seed, dtype=dtype, step_size=step_size, n_steps=n_steps, integrator=integrator,
                                 m_eff2=m_eff2, overrelax=overrelax, blocks=blocks or world)
         dev = _dist.device_for_rank(device)
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("--device cuda requested but CUDA is not available; use --device cpu")
+        _memory.check_generate_memory(th, algorithm=algorithm, chains=chains // world, dtype=dtype,
+                                      flush_every=min(flush_every, n), device=dev)
         command = _command_line(click.get_current_context(), world)
         try:
-            with _progress(config.total_updates, "generating") as update:
+            with _progress(_remaining_updates(config, out), "generating", unit="updates",
+                           status=_written(out)) as update:
                 ens = config.run(out, device=dev, command=command, progress=update, flush_every=flush_every)
         except KeyboardInterrupt:
             raise click.ClickException(f"interrupted; {out} keeps every record written so far: rerun the same "
@@ -177,20 +196,34 @@ def generate_cmd(theory: str, dim: int, L: int, kappa: float | None, lam: float 
         _plot(ens, plot_dir)
 
 
-@contextmanager
-def _progress(length: int, label: str) -> Iterator[Callable[[int], None]]:
-    """A progress bar on stderr, drawn by rank 0 only (the other ranks of a torchrun launch stay silent)."""
-    if not _dist.is_main():
-        yield lambda steps: None
-        return
-    with click.progressbar(length=length, label=label, file=sys.stderr) as bar:
-        yield bar.update
+def _written(path: Path) -> Callable[[], str | None]:
+    """For progress records: the records of the ensemble at ``path`` that are on disk and their mean acceptance
+    (``None`` while there are none)."""
+    def status() -> str | None:
+        try:
+            ens = Ensemble.load(path)
+        except (EnsembleError, OSError):
+            return None
+        if not ens.n_records:
+            return None
+        return f"{ens.n_records} records written, acceptance {float(ens.acceptance.mean()):.3f}"
+    return status
+
+
+def _remaining_updates(config: GenerateConfig, out: Path) -> int:
+    """Updates still to run: all of them for a new file; ``every`` per missing record when ``out`` resumes (the
+    thermalisation is done)."""
+    try:
+        done = Ensemble.load(out).n_records
+    except (EnsembleError, OSError):  # a new file (or one the run itself will refuse, with its own message)
+        done = 0
+    return config.total_updates if done == 0 else max(config.n - done, 0) * config.every
 
 
 def _report(ens: Ensemble, as_json: bool, flow_time: float = 1.0) -> None:
     results = measure(ens, flow_time=flow_time)
     _warn_if_drifting(ens)
-    if as_json:
+    if as_json:  # the warnings are in the JSON ("warning" of each observable)
         click.echo(json.dumps(_clean(results)))
         return
     meta = ens.metadata
@@ -198,6 +231,12 @@ def _report(ens: Ensemble, as_json: bool, flow_time: float = 1.0) -> None:
                f"{meta.algorithm}: {ens.n_records} records x {ens.chains} chains")
     for key, value in results.items():
         click.echo(f"{key:>20}: {_format(_clean(value))}")
+    observables_by_warning: dict[str, list[str]] = {}
+    for key, value in results.items():
+        if "warning" in value:
+            observables_by_warning.setdefault(value["warning"], []).append(key)
+    for warning, keys in observables_by_warning.items():
+        click.echo(f"warning: {', '.join(keys)}: {warning}", err=True)
 
 
 def _warn_if_drifting(ens: Ensemble) -> None:
@@ -234,11 +273,12 @@ def _plot(ens: Ensemble, plot_dir: Path | None) -> None:
 @cli.command("measure")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--flow-time", type=float, default=1.0, show_default=True, help="Wilson-flow time for the 4D topological charge.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: key -> {mean, error, tau_int}.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object: key -> {mean, error, tau_int, method[, warning]}.")
 def measure_cmd(file: Path, flow_time: float, as_json: bool) -> None:
     """Every observable that fits the theory of FILE, as mean, error and tau_int (in records)."""
     with _user_errors():
-        ens = Ensemble.load(file)
+        ens = load_ensemble(file)
         _report(ens, as_json, flow_time)
 
 
@@ -255,8 +295,8 @@ def measure_cmd(file: Path, flow_time: float, as_json: bool) -> None:
 @click.option("--blocks", "lcnn_blocks", type=click.IntRange(min=1), default=2, show_default=True,
               help="L-CNN blocks (gauge links only).")
 @click.option("--z2/--no-z2", default=True, show_default=True, help="phi -> -phi augmentation (phi4 only).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--device", type=DEVICE, default="cpu", show_default=True)
 def train_cmd(data: Path, out: Path, steps: int | None, epochs: float | None, batch_size: int, lr: float,
               sde_name: str, channels: int | None, lcnn_blocks: int, z2: bool, seed: int, device: str) -> None:
     """Train a score network on an ensemble (denoising score matching); rerunning resumes from --out.
@@ -336,10 +376,11 @@ def _train_gauge(links: Any, out: Path, n_steps: int, batch_size: int, lr: float
 @click.option("--theory", type=click.Choice(["phi4", "u1", "su2", "su3"]), required=True)
 @click.option("--dim", type=click.IntRange(1, 4), help="Dimensions (default: the model's).")
 @click.option("--L", "L", type=click.IntRange(min=2), required=True)
-@click.option("--kappa", type=float, help="phi4 hopping parameter.")
-@click.option("--lam", type=float, help="phi4 coupling lambda.")
-@click.option("--beta", type=float, help="Gauge coupling (default: the model's).")
-@click.option("--model", type=click.Path(dir_okay=False, path_type=Path), help="Model file (default: shipped).")
+@click.option("--kappa", type=FINITE, help="phi4 hopping parameter.")
+@click.option("--lam", type=FINITE, help="phi4 coupling lambda.")
+@click.option("--beta", type=POSITIVE, help="Gauge coupling (default: the model's).")
+@click.option("--model", type=click.Path(dir_okay=False, path_type=Path),
+              help="Model file (default: the shipped model nearest to the couplings).")
 @click.option("--method", type=click.Choice(["sde", "ode", "imh", "path", "maala"]), default=None,
               help="Raw (sde, ode) or exact (imh, path, maala) sampling; default path for phi4, maala for gauge.")
 @click.option("--n", "n", type=click.IntRange(min=1), default=16, show_default=True, help="Records (per chain).")
@@ -361,8 +402,8 @@ def _train_gauge(links: Any, out: Path, n_steps: int, batch_size: int, lr: float
               help="Gauge MAALA: proposals between records (default 20 / leapfrog with the force drift, 5 with "
                    "score).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Ensemble file to write.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--device", type=DEVICE, default="cpu", show_default=True)
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Also write the PNG plots of the ensemble (lgdiff plot) into this directory.")
 @click.option("--json", "as_json", is_flag=True, help="Print the measurement as one JSON object.")
@@ -372,10 +413,11 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
                as_json: bool) -> None:
     """Sample with a trained diffusion model and measure the result.
 
-    Gauge theories (u1, su3) use the shipped L-CNN model by default and MAALA (exact); e.g.
+    Without --model, the shipped model of the theory nearest to the requested couplings (phi4: kappa = 0.21 on
+    32^2 or 0.27 on 16^2; u1: beta = 1 on 16^2; su3: beta = 5.0 on 4^4), named on stderr, with a warning where
+    the run is far from its training point. Gauge theories (u1, su3) sample with MAALA (exact) by default; e.g.
     `lgdiff sample --theory su3 --L 6` (beta defaults to the model's beta_0 = 5.0; --beta rescales the score
-    by beta/beta_0). phi4 needs --model (train one with `lgdiff train`) and defaults to the path-space
-    independence sampler.
+    by beta/beta_0). phi4 needs --kappa and --lam and defaults to the path-space independence sampler.
     """
     from lgdiff._run.sample_gauge import GaugeSampleConfig
     from lgdiff._run.sample_scalar import ScalarSampleConfig
@@ -390,14 +432,14 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
     if theory == "phi4" and corrector is not None:
         raise click.UsageError("--corrector is for gauge sampling")
     if theory == "phi4":
-        if model is None:
-            raise click.UsageError("--model is required for phi4: train one with lgdiff train --data ENSEMBLE --out MODEL")
         th = _theory(theory, dim or 2, L, kappa, lam, beta)
         with _user_errors():
+            model = model or _shipped_model(theory, th.params, L, dim)
             config = ScalarSampleConfig(theory=th, model=model, method=method or "path", n=n, chains=chains,
                                         steps=steps, seed=seed)
-            with click.progressbar(length=n, label="sampling", file=sys.stderr) as bar:
-                ens = config.run(out, device=device, command=command, progress=bar.update)
+            _memory.check_sample_memory(th, chains=chains, device=torch.device(device))
+            with _progress(n, "sampling", unit="records", status=_written(out)) as update:
+                ens = config.run(out, device=device, command=command, progress=update)
         _report(ens, as_json)
         _plot(ens, plot_dir)
         return
@@ -406,6 +448,7 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
     if method not in (None, "maala", "sde"):
         raise click.UsageError(f"--method {method} is for phi4; gauge theories sample with maala or sde")
     with _user_errors():
+        model = model or _shipped_model(theory, {} if beta is None else {"beta": beta}, L, dim)
         gauge_steps = steps if ctx_given("steps") else None
         settings: dict[str, object] = {"method": method or "maala", "n": n, "chains": chains, "seed": seed}
         if gauge_steps is not None:
@@ -417,10 +460,20 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
         config = GaugeSampleConfig.from_model(theory, L, beta=beta, model=model, **settings)
         if dim is not None and dim != config.theory.lattice.dim:
             raise ValueError(f"the model is for D = {config.theory.lattice.dim}; got --dim {dim}")
-        with click.progressbar(length=config.work_units, label="sampling", file=sys.stderr) as bar:
-            ens = config.run(out, device=device, command=command, progress=bar.update)
+        _memory.check_sample_memory(config.theory, chains=config.chains, device=torch.device(device))
+        with _progress(config.work_units, "sampling", unit="updates", status=_written(out)) as update:
+            ens = config.run(out, device=device, command=command, progress=update)
     _report(ens, as_json)
     _plot(ens, plot_dir)
+
+
+def _shipped_model(theory: str, params: dict[str, float], L: int, dim: int | None) -> Path:
+    """The shipped model for the run (`lgdiff._run.shipped`), named on stderr with its warnings."""
+    choice = choose_shipped_model(theory, params=params, L=L, dim=dim)
+    click.echo(f"model: shipped {choice.model.describe()}; --model MODEL takes another", err=True)
+    for warning in choice.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    return choice.path
 
 
 def ctx_given(name: str) -> bool:

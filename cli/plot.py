@@ -4,6 +4,7 @@ from pathlib import Path
 
 import click
 
+from cli._files import load_ensemble
 from lgdiff._io.ensemble import Ensemble
 from lgdiff._plot import MissingPlotDependency, plot_ensemble, require_plotting
 
@@ -45,5 +46,5 @@ def plot_cmd(file: Path, out: Path | None, exact: bool) -> None:
     from cli.main import _user_errors  # imported here: cli.main registers this command at its end
 
     with _user_errors():
-        ens = Ensemble.load(file)
+        ens = load_ensemble(file)
         write_plots(ens, out if out is not None else file.with_name(f"{file.stem}-plots"), exact=exact)

@@ -47,7 +47,7 @@ def integer_bin_edges(values: np.ndarray) -> np.ndarray:
 
 
 def histogram_figure(values: np.ndarray, *, quantity: str, title: str, integer: bool = False,
-                     mean: Mapping[str, float] | None = None, exact: float | None = None,
+                     mean: Mapping[str, float | str] | None = None, exact: float | None = None,
                      exact_label: str = "exact", note: str | None = None) -> Figure:
     """Histogram of per-configuration values.
 
@@ -117,7 +117,7 @@ def autocorrelation_figure(acf: Autocorrelation | None, *, quantity: str, time_u
     return fig
 
 
-def wilson_loop_figure(loops: Mapping[tuple[int, int], Mapping[str, float]], *, title: str,
+def wilson_loop_figure(loops: Mapping[tuple[int, int], Mapping[str, float | str]], *, title: str,
                        exact: Mapping[tuple[int, int], float] | None = None,
                        exact_label: str = "exact") -> Figure:
     r"""``<W(R, T)>`` against the loop area ``R T`` on a logarithmic axis (area law: a straight line),

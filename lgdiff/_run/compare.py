@@ -48,7 +48,7 @@ class ObservableComparison:
     sigma: float = attrs.field(converter=float)
 
     @classmethod
-    def of(cls, a: Mapping[str, float], b: Mapping[str, float]) -> "ObservableComparison":
+    def of(cls, a: Mapping[str, float | str], b: Mapping[str, float | str]) -> "ObservableComparison":
         """Compare two `measure` results (mappings with at least ``mean`` and ``error``)."""
         for label, r in (("a", a), ("b", b)):
             if "mean" not in r or "error" not in r:

@@ -1,9 +1,12 @@
 """``lgdiff measure``: every observable that fits an ensemble's theory, with errors and tau_int.
 
 Errors and integrated autocorrelation times come from Wolff's Gamma method over the ``[T, C]`` series
-(records x independent chains). Where the chains are too short for the Gamma method's window, the
-chains are taken as independent samples (error from the spread of the chain means) and tau_int is NaN.
-tau_int is in units of records (``every`` updates each).
+(records x independent chains): ``method`` ``"gamma"``. Where the Gamma method finds no window (chains too short
+for their autocorrelation, or frozen, e.g. each chain stuck in one topological sector), the chains are taken as
+independent samples, the error comes from a jackknife over the chain means and tau_int is NaN: ``method``
+``"jackknife"``, with a ``warning``; with one chain there is no error at all (``method`` ``"none"``). A Gamma
+estimate from fewer than ``MIN_N_OVER_TAU`` tau_int measurements carries a ``warning`` too. tau_int is in units of
+records (``every`` updates each).
 """
 
 import math
@@ -27,27 +30,53 @@ from .._observables.gauge import (
 from .._observables.scalar import magnetization
 from .._stats import gamma_method, gamma_method_derived, jackknife
 
-Result = dict[str, float]
+Result = dict[str, float | str]
+"""One observable: ``mean``, ``error``, ``tau_int`` (floats, NaN where unknown), ``method`` (``"gamma"``,
+``"jackknife"`` or ``"none"``, module docstring) and, where the numbers need a caveat, ``warning`` (one line)."""
+
+MIN_N_OVER_TAU = 50
+"""A Gamma-method estimate from ``N`` measurements (records x chains) with ``N < MIN_N_OVER_TAU tau_int`` is
+flagged: tau_int is then uncertain by about ``2 sqrt(W / N)`` with a window ``W`` of several tau_int, i.e. 50% or
+more (Madras-Sokal, `lgdiff._stats.gamma`), and so is the error."""
 
 
-def _fallback(fn: Callable[..., float], series: Sequence[np.ndarray]) -> Result:
+def _reason(e: ValueError) -> str:
+    """The Gamma method's complaint without the function name and the advice: ``"Wolff's automatic windowing
+    found no window W <= n/2 = 8: the series is too short ... (tau_int(8) = 5.1 at n = 16 per chain; ...)"``."""
+    text = str(e).splitlines()[0] if str(e) else type(e).__name__
+    head, sep, rest = text.partition(": ")
+    text = rest if sep and " " not in head else text
+    return text.split(". ")[0].rstrip(".")
+
+
+def _fallback(fn: Callable[..., float], series: Sequence[np.ndarray], reason: str) -> Result:
     chains = series[0].shape[1] if series[0].ndim == 2 else 1
     if chains < 2:
-        return {"mean": float(fn(*[float(s.mean()) for s in series])), "error": math.nan, "tau_int": math.nan}
+        return {"mean": float(fn(*[float(s.mean()) for s in series])), "error": math.nan, "tau_int": math.nan,
+                "method": "none", "warning": f"no error estimate: the Gamma method failed ({reason}) and one chain "
+                                             f"gives no chain means to compare; run more chains or longer ones"}
     per_chain = [s.mean(0) for s in series]  # one bin per chain: chains are independent
     est = jackknife(fn, *per_chain, n_bins=chains)
-    return {"mean": float(est.mean), "error": float(est.error), "tau_int": math.nan}
+    return {"mean": float(est.mean), "error": float(est.error), "tau_int": math.nan, "method": "jackknife",
+            "warning": f"error from a jackknife over the {chains} chain means, tau_int unknown: the Gamma method "
+                       f"failed ({reason})"}
 
 
 def _analyse(fn: Callable[..., float], *series: np.ndarray) -> Result:
-    """Gamma-method estimate of ``fn(<a_1>, ...)``; falls back to chains as independent samples."""
+    """Gamma-method estimate of ``fn(<a_1>, ...)``; falls back to chains as independent samples (module
+    docstring)."""
     try:
         est = gamma_method(series[0]) if len(series) == 1 and fn is _identity else gamma_method_derived(fn, *series)
         if not math.isfinite(est.error):
-            raise ValueError("non-finite error")
-        return {"mean": est.mean, "error": est.error, "tau_int": est.tau_int}
-    except ValueError:
-        return _fallback(fn, series)
+            raise ValueError(f"the error is not finite ({est.error})")
+    except ValueError as e:
+        return _fallback(fn, series, _reason(e))
+    out: Result = {"mean": est.mean, "error": est.error, "tau_int": est.tau_int, "method": "gamma"}
+    n = series[0].size
+    if est.error > 0 and n < MIN_N_OVER_TAU * est.tau_int:  # (a constant series has nothing to estimate)
+        out["warning"] = (f"N = {n} measurements < {MIN_N_OVER_TAU} tau_int: the run is too short for its "
+                          f"autocorrelation; tau_int and the error are uncertain (50% or more); run longer chains")
+    return out
 
 
 def _identity(x: float) -> float:
@@ -128,7 +157,8 @@ def measure_gauge(ens: Ensemble, *, flow_time: float = 1.0, flow_eps: float = FL
 
 
 def measure(ens: Ensemble, *, flow_time: float = 1.0) -> dict[str, Result]:
-    """Every observable that fits the ensemble's theory, plus ``acceptance`` where recorded."""
+    """Every observable that fits the ensemble's theory, plus ``acceptance`` where recorded: name -> `Result`
+    (``mean``, ``error``, ``tau_int``, ``method`` and, where the numbers need a caveat, ``warning``)."""
     out = measure_gauge(ens, flow_time=flow_time) if ens.metadata.kind == "links" else measure_scalar(ens)
     acc = _np(ens.acceptance)
     if acc.size:
@@ -136,4 +166,5 @@ def measure(ens: Ensemble, *, flow_time: float = 1.0) -> dict[str, Result]:
     return out
 
 
-__all__ = ["measure", "measure_gauge", "measure_scalar", "measure_wilson_loops", "topological_charge_observable", "Field"]
+__all__ = ["MIN_N_OVER_TAU", "Result", "measure", "measure_gauge", "measure_scalar", "measure_wilson_loops",
+           "topological_charge_observable", "Field"]

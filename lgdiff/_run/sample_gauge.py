@@ -6,7 +6,6 @@ beta = 5.0 on 4^4) and ``lgdiff/models/u1_b1.0_L16.safetensors`` (2D U(1), beta 
 docs/gauge-diffusion.md for how they were trained and what they reach.
 """
 
-import importlib.resources
 import math
 import typing
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from .._samplers.maala import TARGET_ACCEPTANCE, denoise, maala_kernel, wilson_s
 from .._samplers.reverse import Corrector
 from .._sde.score import ConditionedScore
 from .._train.gauge import lcnn_score, load_lcnn
+from .shipped import choose_shipped_model
 from .theory import Theory
 
 METHODS = ("maala", "sde")
@@ -42,20 +42,11 @@ LEAPFROG_DEFAULTS = {"force": 10, "score": 1}
 the 4D SU(3) plaquette ~7x faster per force evaluation than the one-step Langevin move (tau_int 6 trajectories of 10
 steps against ~460 steps, docs/gauge-diffusion.md); the learned score's error grows along a trajectory, so it
 keeps MAALA's one-step move."""
-SHIPPED = {"su3": "su3_b5.0_L4", "u1": "u1_b1.0_L16"}
-"""theory -> the shipped model's file name (without ``.safetensors``)."""
 
 
 def default_model(theory: str) -> Path:
-    """The shipped model for ``theory`` (``"su3"`` or ``"u1"``)."""
-    if theory not in SHIPPED:
-        raise ValueError(f"no shipped diffusion model for theory {theory!r}; shipped: {', '.join(SHIPPED)}. "
-                         f"Train one with `lgdiff train --data ENSEMBLE --out MODEL` and pass it with --model")
-    path = Path(str(importlib.resources.files("lgdiff") / "models" / f"{SHIPPED[theory]}.safetensors"))
-    if not path.is_file():
-        raise ValueError(f"the shipped model {path} is missing from this installation; reinstall lgdiff or pass "
-                         f"--model")
-    return path
+    """The shipped model for ``theory`` (``"su3"`` or ``"u1"``; the table: `lgdiff._run.shipped.SHIPPED_MODELS`)."""
+    return choose_shipped_model(theory).path
 
 
 def model_metadata(path: str | Path) -> dict[str, Any]:

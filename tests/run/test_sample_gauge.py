@@ -12,7 +12,7 @@ from lgdiff._exact import u1_2d_topological_susceptibility, u1_2d_wilson_loop
 from lgdiff._io.ensemble import EnsembleError
 from lgdiff._models.lcnn import LCNNConfig
 from lgdiff._observables.gauge import topological_charge_u1_2d, wilson_loop
-from lgdiff._run.sample_gauge import CHAIN_DEFAULTS, LEAPFROG_DEFAULTS, SHIPPED, GaugeSampleConfig, default_model, model_metadata
+from lgdiff._run.sample_gauge import CHAIN_DEFAULTS, LEAPFROG_DEFAULTS, GaugeSampleConfig, default_model, model_metadata
 from lgdiff._run.theory import Theory
 from lgdiff._sde.group import GroupVE
 from lgdiff._train.gauge import GaugeTrainConfig, train_lcnn
@@ -135,7 +135,7 @@ def test_run_errors_say_what_to_fix(tmp_path, tiny_u1_model):
 @pytest.mark.parametrize(("theory", "group", "dim", "L", "beta"), [("su3", SU(3), 4, 4, 5.0), ("u1", U1(), 2, 16, 1.0)])
 def test_shipped_models_are_small_and_carry_their_provenance(theory, group, dim, L, beta):
     path = default_model(theory)
-    assert path.name == f"{SHIPPED[theory]}.safetensors" and path.stat().st_size < 300_000
+    assert path.name == f"{theory}_b{beta}_L{L}.safetensors" and path.stat().st_size < 300_000
     meta = model_metadata(path)
     assert meta["theory"] == theory and meta["beta"] == beta and meta["lattice"] == [L] * dim
     assert LCNNConfig.from_dict(meta["config"]).group == group

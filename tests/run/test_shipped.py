@@ -1,0 +1,86 @@
+"""The shipped models: one table for every theory, consistent with the files; `lgdiff sample` without --model takes
+the model nearest to the requested coupling, says which, and warns far from its training point."""
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cli.main import cli
+from lgdiff._io.checkpoint import load_checkpoint
+from lgdiff._run.shipped import FAR_COUPLING, SHIPPED_MODELS, choose_shipped_model
+
+MODELS = Path(__file__).resolve().parents[2] / "lgdiff" / "models"
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def test_the_table_lists_every_shipped_file_with_its_training_point():
+    assert sorted(m.name + ".safetensors" for m in SHIPPED_MODELS) == sorted(p.name for p in MODELS.iterdir()
+                                                                             if p.suffix == ".safetensors")
+    for model in SHIPPED_MODELS:
+        _, meta = load_checkpoint(model.path)
+        trained = meta.get("params") or {"beta": meta["beta"]}
+        assert (meta["theory"], trained, tuple(meta["lattice"])) == (model.theory, model.params, model.lattice)
+
+
+@pytest.mark.parametrize("kappa, name", [(0.21, "phi4_k0.21_L32"), (0.2, "phi4_k0.21_L32"), (0.25, "phi4_k0.27_L16"),
+                                         (0.27, "phi4_k0.27_L16"), (0.3, "phi4_k0.27_L16")])
+def test_phi4_takes_the_model_nearest_in_kappa(kappa, name):
+    choice = choose_shipped_model("phi4", params={"kappa": kappa, "lam": 0.022}, L=16)
+    assert choice.model.name == name and choice.params == {"kappa": kappa, "lam": 0.022}
+    assert choice.path.name == name + ".safetensors"
+
+
+def test_near_the_training_point_there_is_no_warning():
+    assert choose_shipped_model("phi4", params={"kappa": 0.27, "lam": 0.022}, L=8).warnings == ()
+    assert choose_shipped_model("su3", params={"beta": 5.5}, L=6).warnings == ()  # the documented run
+    assert choose_shipped_model("u1", L=16).params == {"beta": 1.0}  # no coupling given: the model's
+
+
+def test_far_couplings_and_volumes_are_warned():
+    (warning,) = choose_shipped_model("phi4", params={"kappa": 0.27, "lam": 0.05}, L=16).warnings
+    assert "lam = 0.05" in warning and "kappa" not in warning.split(" is far")[0]
+    assert "phi4_k0.27_L16 (trained at kappa = 0.27, lam = 0.022 on 16x16)" in warning
+    (warning,) = choose_shipped_model("u1", params={"beta": 1.0 + 1.1 * FAR_COUPLING}, L=64).warnings
+    assert "beta = 1.165" in warning and "L = 64" in warning
+    assert choose_shipped_model("u1", params={"beta": 1.0 + 0.9 * FAR_COUPLING}, L=32).warnings == ()
+
+
+def test_no_shipped_model():
+    with pytest.raises(ValueError, match="no shipped diffusion model for theory 'su2'"):
+        choose_shipped_model("su2", params={"beta": 2.0})
+    with pytest.raises(ValueError, match="no shipped diffusion model for theory 'phi4' in D = 3"):
+        choose_shipped_model("phi4", params={"kappa": 0.2, "lam": 0.02}, dim=3)
+
+
+def test_sample_phi4_uses_the_shipped_model(tmp_path):
+    out = tmp_path / "phi4.safetensors"
+    result = run("sample", "--theory", "phi4", "--L", 8, "--kappa", 0.26, "--lam", 0.022, "--method", "sde",
+                 "--n", 1, "--chains", 2, "--steps", 3, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "model: shipped phi4_k0.27_L16 (trained at kappa = 0.27, lam = 0.022 on 16x16)" in result.stderr
+    assert "far from" not in result.stderr
+    info = json.loads(run("info", out, "--json").output)
+    assert Path(info["settings"]["model"]).name == "phi4_k0.27_L16.safetensors"
+    assert info["params"] == {"kappa": 0.26, "lam": 0.022}
+
+
+def test_sample_gauge_says_which_model_and_warns_far_from_it(tmp_path):
+    result = run("sample", "--theory", "u1", "--L", 4, "--beta", 3.0, "--n", 1, "--chains", 1, "--steps", 2,
+                 "--therm", 1, "--every", 1, "--out", tmp_path / "u1.safetensors")
+    assert result.exit_code == 0, result.output
+    assert "model: shipped u1_b1.0_L16 (trained at beta = 1 on 16x16)" in result.stderr
+    assert "warning: the run (beta = 3, L = 4) is far from the training point" in result.stderr
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    from lgdiff._run import shipped
+
+    result = doctest.testmod(shipped)
+    assert result.attempted > 0 and result.failed == 0
