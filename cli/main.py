@@ -401,16 +401,20 @@ def _train_gauge(links: Any, out: Path, n_steps: int, batch_size: int, lr: float
 @click.option("--every", type=click.IntRange(min=1), default=None,
               help="Gauge MAALA: proposals between records (default 20 / leapfrog with the force drift, 5 with "
                    "score).")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Ensemble file to write.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Ensemble file to write; rerunning the same command continues it.")
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--device", type=DEVICE, default="cpu", show_default=True)
+@click.option("--blocks", type=click.IntRange(min=1), default=None,
+              help="Split the chains into this many independently seeded blocks (default: the number of torchrun "
+                   "processes, 1 without torchrun). One process with --blocks K writes the file of K ranks.")
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Also write the PNG plots of the ensemble (lgdiff plot) into this directory.")
 @click.option("--json", "as_json", is_flag=True, help="Print the measurement as one JSON object.")
 def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: float | None, beta: float | None,
                model: Path | None, method: str | None, n: int, chains: int, steps: int, drift: str | None,
-               corrector: int | None, leapfrog: int | None, therm: int | None, every: int | None, out: Path | None, seed: int, device: str, plot_dir: Path | None,
-               as_json: bool) -> None:
+               corrector: int | None, leapfrog: int | None, therm: int | None, every: int | None, out: Path | None,
+               seed: int, device: str, blocks: int | None, plot_dir: Path | None, as_json: bool) -> None:
     """Sample with a trained diffusion model and measure the result.
 
     Without --model, the shipped model of the theory nearest to the requested couplings (phi4: kappa = 0.21 on
@@ -424,47 +428,51 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
 
     out = out or Path(f"lgdiff-sample-{theory}-L{L}-seed{seed}.safetensors")
     _check_plotting(plot_dir)
-    command = _command_line(click.get_current_context())
     if theory == "phi4" or method == "sde":
         for name, value in (("drift", drift), ("therm", therm), ("every", every), ("leapfrog", leapfrog)):
             if value is not None:
                 raise click.UsageError(f"--{name} is for gauge sampling with --method maala")
     if theory == "phi4" and corrector is not None:
         raise click.UsageError("--corrector is for gauge sampling")
-    if theory == "phi4":
-        th = _theory(theory, dim or 2, L, kappa, lam, beta)
-        with _user_errors():
+    if theory != "phi4":
+        if kappa is not None or lam is not None:
+            raise click.UsageError(f"--kappa/--lam are for phi4; {theory} takes --beta")
+        if method not in (None, "maala", "sde"):
+            raise click.UsageError(f"--method {method} is for phi4; gauge theories sample with maala or sde")
+    with _user_errors(), _dist.process_group(device) as world:
+        dev = _dist.device_for_rank(device)
+        config: ScalarSampleConfig | GaugeSampleConfig
+        if theory == "phi4":
+            th = _theory(theory, dim or 2, L, kappa, lam, beta)
             model = model or _shipped_model(theory, th.params, L, dim)
             config = ScalarSampleConfig(theory=th, model=model, method=method or "path", n=n, chains=chains,
-                                        steps=steps, seed=seed)
-            _memory.check_sample_memory(th, chains=chains, device=torch.device(device))
-            with _progress(n, "sampling", unit="records", status=_written(out)) as update:
-                ens = config.run(out, device=device, command=command, progress=update)
+                                        steps=steps, seed=seed, blocks=blocks or world)
+            total, unit = n, "records"
+        else:
+            model = model or _shipped_model(theory, {} if beta is None else {"beta": beta}, L, dim)
+            settings: dict[str, object] = {"method": method or "maala", "n": n, "chains": chains, "seed": seed,
+                                           "blocks": blocks or world}
+            if ctx_given("steps"):
+                settings["steps"] = steps
+            if not ctx_given("chains"):
+                settings.pop("chains")
+            settings |= {k: v for k, v in (("drift", drift), ("therm", therm), ("every", every),
+                                           ("corrector", corrector), ("leapfrog", leapfrog)) if v is not None}
+            config = GaugeSampleConfig.from_model(theory, L, beta=beta, model=model, **settings)
+            if dim is not None and dim != config.theory.lattice.dim:
+                raise ValueError(f"the model is for D = {config.theory.lattice.dim}; got --dim {dim}")
+            total, unit = config.work_units, "updates"
+        _memory.check_sample_memory(config.theory, chains=config.chains // world, device=dev)
+        command = _command_line(click.get_current_context(), world)
+        try:
+            with _progress(total, "sampling", unit=unit, status=_written(out)) as update:
+                ens = config.run(out, device=dev, command=command, progress=update)
+        except KeyboardInterrupt:
+            raise click.ClickException(f"interrupted; {out} keeps every record written so far: rerun the same "
+                                       "command to resume") from None
+    if ens is not None:  # rank 0
         _report(ens, as_json)
         _plot(ens, plot_dir)
-        return
-    if kappa is not None or lam is not None:
-        raise click.UsageError(f"--kappa/--lam are for phi4; {theory} takes --beta")
-    if method not in (None, "maala", "sde"):
-        raise click.UsageError(f"--method {method} is for phi4; gauge theories sample with maala or sde")
-    with _user_errors():
-        model = model or _shipped_model(theory, {} if beta is None else {"beta": beta}, L, dim)
-        gauge_steps = steps if ctx_given("steps") else None
-        settings: dict[str, object] = {"method": method or "maala", "n": n, "chains": chains, "seed": seed}
-        if gauge_steps is not None:
-            settings["steps"] = gauge_steps
-        if not ctx_given("chains"):
-            settings.pop("chains")
-        settings |= {k: v for k, v in (("drift", drift), ("therm", therm), ("every", every), ("corrector", corrector),
-                                       ("leapfrog", leapfrog)) if v is not None}
-        config = GaugeSampleConfig.from_model(theory, L, beta=beta, model=model, **settings)
-        if dim is not None and dim != config.theory.lattice.dim:
-            raise ValueError(f"the model is for D = {config.theory.lattice.dim}; got --dim {dim}")
-        _memory.check_sample_memory(config.theory, chains=config.chains, device=torch.device(device))
-        with _progress(config.work_units, "sampling", unit="updates", status=_written(out)) as update:
-            ens = config.run(out, device=device, command=command, progress=update)
-    _report(ens, as_json)
-    _plot(ens, plot_dir)
 
 
 def _shipped_model(theory: str, params: dict[str, float], L: int, dim: int | None) -> Path:

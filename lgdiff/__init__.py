@@ -30,7 +30,7 @@ from ._io.ensemble import EnsembleError as EnsembleError
 from ._io.ensemble import EnsembleMetadata as EnsembleMetadata
 from ._io.ensemble import EnsembleWriter as EnsembleWriter
 from ._io.ensemble import ResumePoint as ResumePoint
-from ._io.ensemble import generate_ensemble as generate_ensemble
+from ._run.split import generate_ensemble as generate_ensemble
 from ._io.ildg import IldgError as IldgError
 from ._io.ildg import read_ildg as read_ildg
 from ._io.ildg import write_ildg as write_ildg

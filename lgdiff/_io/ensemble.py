@@ -26,7 +26,7 @@ tolerance of the dtype. A failure is an `EnsembleError` naming the file and the 
 
 Resumption assumes that the writer is given the chain state after each kept step: the last record *is*
 the state of every chain at that point, and together with ``rng_state`` it continues the same Markov
-chain bit for bit (`ResumePoint`, `generate_ensemble`).
+chain bit for bit (`ResumePoint`, `lgdiff.generate_ensemble`).
 """
 
 import contextlib
@@ -57,7 +57,7 @@ from .._geometry.lattice import MAX_DIM, Lattice
 from .._groups.base import AbstractGroup
 from .._groups.sun import SU
 from .._groups.u1 import U1
-from .._samplers.base import AbstractKernel, StepSizeAdaptation, run_chain
+from .._samplers.base import AbstractKernel
 from ._store import (
     O_BINARY,
     SAFETENSORS_DTYPES,
@@ -1190,66 +1190,3 @@ class EnsembleWriter:
         return (f"EnsembleWriter({str(self._path)!r}, records={self.n_records}, written={self._written}, "
                 f"{'closed' if self._closed else 'open'})")
 
-
-# ---- running and recording ----------------------------------------------------------------------
-
-State = typing.TypeVar("State", Field, LinkField)
-
-
-def generate_ensemble(path: str | os.PathLike, kernel: AbstractKernel[State],
-                      initial: State | Callable[[torch.Generator], State], *, theory: str,
-                      params: Mapping[str, JSONScalar], seed: int, n: int, therm: int = 0, every: int = 1,
-                      device: torch.device | str = "cpu", flush_every: int = 1, command: str | None = None,
-                      progress: Callable[[int], None] | None = None, adapt: StepSizeAdaptation | None = None,
-                      settings: Mapping[str, JSONScalar] | None = None) -> Ensemble:
-    """Run ``kernel`` and record ``n`` records in ``path``, or continue the file if it exists: the one run loop
-    behind ``lgdiff generate`` and ``lgdiff sample``.
-
-    The generator is ``torch.Generator(device).manual_seed(seed)``; a fresh run builds its chains with
-    ``initial(generator)`` (or takes ``initial`` as given; for a diffusion sampler, the denoised start), makes them
-    the kernel's chain state (``kernel.init``: an independence sampler starts from its first proposal),
-    thermalises ``therm`` steps (tuning the kernel's step size with ``adapt``, then freezing it) and records every
-    ``every``-th state. If ``path`` already holds records of the same chain (same metadata, including the settings
-    ``run.therm`` and ``run.every`` recorded here and the tuned step), the run continues from the last record with
-    the saved generator state: an interrupted and resumed run gives bit for bit the file of an uninterrupted one,
-    and rerunning a finished command does nothing. ``n`` is the total wanted, so a larger ``n`` extends an ensemble.
-    ``settings`` are extra provenance (e.g. the model file and its hash). The file keeps the chain's precision
-    (a resumed chain continues bit for bit).
-
-    **Returns:** the ensemble, loaded from the file.
-    """
-    if n < 1 or therm < 0 or every < 1:
-        raise ValueError(f"generate_ensemble needs n >= 1, therm >= 0, every >= 1; got n={n}, therm={therm}, "
-                         f"every={every}")
-    generator = torch.Generator(device=device).manual_seed(seed)
-    extra = {"run.therm": therm, "run.every": every, **(settings or {})}
-    if adapt is not None:
-        extra["run.adapt_target"] = adapt.target
-    existing = Ensemble.load(path) if Path(path).exists() else None
-    chain, tuned = None, 0
-    if existing is not None and existing.n_records:
-        if adapt is not None and "step_size" in existing.metadata.settings:
-            kernel = adapt.restore(kernel, existing.metadata.settings)
-        like = existing.record(existing.n_records - 1)
-    else:
-        state = initial(generator) if callable(initial) else initial.to(device=device)
-        chain = kernel.init(state, generator=generator)
-        if adapt is not None:
-            kernel, chain = adapt.tune(kernel, chain, steps=therm, generator=generator, progress=progress)
-            tuned, therm = therm, 0
-        like = kernel.config(chain)
-    meta = EnsembleMetadata.for_run(like, kernel, theory=theory, params=params, seed=seed, command=command)
-    meta = attrs.evolve(meta, settings={**meta.settings, **extra})
-    with EnsembleWriter.open(path, meta, flush_every=flush_every) as writer:
-        point = writer.resume_state(device=device)
-        start = tuned  # the thermalisation steps that tuned the kernel count in the record indices
-        if point is not None:
-            point.restore(generator)
-            chain = kernel.restore(point.state, {})
-            start, therm = point.index + 1, 0
-        assert chain is not None
-        todo = max(n - writer.n_records, 0)
-        for step in run_chain(kernel, chain, n=todo, generator=generator, therm=therm, every=every, start=start,
-                              progress=progress):
-            writer.append(step.state, step.index, step.acceptance, generator.get_state())
-    return Ensemble.load(path)

@@ -13,13 +13,13 @@ from .._dist import world_size
 from .._actions.wilson import WilsonAction
 from .._integrators.schemes import SCHEMES
 from .._io.convert import IMPORTED
-from .._io.ensemble import Ensemble, generate_ensemble
+from .._io.ensemble import Ensemble
 from .._samplers.base import AbstractKernel, Composite
 from .._samplers.heatbath import Heatbath
 from .._samplers.hmc import HMC, FourierMass, GaugeHMC
 from .._samplers.metropolis import Metropolis
 from .._samplers.wolff import Wolff
-from .split import generate_split_ensemble
+from .split import generate_ensemble, generate_split_ensemble
 from .theory import Theory
 
 ALGORITHMS = ("hmc", "fahmc", "metropolis", "wolff", "heatbath")

@@ -19,7 +19,8 @@ from .._actions.wilson import WilsonAction
 from .._fields.links import LinkField
 from .._geometry.lattice import Lattice
 from .._io.checkpoint import load_checkpoint
-from .._io.ensemble import Ensemble, generate_ensemble
+from .._io.ensemble import Ensemble
+from .._dist import world_size
 from .._io.files import file_sha256
 from .._samplers.base import AbstractKernel, StepSizeAdaptation
 from .._samplers.independence import RawDraws
@@ -28,6 +29,7 @@ from .._samplers.reverse import Corrector
 from .._sde.score import ConditionedScore
 from .._train.gauge import lcnn_score, load_lcnn
 from .shipped import choose_shipped_model
+from .split import run_ensemble
 from .theory import Theory
 
 METHODS = ("maala", "sde")
@@ -101,8 +103,10 @@ class GaugeSampleConfig:
     corrector: int = 0
     leapfrog: int | None = None
     beta_scale: float | None = attrs.field(default=None, validator=_positive_float)
+    blocks: int = 1
 
     def __attrs_post_init__(self) -> None:
+        _check_blocks(self.chains, self.blocks)
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r} for a gauge theory; expected one of {', '.join(METHODS)}")
         if not self.theory.is_gauge:
@@ -156,9 +160,11 @@ class GaugeSampleConfig:
         return 1 + therm + self.n * every
 
     def run(self, out: str | Path, *, device: torch.device | str = "cpu", command: str | None = None,
-            progress: Callable[[int], None] | None = None, flush_every: int | None = None) -> Ensemble:
+            progress: Callable[[int], None] | None = None, flush_every: int | None = None) -> Ensemble | None:
         """Sample into ``out``, or continue it: a run killed at any point and rerun with the same settings continues
-        bit for bit (the one resumable ensemble run, :func:`lgdiff.generate_ensemble`). Returns the ensemble."""
+        bit for bit (the one resumable ensemble run, :func:`lgdiff._run.split.run_ensemble`), on one process or with
+        ``blocks`` independently seeded blocks over the ranks of a torchrun launch. Returns the ensemble (``None``
+        on ranks other than 0)."""
         net, process, meta = load_lcnn(self.model, device=device)
         group, lattice = self.theory.group, self.theory.lattice
         if net.config.group != group or net.config.dim != lattice.dim:
@@ -183,7 +189,7 @@ class GaugeSampleConfig:
             therm, every, adapt = 0, 1, None
 
             def initial(generator: torch.Generator) -> LinkField:
-                return LinkField.identity(group, lattice, batch=self.chains, device=device)
+                return LinkField.identity(group, lattice, batch=self.chains // self.blocks, device=device)
         else:
             # the adaptation starts from 0.1 n^(-1/3) (n: real degrees of freedom per chain; MALA's scaling)
             n_dof = lattice.dim * lattice.volume * group.n_generators
@@ -199,17 +205,28 @@ class GaugeSampleConfig:
                          "every": every, "leapfrog": self.proposal_steps}
 
             def initial(generator: torch.Generator) -> LinkField:
-                like = LinkField.identity(group, lattice, batch=self.chains, device=device)
+                like = LinkField.identity(group, lattice, batch=self.chains // self.blocks, device=device)
                 start = denoise(score, process, like, steps=self.steps, generator=generator, t_min=self.t_langevin,
                                 spacing="geometric", corrector=corrector)
                 if progress is not None:
                     progress(1)
                 return start
 
-        return generate_ensemble(out, kernel, initial, theory=self.theory.name, params=self.theory.params,
-                                 seed=self.seed, n=self.n, therm=therm, every=every, device=device,
-                                 flush_every=flush_every or max(1, self.n // 4), command=command, progress=progress,
-                                 adapt=adapt, settings=settings)
+        return run_ensemble(out, kernel, initial, blocks=_blocks_or_none(self.blocks), theory=self.theory.name,
+                            params=self.theory.params, seed=self.seed, n=self.n, therm=therm, every=every,
+                            device=device, flush_every=flush_every or max(1, self.n // 4), command=command,
+                            progress=progress, adapt=adapt, settings=settings)
+
+
+def _check_blocks(chains: int, blocks: int) -> None:
+    if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 1 or chains % blocks:
+        raise ValueError(f"--chains {chains} must be divisible by --blocks {blocks} (under torchrun --blocks defaults "
+                         f"to the number of processes): every block runs chains/blocks chains with its own seed stream")
+
+
+def _blocks_or_none(blocks: int) -> int | None:
+    """The ordinary single-generator run for one block on one process; the block run otherwise."""
+    return None if blocks == 1 and world_size() == 1 else blocks
 
 
 __all__ = ["CHAIN_DEFAULTS", "DRIFTS", "LEAPFROG_DEFAULTS", "GaugeSampleConfig", "METHODS", "default_model", "model_metadata"]

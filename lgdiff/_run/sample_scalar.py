@@ -11,12 +11,14 @@ from torch import Tensor
 
 from .._actions.phi4 import Phi4Action
 from .._fields.scalar import Field
-from .._io.ensemble import Ensemble, generate_ensemble
+from .._io.ensemble import Ensemble
 from .._io.files import file_sha256
 from .._samplers.base import AbstractKernel
 from .._samplers.independence import MarginalIMH, PathIMH, RawDraws
 from .._samplers.maala import denoise, maala_kernel
 from .._train.dsm import load_ncsnpp
+from .sample_gauge import _blocks_or_none, _check_blocks
+from .split import run_ensemble
 from .theory import Theory
 
 METHODS = ("sde", "ode", "imh", "path", "maala")
@@ -43,8 +45,10 @@ class ScalarSampleConfig:
     t_langevin: float = 0.02
     langevin_step: float = 0.05
     therm: int = 0
+    blocks: int = 1
 
     def __attrs_post_init__(self) -> None:
+        _check_blocks(self.chains, self.blocks)
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; expected one of {', '.join(METHODS)}")
         if self.theory.name != "phi4":
@@ -53,7 +57,7 @@ class ScalarSampleConfig:
             raise ValueError(f"--n, --chains and --steps must be >= 1; got {self.n}, {self.chains}, {self.steps}")
 
     def run(self, out: str | Path, *, device: torch.device | str = "cpu", command: str | None = None,
-            progress: Callable[[int], None] | None = None, flush_every: int | None = None) -> Ensemble:
+            progress: Callable[[int], None] | None = None, flush_every: int | None = None) -> Ensemble | None:
         """Sample into ``out``, or continue it after a kill, bit for bit (:func:`lgdiff.generate_ensemble`).
 
         Raw methods record ``n`` batches of ``chains`` independent samples; exact methods run ``chains`` Markov
@@ -88,9 +92,10 @@ class ScalarSampleConfig:
                                t_min=self.t_langevin)
 
         def zeros(generator: torch.Generator) -> Field:
-            return Field.zeros(lattice, batch=self.chains, dtype=dtype, device=device)
+            return Field.zeros(lattice, batch=self.chains // self.blocks, dtype=dtype, device=device)
 
-        return generate_ensemble(out, kernel, start or zeros, theory="phi4", params=self.theory.params,
-                                 seed=self.seed, n=self.n, therm=self.therm if self.method == "maala" else 0,
-                                 device=device, flush_every=flush_every or max(1, self.n // 4), command=command,
-                                 progress=progress, settings=settings)
+        return run_ensemble(out, kernel, start or zeros, blocks=_blocks_or_none(self.blocks), theory="phi4",
+                            params=self.theory.params, seed=self.seed, n=self.n,
+                            therm=self.therm if self.method == "maala" else 0, device=device,
+                            flush_every=flush_every or max(1, self.n // 4), command=command, progress=progress,
+                            settings=settings)

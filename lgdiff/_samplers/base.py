@@ -47,8 +47,13 @@ class AbstractKernel(abc.ABC, typing.Generic[State]):
         """The configurations of a chain state (what an ensemble records)."""
         return state
 
+    @property
+    def carry_keys(self) -> tuple[str, ...]:
+        """Names of the per-chain float64 tensors ``[B]`` that :meth:`carry` returns (default: none)."""
+        return ()
+
     def carry(self, state: typing.Any) -> dict[str, Tensor]:
-        """Tensors beyond the configurations that a bit-for-bit resume needs (default: none)."""
+        """Per-chain tensors ``[B]`` beyond the configurations that a bit-for-bit resume needs (default: none)."""
         return {}
 
     def restore(self, config: Field | LinkField, carry: dict[str, Tensor]) -> typing.Any:
@@ -117,16 +122,30 @@ class StepSizeAdaptation:
     def tune(self, kernel: AbstractKernel, state: typing.Any, *, steps: int, generator: torch.Generator,
              progress: Callable[[int], None] | None = None) -> tuple[AbstractKernel, typing.Any]:
         """Run ``steps`` adapted steps from the chain state ``state``; returns the frozen kernel and the state."""
+        kernel, (state,) = self.tune_blocks(kernel, [state], [generator], steps=steps, progress=progress)
+        return kernel, state
+
+    def tune_blocks(self, kernel: AbstractKernel, states: list[typing.Any], generators: list[torch.Generator], *,
+                    steps: int, progress: Callable[[int], None] | None = None,
+                    reduce: Callable[[float], float] | None = None) -> tuple[AbstractKernel, list[typing.Any]]:
+        """:meth:`tune` for independently seeded blocks of chains that share one kernel: the acceptance is averaged
+        over the blocks (and by ``reduce``, e.g. over the ranks of a distributed run) before each update."""
         if "step_size" not in attrs.fields_dict(type(kernel)):
             raise TypeError(f"{type(kernel).__name__} has no step_size to adapt")
         log_h2 = 2 * math.log(kernel.step_size)
         for k in range(steps):
-            state, prob = kernel.step(state, generator=generator)
-            log_h2 += (float(prob.to(torch.float64).mean()) - self.target) / math.sqrt(1.0 + k / 5.0)
+            probs = []
+            for i, g in enumerate(generators):
+                states[i], prob = kernel.step(states[i], generator=g)
+                probs.append(float(prob.to(torch.float64).mean()))
+            mean = sum(probs) / len(probs)
+            if reduce is not None:
+                mean = reduce(mean)
+            log_h2 += (mean - self.target) / math.sqrt(1.0 + k / 5.0)
             kernel = attrs.evolve(kernel, step_size=math.exp(log_h2 / 2))
             if progress is not None:
                 progress(1)
-        return kernel, state
+        return kernel, states
 
     def restore(self, kernel: AbstractKernel, settings: Mapping[str, typing.Any]) -> AbstractKernel:
         """The tuned kernel of an earlier run from its recorded settings (for a resume)."""

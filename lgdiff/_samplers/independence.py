@@ -94,6 +94,10 @@ class AbstractIndependenceKernel(AbstractKernel):
     def config(self, state: Weighted) -> Field | LinkField:
         return state.state
 
+    @property
+    def carry_keys(self) -> tuple[str, ...]:
+        return ("log_w",)
+
     def carry(self, state: Weighted) -> dict[str, Tensor]:
         return {"log_w": state.log_w}
 

@@ -20,8 +20,8 @@ from lgdiff._io.ensemble import (
     EnsembleError,
     EnsembleMetadata,
     EnsembleWriter,
-    generate_ensemble,
 )
+from lgdiff._run.split import generate_ensemble
 from lgdiff._samplers.base import AbstractKernel, run_chain
 
 REPO = Path(__file__).resolve().parents[2]

@@ -7,6 +7,7 @@ from safetensors.torch import save_file
 
 from cli.main import cli
 from lgdiff._io.checkpoint import load_checkpoint
+from lgdiff._io.ensemble import _checksums
 
 
 def run(*args):
@@ -29,11 +30,14 @@ def test_train_refuses_an_ensemble_with_a_non_finite_record_and_names_it(tmp_pat
     with safe_open(str(path), framework="pt") as f:
         tensors, metadata = {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
     tensors["configs"][2, 1, 0, 3] = float("nan")  # record 2, chain 1
+    # with a consistent checksum, as a tool that writes the format would: the damage is the NaN itself
+    tensors["crc32"] = _checksums(tensors["configs"], tensors["index"], tensors["acceptance"])
     save_file(tensors, str(path), metadata=metadata)
     model = tmp_path / "m.safetensors"
     result = run("train", "--data", path, "--out", model, *TRAIN)
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
-    assert f"{path}: record 2, chain 1 is not finite" in result.output
+    # the ensemble reader checks every record it reads (docs/file-format.md) and names the damaged one first
+    assert f"{path}: record 2 is damaged (chain 1: non-finite values)" in result.output
     assert not model.exists()
 
 
