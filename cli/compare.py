@@ -7,6 +7,7 @@ import click
 
 from cli._files import load_ensemble
 from lgdiff._run.compare import compare
+from cli._common import _clean, _user_errors
 
 
 @click.command("compare")
@@ -23,7 +24,6 @@ def compare_cmd(a: Path, b: Path, flow_time: float, as_json: bool) -> None:
     sigma = (A - B) / sqrt(err_A^2 + err_B^2) (Gamma-method errors, tau_int included);
     * marks |sigma| > 2 and ** |sigma| > 4. Different lattice sizes or couplings are allowed and flagged.
     """
-    from cli.main import _clean, _user_errors  # imported here: cli.main registers this command at its end
 
     with _user_errors():
         ens_a, ens_b = load_ensemble(a), load_ensemble(b)

@@ -7,6 +7,7 @@ import click
 
 from lgdiff._io.convert import export_ensemble, format_of, import_configs, sniff_format
 from lgdiff._io.ensemble import Ensemble
+from cli._common import _user_errors
 
 _HELP = """Convert gauge configurations between lgdiff ensembles and NERSC / ILDG files.
 
@@ -45,7 +46,6 @@ def _command_line(inputs: tuple[Path, ...], out: Path, options: dict[str, object
 @click.option("--ensemble-id", help="ENSEMBLE_ID of exported files (default: from the ensemble).")
 def convert_cmd(inputs: tuple[Path, ...], out: Path, fmt: str | None, precision: str, record: int | None,
                 storage: str, endian: str, beta: float | None, ensemble_id: str | None) -> None:
-    from cli.main import _user_errors  # cli.main imports this module to register the command
 
     try:
         with _user_errors():

@@ -1,9 +1,7 @@
 """``lgdiff`` command line. Parse, build library objects, call one library function, print."""
 
 import json
-import math
 import platform
-import re
 import shlex
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,6 +13,7 @@ import torch
 
 import lgdiff
 from cli import _memory
+from cli._common import _clean, _user_errors
 from cli._files import describe_file, load_ensemble
 from cli._options import DEVICE, FINITE, POSITIVE, SEED
 from cli._progress import progress as _progress
@@ -25,17 +24,6 @@ from lgdiff._run.generate import ALGORITHMS, GenerateConfig
 from lgdiff._run.measure import measure
 from lgdiff._run.shipped import choose_shipped_model
 from lgdiff._run.theory import Theory
-
-
-def _clean(value: Any) -> Any:
-    """NaN and infinities become null: the JSON output is strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    return value
 
 
 def _format(result: dict[str, Any]) -> str:
@@ -69,23 +57,6 @@ def _command_line(ctx: click.Context, world: int = 1) -> str:
         flag = max(param.opts, key=len)
         parts += [flag] if value is True else [flag, shlex.quote(str(value))]
     return " ".join(parts)
-
-
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    """Bad input becomes a one-line message and exit code 1, never a traceback; so does an allocation that fails
-    (a lattice too large for the memory check's estimate, `cli._memory`)."""
-    try:
-        yield
-    except (ValueError, TypeError, FileNotFoundError) as e:
-        raise click.ClickException(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
-    except RuntimeError as e:  # torch.cuda.OutOfMemoryError is one, and so is the CPU allocator's failure
-        if not isinstance(e, torch.cuda.OutOfMemoryError) and "can't allocate memory" not in str(e):
-            raise
-        tried = re.search(r"allocate (\d+) bytes|allocate ([0-9.]+ ?[KMGT]i?B)", str(e))
-        size = "" if tried is None else f" allocating {tried.group(2) or _memory.format_bytes(int(tried.group(1)))}"
-        raise click.ClickException(f"out of memory{size}: use a smaller --L or fewer --chains (files written so far "
-                                   f"are intact)") from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -428,7 +399,7 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
 
     out = out or Path(f"lgdiff-sample-{theory}-L{L}-seed{seed}.safetensors")
     _check_plotting(plot_dir)
-    if theory == "phi4" or method == "sde":
+    if theory == "phi4" or method in ("sde", "path", "imh"):
         for name, value in (("drift", drift), ("therm", therm), ("every", every), ("leapfrog", leapfrog)):
             if value is not None:
                 raise click.UsageError(f"--{name} is for gauge sampling with --method maala")
@@ -437,8 +408,8 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
     if theory != "phi4":
         if kappa is not None or lam is not None:
             raise click.UsageError(f"--kappa/--lam are for phi4; {theory} takes --beta")
-        if method not in (None, "maala", "sde"):
-            raise click.UsageError(f"--method {method} is for phi4; gauge theories sample with maala or sde")
+        if method not in (None, "maala", "sde", "path", "imh"):
+            raise click.UsageError(f"--method {method} is for phi4; gauge theories sample with maala, path, imh or sde")
     with _user_errors(), _dist.process_group(device) as world:
         dev = _dist.device_for_rank(device)
         config: ScalarSampleConfig | GaugeSampleConfig

@@ -7,6 +7,7 @@ import click
 from cli._files import load_ensemble
 from lgdiff._io.ensemble import Ensemble
 from lgdiff._plot import MissingPlotDependency, plot_ensemble, require_plotting
+from cli._common import _user_errors
 
 
 def write_plots(ens: Ensemble, out: Path, *, exact: bool = True, err: bool = False) -> list[Path]:
@@ -43,7 +44,6 @@ def plot_cmd(file: Path, out: Path | None, exact: bool) -> None:
     """Write PNG plots of FILE: histograms (magnetisation; plaquette and topological charge), the
     autocorrelation function of |M| or the plaquette with the Gamma-method window, Wilson loops against
     the exact values where known, and a configuration snapshot. Prints the files written."""
-    from cli.main import _user_errors  # imported here: cli.main registers this command at its end
 
     with _user_errors():
         ens = load_ensemble(file)

@@ -31,7 +31,8 @@ from .._fields.links import AlgebraField, LinkField
 from .._groups.base import complex_dtype, real_dtype
 from .._io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .._sde.base import AbstractSDE
-from .._sde.group import GroupScore, GroupVE
+from .._sde.group import GroupVE
+from .._sde.score import Score
 from .._sde.ve import VESDE
 from .lcnn import LCNN, LCNNConfig
 from .ncsnpp import NCSNpp, NCSNppConfig, sde_from_dict
@@ -42,8 +43,8 @@ TIME_INPUT = "ln_s/4"
 
 # ---- the L-CNN's score and forward process ---------------------------------------------------------------------
 
-def lcnn_score(net: LCNN, process: GroupVE) -> GroupScore:
-    r"""The score ``s_theta(U, t) = LCNN(U, ln s(t) / 4) / s(t)`` as a ``GroupScore`` (the parametrisation is
+def lcnn_score(net: LCNN, process: GroupVE) -> Score:
+    r"""The score ``s_theta(U, t) = LCNN(U, ln s(t) / 4) / s(t)`` as a :class:`lgdiff.Score` (the parametrisation is
     explained in `lgdiff._train.gauge`).
 
     Links of another precision than the network's are cast for the network and the score is returned in the
@@ -53,7 +54,7 @@ def lcnn_score(net: LCNN, process: GroupVE) -> GroupScore:
 
 
 def score_from_raw(score_raw: Callable[[Tensor, Tensor], Tensor], net_dtype: torch.dtype,
-                   process: GroupVE) -> GroupScore:
+                   process: GroupVE) -> Score:
     """`lcnn_score` for any ``score_raw(u, tau)``: the network itself, or its `DistributedDataParallel` wrapper
     while training."""
 

@@ -23,7 +23,7 @@ from .._io.ensemble import Ensemble
 from .._dist import world_size
 from .._io.files import file_sha256
 from .._samplers.base import AbstractKernel, StepSizeAdaptation
-from .._samplers.independence import RawDraws
+from .._samplers.independence import MarginalIMH, PathIMH, RawDraws
 from .._samplers.maala import TARGET_ACCEPTANCE, denoise, maala_kernel, wilson_score
 from .._samplers.reverse import Corrector
 from .._sde.score import ConditionedScore
@@ -32,7 +32,7 @@ from .shipped import choose_shipped_model
 from .split import run_ensemble
 from .theory import Theory
 
-METHODS = ("maala", "sde")
+METHODS = ("maala", "sde", "path", "imh")
 DRIFTS = ("force", "score")
 """MAALA's Langevin drift: the exact ``t -> 0`` score ``-beta grad S`` (``force``) or the model at ``t_L`` (``score``)."""
 CHAIN_DEFAULTS = {"force": (2000, 20), "score": (40, 5)}
@@ -154,7 +154,7 @@ class GaugeSampleConfig:
     def work_units(self) -> int:
         """Units of ``progress`` of the run: one per MAALA proposal or per raw generation, after one for the denoised
         start (size a progress bar with this)."""
-        if self.method == "sde":
+        if self.method != "maala":
             return self.n
         therm, every = self.chain
         return 1 + therm + self.n * every
@@ -180,12 +180,18 @@ class GaugeSampleConfig:
             "beta_0": beta_0, "beta_scale": r, "denoise_steps": self.steps, "spacing": "geometric",
             "corrector": self.corrector, "drift": self.drift}
         corrector = Corrector(steps=self.corrector) if self.corrector else None
-        if self.method == "sde":
+        if self.method != "maala":
             t_min = float(meta.get("train", {}).get("t_min", 1e-3))
-            kernel: AbstractKernel = RawDraws(score=score, process=process, steps=self.steps, method="sde",
-                                              t_min=t_min, spacing="geometric")
+            common = dict(score=score, process=process, steps=self.steps, t_min=t_min, spacing="geometric")
+            kernel: AbstractKernel
+            if self.method == "sde":
+                kernel = RawDraws(method="sde", **common)
+            elif self.method == "path":
+                kernel = PathIMH(action=action, **common)
+            else:
+                kernel = MarginalIMH(action=action, **common)
             if corrector is not None:
-                raise ValueError("--corrector applies to MAALA's denoised start; the raw sde sampler takes none")
+                raise ValueError(f"--corrector applies to MAALA's denoised start; --method {self.method} takes none")
             therm, every, adapt = 0, 1, None
 
             def initial(generator: torch.Generator) -> LinkField:

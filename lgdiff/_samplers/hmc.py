@@ -3,6 +3,7 @@
 import abc
 import math
 import typing
+from collections.abc import Callable
 
 import attrs
 import torch
@@ -43,13 +44,46 @@ def _drift_settings(drift: Score | None, label: str, drift_time: float) -> dict[
 
 
 def _accept_step(kernel: "HMC | GaugeHMC", state: State, generator: torch.Generator) -> tuple[State, Tensor]:
-    """One trajectory and the per-chain accept/reject: a non-finite dH (an exploding trajectory) is a rejection."""
-    traj = kernel.trajectory(state, generator=generator)
-    dh = torch.nan_to_num(traj.delta_h, nan=math.inf, posinf=math.inf)
+    """One trajectory and the per-chain accept/reject: a non-finite dH (an exploding trajectory) is a rejection.
+
+    The force (or drift) and the action at the chain's current state are kept from the step that produced it (a
+    cache keyed by the identity of the state's tensor), so a trajectory of K steps costs K force and one action
+    evaluation; a state the cache does not know (a start, a resume, another kernel's move) is evaluated afresh,
+    with the same bits."""
+    cache = kernel._cache
+    known = cache.get("data") is state.data
+    p = kernel._momenta(state, generator)
+    s0 = cache["action"] if known else kernel.action(state)
+    new, p_new, f_first, f_last = kernel._evolve(state, p, cache["force"] if known else None)
+    s1 = kernel.action(new)
+    dh = torch.nan_to_num(kernel._kinetic(new, p_new) + s1 - (kernel._kinetic(state, p) + s0), nan=math.inf,
+                          posinf=math.inf)
     accepted, prob = metropolis(-dh, generator)
     if not kernel.metropolis:  # the unadjusted algorithm (not exact): for comparisons and power tests only
         accepted = torch.ones_like(accepted)
-    return state.with_data(select(accepted, traj.proposal.data, state.data)), prob
+    data = select(accepted, new.data, state.data)
+    cache.clear()
+    cache.update(data=data, force=select(accepted, f_last, f_first), action=torch.where(accepted, s1, s0))
+    return state.with_data(data), prob
+
+
+def _integrate_cached(kernel: "HMC | GaugeHMC", q: State, p: typing.Any, f0: Tensor | None,
+                      move: Callable[[State, typing.Any, float], State],
+                      kick: Callable[[typing.Any, Tensor, float], typing.Any]) -> tuple[State, typing.Any,
+                                                                                             Tensor, Tensor]:
+    """The splitting scheme with each position's force evaluated once: ``(q', p', force at q, force at q')``."""
+    memo: dict[str, typing.Any] = {"q": q.data, "f": f0 if f0 is not None else kernel._force(q)}
+    first = memo["f"]
+
+    def kick_once(x: State, mom: typing.Any, h: float) -> typing.Any:
+        if memo["q"] is not x.data:
+            memo["q"], memo["f"] = x.data, kernel._force(x)
+        return kick(mom, memo["f"], h)
+
+    q_new, p_new = integrate(kernel.scheme, q, p, eps=kernel.step_size, n_steps=kernel.n_steps, kick=kick_once,
+                             drift=move)
+    assert memo["q"] is q_new.data  # every scheme ends with a kick at the final position
+    return q_new, p_new, first, memo["f"]
 
 
 # ---- kinetic terms for scalar HMC ---------------------------------------------------------------
@@ -157,6 +191,7 @@ class HMC(AbstractKernel[Field]):
     drift_time: float = attrs.field(default=0.0, converter=float)
     drift_label: str = "score"
     metropolis: bool = True
+    _cache: dict = attrs.field(factory=dict, init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
         _check_md(self.step_size, self.n_steps, self.drift_time)
@@ -177,26 +212,39 @@ class HMC(AbstractKernel[Field]):
     def hamiltonian(self, phi: Field, p: Tensor) -> Tensor:
         return self.kinetic.energy(p, phi.lattice) + self.action(phi)
 
-    def evolve(self, phi: Field, p: Tensor) -> tuple[Field, Tensor]:
-        """Molecular dynamics only (deterministic): ``(phi, p) -> (phi', p')``."""
+    # the pieces of a trajectory (shared with GaugeHMC through _accept_step and _integrate_cached)
+
+    def _momenta(self, phi: Field, generator: torch.Generator) -> Tensor:
+        return self.kinetic.sample(phi.data, phi.lattice, generator)
+
+    def _kinetic(self, phi: Field, p: Tensor) -> Tensor:
+        return self.kinetic.energy(p, phi.lattice)
+
+    def _force(self, q: Field) -> Tensor:
+        """The momentum change per unit time: ``-grad S``, or the drift."""
+        if self.drift is None:
+            return -self.action.gradient(q).data
+        with torch.no_grad():
+            return self.drift(q.data, torch.full((q.data.shape[0],), self.drift_time, dtype=q.data.dtype,
+                                                 device=q.data.device))
+
+    def _evolve(self, phi: Field, p: Tensor, f0: Tensor | None) -> tuple[Field, Tensor, Tensor, Tensor]:
         lat = phi.lattice
 
-        force_field, t = self.drift, self.drift_time
-
-        def kick(q: Field, mom: Tensor, h: float) -> Tensor:
-            if force_field is None:
-                return torch.add(mom, self.action.gradient(q).data, alpha=-h)
-            with torch.no_grad():
-                f = force_field(q.data, torch.full((q.data.shape[0],), t, dtype=q.data.dtype, device=q.data.device))
-            return torch.add(mom, f, alpha=h)
-
-        def drift(q: Field, mom: Tensor, h: float) -> Field:
+        def move(q: Field, mom: Tensor, h: float) -> Field:
             return q.with_data(torch.add(q.data, self.kinetic.velocity(mom, lat), alpha=h))
 
-        return integrate(self.scheme, phi, p, eps=self.step_size, n_steps=self.n_steps, kick=kick, drift=drift)
+        def kick(mom: Tensor, f: Tensor, h: float) -> Tensor:
+            return torch.add(mom, f, alpha=h)
+
+        return _integrate_cached(self, phi, p, f0, move, kick)
+
+    def evolve(self, phi: Field, p: Tensor) -> tuple[Field, Tensor]:
+        """Molecular dynamics only (deterministic): ``(phi, p) -> (phi', p')``."""
+        return self._evolve(phi, p, None)[:2]
 
     def trajectory(self, phi: Field, *, generator: torch.Generator) -> Trajectory:
-        p = self.kinetic.sample(phi.data, phi.lattice, generator)
+        p = self._momenta(phi, generator)
         h0 = self.hamiltonian(phi, p)
         new, p_new = self.evolve(phi, p)
         return Trajectory(start=phi, proposal=new, delta_h=self.hamiltonian(new, p_new) - h0)
@@ -228,6 +276,7 @@ class GaugeHMC(AbstractKernel[LinkField]):
     drift_time: float = attrs.field(default=0.0, converter=float)
     drift_label: str = "score"
     metropolis: bool = True
+    _cache: dict = attrs.field(factory=dict, init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
         _check_md(self.step_size, self.n_steps, self.drift_time)
@@ -246,29 +295,41 @@ class GaugeHMC(AbstractKernel[LinkField]):
     def hamiltonian(self, U: LinkField, P: AlgebraField) -> Tensor:
         return P.norm2() / 2 + self.action(U)
 
-    def evolve(self, U: LinkField, P: AlgebraField) -> tuple[LinkField, AlgebraField]:
-        """Molecular dynamics only (deterministic): ``(U, P) -> (U', P')``."""
+    def _momenta(self, U: LinkField, generator: torch.Generator) -> AlgebraField:
+        return AlgebraField.randn(U.group, U.lattice, batch=U.batch, generator=generator, dtype=U.data.dtype,
+                                  device=U.data.device)
+
+    def _kinetic(self, U: LinkField, P: AlgebraField) -> Tensor:
+        return P.norm2() / 2
+
+    def _force(self, q: LinkField) -> Tensor:
+        """The momentum change per unit time as algebra matrices: ``-nabla S``, or the drift."""
+        if self.drift is None:
+            return -self.action.force(q).data
+        with torch.no_grad():
+            f = self.drift(q, torch.full((q.batch,), self.drift_time, dtype=q.data.real.dtype, device=q.data.device))
+        if not isinstance(f, AlgebraField) or f.data.shape != q.data.shape:
+            raise ValueError(f"the drift must return an AlgebraField shaped like the links {q!r}; got {f!r}")
+        return f.data.to(q.data.dtype)
+
+    def _evolve(self, U: LinkField, P: AlgebraField, f0: Tensor | None) -> tuple[LinkField, AlgebraField, Tensor,
+                                                                                   Tensor]:
         group = U.group
 
-        force_field, t = self.drift, self.drift_time
-
-        def kick(q: LinkField, mom: AlgebraField, h: float) -> AlgebraField:
-            if force_field is None:
-                return AlgebraField(mom.data - h * self.action.force(q).data, group, q.lattice)
-            with torch.no_grad():
-                f = force_field(q, torch.full((q.batch,), t, dtype=q.data.real.dtype, device=q.data.device))
-            if not isinstance(f, AlgebraField) or f.data.shape != q.data.shape:
-                raise ValueError(f"the drift must return an AlgebraField shaped like the links {q!r}; got {f!r}")
-            return AlgebraField(mom.data + h * f.data.to(mom.data.dtype), group, q.lattice)
-
-        def drift(q: LinkField, mom: AlgebraField, h: float) -> LinkField:
+        def move(q: LinkField, mom: AlgebraField, h: float) -> LinkField:
             return q.with_data(group.exp(h * mom.data) @ q.data)
 
-        return integrate(self.scheme, U, P, eps=self.step_size, n_steps=self.n_steps, kick=kick, drift=drift)
+        def kick(mom: AlgebraField, f: Tensor, h: float) -> AlgebraField:
+            return AlgebraField(mom.data + h * f, group, mom.lattice)
+
+        return _integrate_cached(self, U, P, f0, move, kick)
+
+    def evolve(self, U: LinkField, P: AlgebraField) -> tuple[LinkField, AlgebraField]:
+        """Molecular dynamics only (deterministic): ``(U, P) -> (U', P')``."""
+        return self._evolve(U, P, None)[:2]
 
     def trajectory(self, U: LinkField, *, generator: torch.Generator) -> Trajectory:
-        P = AlgebraField.randn(U.group, U.lattice, batch=U.batch, generator=generator, dtype=U.data.dtype,
-                               device=U.data.device)
+        P = self._momenta(U, generator)
         h0 = self.hamiltonian(U, P)
         new, p_new = self.evolve(U, P)
         return Trajectory(start=U, proposal=new, delta_h=self.hamiltonian(new, p_new) - h0)

@@ -31,9 +31,6 @@ from .heat_kernel import heat_kernel
 from .score import Score
 from .ve import VESDE
 
-GroupScore = Score
-"""Deprecated name of :class:`lgdiff.Score` for links (``(U, t [B]) -> AlgebraField``)."""
-
 TARGETS = ("gaussian", "heat_kernel")
 
 

@@ -19,20 +19,15 @@ from .loop import AbstractFieldTraining, AbstractTrainConfig, StepLoss, TrainRep
 
 def dsm_loss(model: Callable[[Tensor, Tensor], Tensor], sde: AbstractSDE, x0: Tensor, *, generator: torch.Generator,
              t_min: float = 1e-3, shard: slice | None = None) -> Tensor:
-    r"""``mean_b mean_x (s(t) s_theta(x_t, t) + eps)^2`` with ``t ~ U(t_min, T)`` per configuration
-    (the sigma^2-weighted DSM loss, per site so that it is O(1) at any volume).
+    r"""The denoising score-matching loss of a real-field score: ``sde.dsm_loss(model, x0, ...)``
+    (:meth:`lgdiff.AbstractSDE.dsm_loss`, the one implementation; the field type's process decides the loss).
 
     ``shard`` (data-parallel training, `lgdiff._dist`): ``t`` and ``eps`` are drawn for the whole batch ``x0``, as
     without it, and the loss is the mean over the configurations ``x0[shard]`` only. Every rank draws the same
     global batch and evaluates its own slice, so the noise of a sample depends on its index in the global batch,
     not on the rank, and the mean of the ranks' losses over equal slices is the loss of the whole batch.
     """
-    t = t_min + (sde.T - t_min) * torch.rand(x0.shape[0], generator=generator, dtype=x0.dtype, device=x0.device)
-    xt, eps = sde.perturb(x0, t, generator=generator)
-    if shard is not None:
-        t, xt, eps = t[shard], xt[shard], eps[shard]
-    residual = expand_like(sde.std(t), eps) * model(xt, t) + eps
-    return (residual * residual).reshape(eps.shape[0], -1).mean(1).mean()
+    return sde.dsm_loss(model, x0, generator=generator, t_min=t_min, shard=shard)
 
 
 @typing.final

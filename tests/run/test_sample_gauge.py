@@ -176,3 +176,16 @@ def test_an_interrupted_sample_run_resumes_bit_for_bit(tmp_path, tiny_u1_model, 
     assert torch.equal(part.configs().data, whole.configs().data)
     assert torch.equal(part.acceptance, whole.acceptance) and torch.equal(part.index, whole.index)
     assert part.metadata.settings == whole.metadata.settings
+
+
+@pytest.mark.parametrize("method", ["path", "imh"])
+def test_independence_sampler_runs_on_links_and_resumes(tmp_path, tiny_u1_model, method):
+    # the global exact routes on links through the run layer: records, acceptance in [0, 1], and a stopped run
+    # resumed with its chains' log weights gives the file of an uninterrupted one
+    config = GaugeSampleConfig(theory=u1_theory(2, 1.0), model=tiny_u1_model, method=method, n=5, chains=2, steps=3)
+    whole = config.run(tmp_path / "w.safetensors", flush_every=1)
+    assert whole.metadata.algorithm == f"dm-{method}" and whole.n_records == 5
+    assert ((whole.acceptance >= 0) & (whole.acceptance <= 1)).all()
+    attrs.evolve(config, n=2).run(tmp_path / "p.safetensors", flush_every=1)
+    part = config.run(tmp_path / "p.safetensors", flush_every=1)
+    assert torch.equal(part.configs().data, whole.configs().data) and torch.equal(part.acceptance, whole.acceptance)

@@ -7,6 +7,7 @@ from lgdiff import SU, U1, AlgebraField, Field, Lattice, LinkField, Phi4Action, 
 from lgdiff._integrators.schemes import LEAPFROG, OMELYAN, SplittingScheme
 from lgdiff._samplers.base import run_chain
 from lgdiff._samplers.hmc import HMC, FourierMass, GaugeHMC, UnitMass
+from lgdiff._samplers.maala import maala_kernel, wilson_score
 from lgdiff.testing import assert_group_member, assert_links_close
 
 SCHEMES = [LEAPFROG, OMELYAN]
@@ -252,3 +253,28 @@ def test_gauge_hmc_2d_sun_plaquette(group, beta, generator):
     mean, err = _chain_means(plaq)
     exact = su_n_2d_plaquette(group.n, beta)
     assert abs(mean - exact) < 4 * err, f"{mean} +- {err} vs exact {exact}"
+
+
+def test_a_trajectory_reuses_the_force_at_its_start_and_gives_the_bits_of_a_fresh_evaluation():
+    # K leapfrog steps need K + 1 kicks; the first is at the chain's current state, whose force the previous
+    # trajectory computed: 5 trajectories of 3 steps cost 1 + 5 x 3 drift evaluations, not 5 x 4
+    action = WilsonAction(beta=2.0, group=SU(2))
+    force = wilson_score(action)
+    calls = []
+
+    def counting(U, t):
+        calls.append(1)
+        return force(U, t)
+
+    U0 = LinkField.random(SU(2), Lattice(shape=(4, 4)), batch=3, generator=torch.Generator().manual_seed(1))
+    kernel = maala_kernel(action, counting, t_langevin=0.1, step_size=0.02, leapfrog=3)
+    g = torch.Generator().manual_seed(2)
+    U = U0
+    for _ in range(5):
+        U, _ = kernel.step(U, generator=g)
+    assert len(calls) == 1 + 5 * 3
+    # a fresh kernel for every step knows nothing of the previous one: the same chain, bit for bit
+    g, V = torch.Generator().manual_seed(2), U0
+    for _ in range(5):
+        V, _ = maala_kernel(action, force, t_langevin=0.1, step_size=0.02, leapfrog=3).step(V, generator=g)
+    assert torch.equal(U.data, V.data)
