@@ -7,29 +7,18 @@ from scipy.special import ive, ndtr, ndtri
 
 import lgdiff
 from lgdiff import SU, U1, AlgebraField, Lattice, LinkField
-from lgdiff._samplers.reverse import Corrector, StepInfo as GroupStepInfo, probability_flow, reverse_sde
+from lgdiff._samplers.reverse import Corrector, StepInfo, probability_flow, reverse_sde
 from lgdiff._sde.group import GroupVE
-
-
-def reverse_sde_group(score, process, initial, *, steps, generator, t_min=1e-3, spacing="uniform", corrector_steps=0,
-                      corrector_scale=1.0, callback=None):
-    """The reverse SDE on links in the keyword form these tests were written in (lgdiff.reverse_sde)."""
-    corrector = Corrector(steps=corrector_steps, scale=corrector_scale) if corrector_steps else None
-    if corrector_steps < 0 or not 0 < corrector_scale < 2:
-        Corrector(steps=corrector_steps, scale=corrector_scale)  # raises the library's message
-    return reverse_sde(score, process, initial, steps=steps, generator=generator, t_min=t_min, spacing=spacing,
-                       corrector=corrector, callback=callback)
-
-
-def probability_flow_group(score, process, initial, *, steps, t_min=1e-3, spacing="uniform", callback=None):
-    """The probability-flow ODE on links (Heun) without its likelihood (lgdiff.probability_flow)."""
-    return probability_flow(score, process, initial, steps=steps, divergence="none", t_min=t_min, spacing=spacing,
-                            callback=callback)[0]
 from lgdiff._sde.ve import VESDE
 from lgdiff.testing import assert_group_member
 
 PROCESS = GroupVE()
 T_MIN = 1e-3
+
+
+def probability_flow_links(score, process, initial, **kw):
+    """The probability-flow ODE's output without its likelihood (lgdiff.probability_flow, divergence "none")."""
+    return probability_flow(score, process, initial, divergence="none", **kw)[0]
 
 
 @pytest.fixture
@@ -217,7 +206,7 @@ def test_reverse_sde_u1_point_mass_concentrates_at_the_exact_kernel(generator, f
     # data = identity on every link; from the Haar prior the exact score must bring <cos theta> to
     # exp(-s(t_min)^2 / 2). Geometric grid: EM bias 1.1% of 1 - <cos>, i.e. 0.35 sigma at 2048 links.
     U = PROCESS.prior(U1(), Lattice(shape=(16, 16)), batch=4, generator=generator)
-    out = reverse_sde_group(u1_wrapped_gaussian_score, PROCESS, U, steps=500, generator=generator, t_min=T_MIN,
+    out = reverse_sde(u1_wrapped_gaussian_score, PROCESS, U, steps=500, generator=generator, t_min=T_MIN,
                             spacing="geometric")
     mean, err = _mean_with_error(torch.cos(angles(out)))
     exact = math.exp(-s2_of(T_MIN) / 2)
@@ -237,7 +226,7 @@ def test_reverse_sde_on_the_uniform_grid_has_the_predicted_euler_maruyama_bias(g
         v = v * (1 - g2 * dt / s2) ** 2 + g2 * dt
     assert 2.3 < v / s2_of(T_MIN) < 2.6
     U = PROCESS.prior(U1(), Lattice(shape=(16, 16)), batch=4, generator=generator)
-    out = reverse_sde_group(u1_wrapped_gaussian_score, PROCESS, U, steps=steps, generator=generator, t_min=T_MIN)
+    out = reverse_sde(u1_wrapped_gaussian_score, PROCESS, U, steps=steps, generator=generator, t_min=T_MIN)
     mean, err = _mean_with_error(torch.cos(angles(out)))
     assert abs(mean - math.exp(-v / 2)) < 4 * err, f"<cos theta> = {mean} +- {err}, EM prediction {math.exp(-v / 2)}"
 
@@ -257,8 +246,8 @@ def test_predictor_corrector_has_the_predicted_variance(k, c, generator, fast_lo
         for _ in range(k):
             v = v * (1 - c) ** 2 + 2 * c * s2_of(ts[i + 1])
     U = PROCESS.prior(U1(), Lattice(shape=(16, 16)), batch=4, generator=generator)
-    out = reverse_sde_group(u1_wrapped_gaussian_score, PROCESS, U, steps=steps, generator=generator, t_min=T_MIN,
-                            spacing="geometric", corrector_steps=k, corrector_scale=c)
+    out = reverse_sde(u1_wrapped_gaussian_score, PROCESS, U, steps=steps, generator=generator, t_min=T_MIN,
+                            spacing="geometric", corrector=Corrector(steps=k, scale=c))
     mean, err = _mean_with_error(torch.cos(angles(out)))
     assert abs(mean - math.exp(-v / 2)) < 4 * err, f"<cos theta> = {mean} +- {err}, predicted {math.exp(-v / 2)}"
     assert abs(mean - math.exp(-s2_of(T_MIN) / 2)) > 6 * err  # the prediction is not the exact kernel's
@@ -267,20 +256,20 @@ def test_predictor_corrector_has_the_predicted_variance(k, c, generator, fast_lo
 def test_corrector_with_a_zero_score_keeps_haar_links_and_checks_its_settings(generator):
     zero = lambda U, t: AlgebraField(torch.zeros_like(U.data), U.group, U.lattice)  # noqa: E731
     U = PROCESS.prior(SU(3), Lattice(shape=(4, 4)), batch=64, generator=generator)
-    out = reverse_sde_group(zero, PROCESS, U, steps=4, generator=generator, corrector_steps=3)
+    out = reverse_sde(zero, PROCESS, U, steps=4, generator=generator, corrector=Corrector(steps=3))
     tr = (out.data.diagonal(dim1=-2, dim2=-1).sum(-1).real / 3).reshape(64, -1).mean(1)
     assert abs(float(tr.mean())) < 4 * float(tr.std() / 8)
     assert float(SU(3).membership_error(out.data).amax()) < 1e-12
     with pytest.raises(ValueError, match="corrector scale must be in \\(0, 2\\)"):
-        reverse_sde_group(zero, PROCESS, U, steps=2, generator=generator, corrector_steps=1, corrector_scale=2.0)
+        Corrector(steps=1, scale=2.0)
     with pytest.raises(ValueError, match="corrector steps must be an int >= 0; got -1"):
-        reverse_sde_group(zero, PROCESS, U, steps=2, generator=generator, corrector_steps=-1)
+        Corrector(steps=-1)
 
 
 def test_reverse_sde_su2_point_mass_with_the_heat_kernel_score(generator, fast_loop):
     # <Re tr U>/2 at t_min is exp(-3 s^2 / 8) (the fundamental character under K_{s^2}); EM bias 0.35 sigma
     U = PROCESS.prior(SU(2), Lattice(shape=(16, 16)), batch=2, generator=generator)
-    out = reverse_sde_group(heat_kernel_score(SU(2)), PROCESS, U, steps=500, generator=generator, t_min=T_MIN,
+    out = reverse_sde(heat_kernel_score(SU(2)), PROCESS, U, steps=500, generator=generator, t_min=T_MIN,
                             spacing="geometric")
     mean, err = _mean_with_error(out.data.diagonal(dim1=-2, dim2=-1).sum(-1).real / 2)
     exact = math.exp(-3 * s2_of(T_MIN) / 8)
@@ -305,7 +294,7 @@ def test_reverse_sde_u1_von_mises_data(generator, fast_loop):
         return AlgebraField((1j * (dp / p))[..., None, None], U.group, U.lattice)
 
     U = PROCESS.prior(U1(), Lattice(shape=(32, 32)), batch=4, generator=generator)
-    out = reverse_sde_group(score, PROCESS, U, steps=500, generator=generator, t_min=T_MIN, spacing="geometric")
+    out = reverse_sde(score, PROCESS, U, steps=500, generator=generator, t_min=T_MIN, spacing="geometric")
     theta = angles(out)
     for k in (1, 2):
         mean, err = _mean_with_error(torch.cos(k * theta))
@@ -328,7 +317,7 @@ def _u1_transport(theta_T: np.ndarray) -> np.ndarray:
 def _pf_error(method: str, steps: int) -> float:
     theta_T = np.linspace(-3.0, 3.0, 64)
     U = u1_links(torch.tensor(theta_T).reshape(2, 1, 32))
-    out = probability_flow_group(u1_wrapped_gaussian_score, PROCESS, U, steps=steps, t_min=T_MIN,
+    out = probability_flow_links(u1_wrapped_gaussian_score, PROCESS, U, steps=steps, t_min=T_MIN,
                                  spacing="geometric")
     got = angles(out).flatten().numpy()
     return float(np.abs(got - _u1_transport(theta_T)).max()) / math.sqrt(s2_of(T_MIN))
@@ -372,7 +361,7 @@ def test_probability_flow_su2_follows_the_exact_radial_transport(generator, fast
     axis = axis / axis.norm(dim=-1, keepdim=True)
     u = SU(2).exp(SU(2).from_coords(2 * theta_T[:, None] * axis)).reshape(1, 1, 32, 2, 2)
     U = LinkField(u, SU(2), Lattice(shape=(32,)))
-    out = probability_flow_group(heat_kernel_score(SU(2)), PROCESS, U, steps=200, t_min=T_MIN, spacing="geometric")
+    out = probability_flow_links(heat_kernel_score(SU(2)), PROCESS, U, steps=200, t_min=T_MIN, spacing="geometric")
     v = out.data.reshape(32, 2, 2)
     coords = SU(2).to_coords((v - v.mH) / 2)           # 2 sin(theta) n
     theta = torch.atan2(coords.norm(dim=-1) / 2, v.diagonal(dim1=-2, dim2=-1).sum(-1).real / 2).numpy()
@@ -398,23 +387,23 @@ def _pull_to_identity(U: LinkField, t: torch.Tensor) -> AlgebraField:
 def test_integrators_keep_links_on_the_group(group, dtype, generator, fast_loop):
     # no re-unitarisation inside the loop: the last state before the final projection must be a member
     U = PROCESS.prior(group, Lattice(shape=(4, 4)), batch=2, generator=generator, dtype=dtype)
-    states: list[GroupStepInfo] = []
-    out = reverse_sde_group(_pull_to_identity, PROCESS, U, steps=500, generator=generator, callback=states.append,
+    states: list[StepInfo] = []
+    out = reverse_sde(_pull_to_identity, PROCESS, U, steps=500, generator=generator, callback=states.append,
                             spacing="geometric")
     assert len(states) == 500
     assert_group_member(states[-1].state)
     assert_group_member(out)
     assert out.data.dtype == dtype
     states.clear()
-    out = probability_flow_group(_pull_to_identity, PROCESS, U, steps=500, callback=states.append)
+    out = probability_flow_links(_pull_to_identity, PROCESS, U, steps=500, callback=states.append)
     assert_group_member(states[-1].state)
     assert_group_member(out)
 
 
 def test_callback_receives_every_step(generator):
     U = PROCESS.prior(SU(2), Lattice(shape=(2, 2)), batch=2, generator=generator)
-    seen: list[GroupStepInfo] = []
-    reverse_sde_group(_pull_to_identity, PROCESS, U, steps=7, generator=generator, callback=seen.append, t_min=0.1)
+    seen: list[StepInfo] = []
+    reverse_sde(_pull_to_identity, PROCESS, U, steps=7, generator=generator, callback=seen.append, t_min=0.1)
     assert [s.step for s in seen] == list(range(7))
     assert all(isinstance(s.t, float) and isinstance(s.state, LinkField) for s in seen)
     assert seen[-1].t == 0.1 and all(a.t > b.t for a, b in zip(seen[:-1], seen[1:]))
@@ -423,13 +412,13 @@ def test_callback_receives_every_step(generator):
 def test_integrator_errors(generator):
     U = PROCESS.prior(U1(), Lattice(shape=(2,)), batch=1, generator=generator)
     with pytest.raises(ValueError, match="steps >= 1"):
-        reverse_sde_group(_pull_to_identity, PROCESS, U, steps=0, generator=generator)
+        reverse_sde(_pull_to_identity, PROCESS, U, steps=0, generator=generator)
     with pytest.raises(ValueError, match="0 < t_min < T"):
-        probability_flow_group(_pull_to_identity, PROCESS, U, steps=3, t_min=0.0)
+        probability_flow_links(_pull_to_identity, PROCESS, U, steps=3, t_min=0.0)
     with pytest.raises(ValueError, match="spacing must be one of"):
-        reverse_sde_group(_pull_to_identity, PROCESS, U, steps=3, generator=generator, spacing="log")
+        reverse_sde(_pull_to_identity, PROCESS, U, steps=3, generator=generator, spacing="log")
     with pytest.raises(TypeError, match="must return an AlgebraField"):
-        reverse_sde_group(lambda V, t: V.data, PROCESS, U, steps=3, generator=generator)
+        reverse_sde(lambda V, t: V.data, PROCESS, U, steps=3, generator=generator)
 
 
 @pytest.mark.parametrize("group", [U1(), SU(2)], ids=str)
@@ -444,8 +433,8 @@ def test_sampling_and_loss_on_device(group, device):
         if sync_checked:
             torch.cuda.set_sync_debug_mode("error")
         try:
-            out = reverse_sde_group(heat_kernel_score(group), PROCESS, U, steps=20, generator=generator)
-            flow = probability_flow_group(heat_kernel_score(group), PROCESS, U, steps=20)
+            out = reverse_sde(heat_kernel_score(group), PROCESS, U, steps=20, generator=generator)
+            flow = probability_flow_links(heat_kernel_score(group), PROCESS, U, steps=20)
         finally:
             if sync_checked:
                 torch.cuda.set_sync_debug_mode(0)
