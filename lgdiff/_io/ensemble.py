@@ -836,11 +836,16 @@ class ResumePoint:
 
     def restore(self, generator: torch.Generator) -> None:
         """Set ``generator`` to the saved state (the generator must be of the device type that wrote it)."""
-        try:
-            generator.set_state(self.rng_state)
-        except RuntimeError as e:
-            raise EnsembleError(f"the saved generator state does not fit a generator on {generator.device} "
-                                f"({_one_line(e)}); resume on the device type the run started on") from None
+        restore_generator(generator, self.rng_state)
+
+
+def restore_generator(generator: torch.Generator, state: Tensor) -> None:
+    """``generator.set_state(state)``, or a one-line `EnsembleError` for a state of another device type."""
+    try:
+        generator.set_state(state)
+    except RuntimeError as e:
+        raise EnsembleError(f"the saved generator state does not fit a generator on {generator.device} "
+                            f"({_one_line(e)}); resume on the device type the run started on") from None
 
 
 @typing.final

@@ -38,7 +38,7 @@ from torch import Tensor
 from .. import _dist
 from .._fields.links import LinkField
 from .._fields.scalar import Field
-from .._io.ensemble import Ensemble, EnsembleError, EnsembleMetadata, EnsembleWriter, JSONScalar
+from .._io.ensemble import Ensemble, EnsembleError, EnsembleMetadata, EnsembleWriter, JSONScalar, restore_generator
 from .._samplers.base import AbstractKernel, StepSizeAdaptation, run_chain
 
 State = Field | LinkField
@@ -210,11 +210,7 @@ def run_ensemble(path: str | os.PathLike, kernel: AbstractKernel, initial: State
         chains = []
         for g, b in zip(generators, mine, strict=True):
             rng, carry = unpack_resume(opened.resume[b], rng_size, kernel.carry_keys, per_block)
-            try:
-                g.set_state(rng)
-            except RuntimeError as e:
-                raise EnsembleError(f"the saved generator state does not fit a generator on {g.device} ({e}); "
-                                    f"resume on the device type the run started on") from None
+            restore_generator(g, rng)
             chains.append(kernel.restore(opened.states[b].to(device=device), carry))
         start, therm = opened.index + 1, 0
     assert chains is not None

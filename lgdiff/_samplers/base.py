@@ -11,25 +11,18 @@ from torch import Tensor
 
 from .._fields.links import LinkField
 from .._fields.scalar import Field
+from .._provenance import AbstractRecorded
 
 State = typing.TypeVar("State", Field, LinkField)
 
 
-class AbstractKernel(abc.ABC, typing.Generic[State]):
+class AbstractKernel(AbstractRecorded, typing.Generic[State]):
     """One Markov update of every chain in a batch (the batch axis of the state is the chain axis).
 
     A kernel must leave its target distribution invariant for each chain separately; chains never
-    interact. Randomness comes only from the ``generator`` argument (on the state's device).
+    interact. Randomness comes only from the ``generator`` argument (on the state's device). Its ``name`` and
+    ``settings`` are the algorithm an ensemble file records.
     """
-
-    @property
-    @abc.abstractmethod
-    def name(self) -> str:
-        """Short algorithm name recorded in provenance, e.g. ``"hmc"``."""
-
-    @abc.abstractmethod
-    def settings(self) -> dict[str, float | int | str]:
-        """Every setting that defines the kernel (provenance)."""
 
     @abc.abstractmethod
     def step(self, state: State, *, generator: torch.Generator) -> tuple[State, Tensor]:

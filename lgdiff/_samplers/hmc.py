@@ -14,6 +14,7 @@ from .._fields.links import AlgebraField, LinkField
 from .._fields.scalar import Field
 from .._geometry.lattice import Lattice
 from .._integrators.schemes import LEAPFROG, SplittingScheme, integrate
+from .._provenance import AbstractRecorded
 from .._sde.score import Score
 from .accept import metropolis, select
 from .base import AbstractKernel
@@ -43,7 +44,7 @@ def _drift_settings(drift: Score | None, label: str, drift_time: float) -> dict[
     return {} if drift is None else {"drift": label, "drift_time": drift_time}
 
 
-def _accept_step(kernel: "HMC | GaugeHMC", state: State, generator: torch.Generator) -> tuple[State, Tensor]:
+def _accept_step(kernel: "AbstractHMC", state: State, generator: torch.Generator) -> tuple[State, Tensor]:
     """One trajectory and the per-chain accept/reject: a non-finite dH (an exploding trajectory) is a rejection.
 
     The force (or drift) and the action at the chain's current state are kept from the step that produced it (a
@@ -67,7 +68,7 @@ def _accept_step(kernel: "HMC | GaugeHMC", state: State, generator: torch.Genera
     return state.with_data(data), prob
 
 
-def _integrate_cached(kernel: "HMC | GaugeHMC", q: State, p: typing.Any, f0: Tensor | None,
+def _integrate_cached(kernel: "AbstractHMC", q: State, p: typing.Any, f0: Tensor | None,
                       move: Callable[[State, typing.Any, float], State],
                       kick: Callable[[typing.Any, Tensor, float], typing.Any]) -> tuple[State, typing.Any,
                                                                                              Tensor, Tensor]:
@@ -88,15 +89,8 @@ def _integrate_cached(kernel: "HMC | GaugeHMC", q: State, p: typing.Any, f0: Ten
 
 # ---- kinetic terms for scalar HMC ---------------------------------------------------------------
 
-class AbstractKinetic(abc.ABC):
+class AbstractKinetic(AbstractRecorded):
     """Kinetic term ``K = p M^{-1} p / 2`` of scalar HMC: how momenta are drawn and move the field."""
-
-    @property
-    @abc.abstractmethod
-    def name(self) -> str: ...
-
-    @abc.abstractmethod
-    def settings(self) -> dict[str, float | int | str]: ...
 
     @abc.abstractmethod
     def sample(self, like: Tensor, lattice: Lattice, generator: torch.Generator) -> Tensor:
@@ -166,9 +160,65 @@ class FourierMass(AbstractKinetic):
 
 # ---- the kernels --------------------------------------------------------------------------------
 
+@attrs.frozen(kw_only=True)
+class AbstractHMC(AbstractKernel[State]):
+    """What scalar and gauge HMC share: the splitting integrator, the optional drift (MAALA), the cached force at the
+    chain's current state and the accept/reject step. A subclass says how momenta are drawn (``_momenta``), their
+    kinetic energy (``_kinetic``), the force (``_force``) and one trajectory (``_evolve``)."""
+
+    step_size: float = attrs.field(converter=float)
+    n_steps: int
+    scheme: SplittingScheme = LEAPFROG
+    drift: Score | None = None
+    drift_time: float = attrs.field(default=0.0, converter=float)
+    drift_label: str = "score"
+    metropolis: bool = True
+    _cache: dict = attrs.field(factory=dict, init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        _check_md(self.step_size, self.n_steps, self.drift_time)
+        if not self.metropolis and self.drift is None:
+            raise ValueError("metropolis=False (the unadjusted algorithm) is for a drift's power tests; plain HMC is "
+                             "always adjusted")
+
+    def _md_settings(self) -> dict[str, float | int | str]:
+        return {"step_size": self.step_size, "n_steps": self.n_steps, "integrator": self.scheme.name,
+                **_drift_settings(self.drift, self.drift_label, self.drift_time)}
+
+    @abc.abstractmethod
+    def _momenta(self, q: State, generator: torch.Generator) -> typing.Any: ...
+
+    @abc.abstractmethod
+    def _kinetic(self, q: State, p: typing.Any) -> Tensor: ...
+
+    @abc.abstractmethod
+    def _force(self, q: State) -> Tensor:
+        """The momentum change per unit time: minus the gradient of the action, or the drift."""
+
+    @abc.abstractmethod
+    def _evolve(self, q: State, p: typing.Any, f0: Tensor | None) -> tuple[State, typing.Any, Tensor, Tensor]:
+        """One trajectory: ``(q', p', force at q, force at q')``, reusing ``f0`` (the force at q) if given."""
+
+    def hamiltonian(self, q: State, p: typing.Any) -> Tensor:
+        return self._kinetic(q, p) + self.action(q)
+
+    def evolve(self, q: State, p: typing.Any) -> tuple[State, typing.Any]:
+        """Molecular dynamics only (deterministic): ``(q, p) -> (q', p')``."""
+        return self._evolve(q, p, None)[:2]
+
+    def trajectory(self, q: State, *, generator: torch.Generator) -> Trajectory:
+        p = self._momenta(q, generator)
+        h0 = self.hamiltonian(q, p)
+        new, p_new = self.evolve(q, p)
+        return Trajectory(start=q, proposal=new, delta_h=self.hamiltonian(new, p_new) - h0)
+
+    def step(self, state: State, *, generator: torch.Generator) -> tuple[State, Tensor]:
+        return _accept_step(self, state, generator)
+
+
 @typing.final
 @attrs.frozen(kw_only=True)
-class HMC(AbstractKernel[Field]):
+class HMC(AbstractHMC[Field]):
     r"""Hybrid Monte Carlo for a real scalar field, ``H = K(p) + S(phi)``, per-chain accept/reject.
 
     ``kinetic=UnitMass()`` is plain HMC; ``kinetic=FourierMass(m_eff2=...)`` is Fourier-accelerated HMC.
@@ -183,21 +233,10 @@ class HMC(AbstractKernel[Field]):
     """
 
     action: AbstractScalarAction
-    step_size: float = attrs.field(converter=float)
-    n_steps: int
-    scheme: SplittingScheme = LEAPFROG
     kinetic: AbstractKinetic = attrs.field(factory=UnitMass)
-    drift: Score | None = None
-    drift_time: float = attrs.field(default=0.0, converter=float)
-    drift_label: str = "score"
-    metropolis: bool = True
-    _cache: dict = attrs.field(factory=dict, init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
-        _check_md(self.step_size, self.n_steps, self.drift_time)
-        if not self.metropolis and self.drift is None:
-            raise ValueError("metropolis=False (the unadjusted algorithm) is for a drift's power tests; plain HMC is "
-                             "always adjusted")
+        AbstractHMC.__attrs_post_init__(self)
         if self.drift is not None and not isinstance(self.kinetic, UnitMass):
             raise ValueError("HMC with a drift (MAALA) needs the unit kinetic term")
 
@@ -206,13 +245,7 @@ class HMC(AbstractKernel[Field]):
         return self.kinetic.name if self.drift is None else "dm-maala"
 
     def settings(self) -> dict[str, float | int | str]:
-        return {"step_size": self.step_size, "n_steps": self.n_steps, "integrator": self.scheme.name,
-                **self.kinetic.settings(), **_drift_settings(self.drift, self.drift_label, self.drift_time)}
-
-    def hamiltonian(self, phi: Field, p: Tensor) -> Tensor:
-        return self.kinetic.energy(p, phi.lattice) + self.action(phi)
-
-    # the pieces of a trajectory (shared with GaugeHMC through _accept_step and _integrate_cached)
+        return {**self._md_settings(), **self.kinetic.settings()}
 
     def _momenta(self, phi: Field, generator: torch.Generator) -> Tensor:
         return self.kinetic.sample(phi.data, phi.lattice, generator)
@@ -239,23 +272,10 @@ class HMC(AbstractKernel[Field]):
 
         return _integrate_cached(self, phi, p, f0, move, kick)
 
-    def evolve(self, phi: Field, p: Tensor) -> tuple[Field, Tensor]:
-        """Molecular dynamics only (deterministic): ``(phi, p) -> (phi', p')``."""
-        return self._evolve(phi, p, None)[:2]
-
-    def trajectory(self, phi: Field, *, generator: torch.Generator) -> Trajectory:
-        p = self._momenta(phi, generator)
-        h0 = self.hamiltonian(phi, p)
-        new, p_new = self.evolve(phi, p)
-        return Trajectory(start=phi, proposal=new, delta_h=self.hamiltonian(new, p_new) - h0)
-
-    def step(self, state: Field, *, generator: torch.Generator) -> tuple[Field, Tensor]:
-        return _accept_step(self, state, generator)
-
 
 @typing.final
 @attrs.frozen(kw_only=True)
-class GaugeHMC(AbstractKernel[LinkField]):
+class GaugeHMC(AbstractHMC[LinkField]):
     r"""Hybrid Monte Carlo for gauge links: momenta in the algebra, ``K = sum_{x,mu,a} (P^a)^2 / 2``,
     equations of motion ``dU/dt = P U`` (exact group exponential) and ``dP^a/dt = -nabla^a S``.
 
@@ -269,31 +289,13 @@ class GaugeHMC(AbstractKernel[LinkField]):
     """
 
     action: AbstractGaugeAction
-    step_size: float = attrs.field(converter=float)
-    n_steps: int
-    scheme: SplittingScheme = LEAPFROG
-    drift: Score | None = None
-    drift_time: float = attrs.field(default=0.0, converter=float)
-    drift_label: str = "score"
-    metropolis: bool = True
-    _cache: dict = attrs.field(factory=dict, init=False, repr=False, eq=False)
-
-    def __attrs_post_init__(self) -> None:
-        _check_md(self.step_size, self.n_steps, self.drift_time)
-        if not self.metropolis and self.drift is None:
-            raise ValueError("metropolis=False (the unadjusted algorithm) is for a drift's power tests; plain HMC is "
-                             "always adjusted")
 
     @property
     def name(self) -> str:
         return "hmc" if self.drift is None else "dm-maala"
 
     def settings(self) -> dict[str, float | int | str]:
-        return {"step_size": self.step_size, "n_steps": self.n_steps, "integrator": self.scheme.name,
-                **_drift_settings(self.drift, self.drift_label, self.drift_time)}
-
-    def hamiltonian(self, U: LinkField, P: AlgebraField) -> Tensor:
-        return P.norm2() / 2 + self.action(U)
+        return self._md_settings()
 
     def _momenta(self, U: LinkField, generator: torch.Generator) -> AlgebraField:
         return AlgebraField.randn(U.group, U.lattice, batch=U.batch, generator=generator, dtype=U.data.dtype,
@@ -323,16 +325,3 @@ class GaugeHMC(AbstractKernel[LinkField]):
             return AlgebraField(mom.data + h * f, group, mom.lattice)
 
         return _integrate_cached(self, U, P, f0, move, kick)
-
-    def evolve(self, U: LinkField, P: AlgebraField) -> tuple[LinkField, AlgebraField]:
-        """Molecular dynamics only (deterministic): ``(U, P) -> (U', P')``."""
-        return self._evolve(U, P, None)[:2]
-
-    def trajectory(self, U: LinkField, *, generator: torch.Generator) -> Trajectory:
-        P = self._momenta(U, generator)
-        h0 = self.hamiltonian(U, P)
-        new, p_new = self.evolve(U, P)
-        return Trajectory(start=U, proposal=new, delta_h=self.hamiltonian(new, p_new) - h0)
-
-    def step(self, state: LinkField, *, generator: torch.Generator) -> tuple[LinkField, Tensor]:
-        return _accept_step(self, state, generator)

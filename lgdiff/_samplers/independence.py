@@ -79,10 +79,43 @@ def _log_target(action: AbstractScalarAction | AbstractGaugeAction, state: Field
         return -action(state)
 
 
-class AbstractIndependenceKernel(AbstractKernel):
-    """Independence Metropolis over a fresh proposal per step (module docstring). The chain state is a
-    :class:`Weighted`; :meth:`init` makes the first proposal the start of every chain, whatever ``initial`` holds
-    (only its shape, dtype and device are used)."""
+def _check_common(process: object, steps: object) -> None:
+    if not isinstance(process, AbstractProcess):
+        raise TypeError(f"process must be an AbstractProcess (VESDE, VPSDE, GroupVE); got {type(process).__name__}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an int >= 1; got {steps!r}")
+
+
+@attrs.frozen(kw_only=True)
+class AbstractDiffusionProposal(AbstractKernel):
+    """A kernel whose every step generates fresh configurations with a diffusion model: ``steps`` integration steps
+    of the ``process`` from ``T`` down to ``t_min`` on the ``spacing`` grid, driven by ``score``."""
+
+    score: Score
+    process: AbstractProcess
+    steps: int
+    t_min: float = 1e-3
+    spacing: str = "uniform"
+
+    def __attrs_post_init__(self) -> None:
+        _check_common(self.process, self.steps)
+        self.process.time_points(self.steps, t_min=self.t_min, spacing=self.spacing)  # validates the grid
+
+    def settings(self) -> dict[str, float | int | str]:
+        return {"steps": self.steps, "t_min": self.t_min, "spacing": self.spacing, **self.process.settings()}
+
+    def _prior(self, like: Field | LinkField, generator: torch.Generator) -> typing.Any:
+        """Prior noise at ``T`` shaped like ``like``, as the process's state."""
+        return self.process.prior_like(_unwrap(self.process, like), generator=generator)
+
+
+@attrs.frozen(kw_only=True)
+class AbstractIndependenceKernel(AbstractDiffusionProposal):
+    """Independence Metropolis over a fresh proposal per step against the exact ``action`` (module docstring). The
+    chain state is a :class:`Weighted`; :meth:`init` makes the first proposal the start of every chain, whatever
+    ``initial`` holds (only its shape, dtype and device are used)."""
+
+    action: AbstractScalarAction | AbstractGaugeAction
 
     @abc.abstractmethod
     def propose(self, like: Field | LinkField, *, generator: torch.Generator) -> tuple[Field | LinkField, Tensor]:
@@ -114,18 +147,11 @@ class AbstractIndependenceKernel(AbstractKernel):
                 accepted.to(torch.float64))
 
 
-def _check_common(process: object, steps: object) -> None:
-    if not isinstance(process, AbstractProcess):
-        raise TypeError(f"process must be an AbstractProcess (VESDE, VPSDE, GroupVE); got {type(process).__name__}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an int >= 1; got {steps!r}")
-
-
 @typing.final
 @attrs.frozen(kw_only=True)
 class PathIMH(AbstractIndependenceKernel):
     r"""Exact route 2: path-space independence Metropolis (module docstring). Each proposal is one reverse-SDE
-    generation of ``steps`` steps from ``T`` to ``t_min`` on the ``spacing`` grid (one score evaluation per step).
+    generation (one score evaluation per step).
 
     >>> from lgdiff import U1, Lattice, LinkField, WilsonAction, GroupVE, AlgebraField
     >>> zero = lambda U, t: AlgebraField(torch.zeros_like(U.data), U.group, U.lattice)
@@ -137,33 +163,18 @@ class PathIMH(AbstractIndependenceKernel):
     ((3,), (3,))
     """
 
-    score: Score
-    process: AbstractProcess
-    action: AbstractScalarAction | AbstractGaugeAction
-    steps: int
-    t_min: float = 1e-3
-    spacing: str = "uniform"
-
-    def __attrs_post_init__(self) -> None:
-        _check_common(self.process, self.steps)
-        self.process.time_points(self.steps, t_min=self.t_min, spacing=self.spacing)  # validates the grid
-
     @property
     def name(self) -> str:
         return "dm-path"
 
-    def settings(self) -> dict[str, float | int | str]:
-        return {"steps": self.steps, "t_min": self.t_min, "spacing": self.spacing, **self.process.settings()}
-
     def propose(self, like: Field | LinkField, *, generator: torch.Generator) -> tuple[Field | LinkField, Tensor]:
-        process = self.process
-        x_T = process.prior_like(_unwrap(process, like), generator=generator)
+        x_T = self._prior(like, generator)
         with torch.no_grad():
-            x0, log_ratio = reverse_path(self.score, process, x_T, steps=self.steps, generator=generator,
+            x0, log_ratio = reverse_path(self.score, self.process, x_T, steps=self.steps, generator=generator,
                                          t_min=self.t_min, spacing=self.spacing, weigh=True)
         assert log_ratio is not None
         state = _wrap(like, x0)
-        return state, _log_target(self.action, state) + log_ratio - process.prior_logp(x_T).to(torch.float64)
+        return state, _log_target(self.action, state) + log_ratio - self.process.prior_logp(x_T).to(torch.float64)
 
 
 @typing.final
@@ -174,74 +185,49 @@ class MarginalIMH(AbstractIndependenceKernel):
     degrees of freedom per configuration, ``chunk`` at a time): small volumes. The score must support forward-mode
     AD (networks and closed-form scores do)."""
 
-    score: Score
-    process: AbstractProcess
-    action: AbstractScalarAction | AbstractGaugeAction
-    steps: int
-    t_min: float = 1e-3
-    spacing: str = "uniform"
     chunk: int = 64
-
-    def __attrs_post_init__(self) -> None:
-        _check_common(self.process, self.steps)
-        self.process.time_points(self.steps, t_min=self.t_min, spacing=self.spacing)
 
     @property
     def name(self) -> str:
         return "dm-imh"
 
-    def settings(self) -> dict[str, float | int | str]:
-        return {"steps": self.steps, "t_min": self.t_min, "spacing": self.spacing, **self.process.settings()}
-
     def propose(self, like: Field | LinkField, *, generator: torch.Generator) -> tuple[Field | LinkField, Tensor]:
-        process = self.process
-        x_T = process.prior_like(_unwrap(process, like), generator=generator)
-        x0, logq = probability_flow(self.score, process, x_T, steps=self.steps, divergence="exact",
-                                    t_min=self.t_min, spacing=self.spacing, chunk=self.chunk)
+        x0, logq = probability_flow(self.score, self.process, self._prior(like, generator), steps=self.steps,
+                                    divergence="exact", t_min=self.t_min, spacing=self.spacing, chunk=self.chunk)
         state = _wrap(like, x0.detach() if isinstance(x0, Tensor) else x0.with_data(x0.data.detach()))
         return state, _log_target(self.action, state) - logq.detach().to(torch.float64)
 
 
 @typing.final
 @attrs.frozen(kw_only=True)
-class RawDraws(AbstractKernel):
+class RawDraws(AbstractDiffusionProposal):
     r"""The raw diffusion sampler as a kernel: every step replaces each chain by a fresh generation (``method="sde"``:
     the reverse SDE, ``"ode"``: the probability-flow ODE from prior noise) down to ``t_min``, accepted always.
     **Not exact**: the records are independent samples of the model, as good as its score and discretisation.
     Written as a kernel so that raw sampling runs through the same resumable ensemble run as the exact ones."""
 
-    score: Score
-    process: AbstractProcess
-    steps: int
     method: str = "sde"
-    t_min: float = 1e-3
-    spacing: str = "uniform"
 
     def __attrs_post_init__(self) -> None:
-        _check_common(self.process, self.steps)
+        AbstractDiffusionProposal.__attrs_post_init__(self)
         if self.method not in ("sde", "ode"):
             raise ValueError(f"RawDraws method must be 'sde' or 'ode'; got {self.method!r}")
-        self.process.time_points(self.steps, t_min=self.t_min, spacing=self.spacing)
 
     @property
     def name(self) -> str:
         return f"dm-{self.method}"
 
-    def settings(self) -> dict[str, float | int | str]:
-        return {"steps": self.steps, "t_min": self.t_min, "spacing": self.spacing, **self.process.settings()}
-
     def step(self, state: Field | LinkField, *, generator: torch.Generator) -> tuple[Field | LinkField, Tensor]:
-        process = self.process
-        x_T = process.prior_like(_unwrap(process, state), generator=generator)
+        x_T = self._prior(state, generator)
         with torch.no_grad():
             if self.method == "sde":
-                x0 = reverse_sde(self.score, process, x_T, steps=self.steps, generator=generator, t_min=self.t_min,
-                                 spacing=self.spacing)
+                x0 = reverse_sde(self.score, self.process, x_T, steps=self.steps, generator=generator,
+                                 t_min=self.t_min, spacing=self.spacing)
             else:
-                x0 = probability_flow(self.score, process, x_T, steps=self.steps, divergence="none",
+                x0 = probability_flow(self.score, self.process, x_T, steps=self.steps, divergence="none",
                                       t_min=self.t_min, spacing=self.spacing)[0]
         out = _wrap(state, x0)
-        return out, torch.ones(process.batch(x_T), dtype=torch.float64, device=out.data.device)
+        return out, torch.ones(self.process.batch(x_T), dtype=torch.float64, device=out.data.device)
 
 
-__all__ = ["AbstractIndependenceKernel", "MarginalIMH", "PathIMH", "RawDraws", "Weighted"]
+__all__ = ["AbstractDiffusionProposal", "AbstractIndependenceKernel", "MarginalIMH", "PathIMH", "RawDraws", "Weighted"]

@@ -26,6 +26,7 @@ import typing
 import torch
 from torch import Tensor
 
+from .._provenance import AbstractRecorded
 from .score import Score
 
 S = typing.TypeVar("S")
@@ -44,7 +45,7 @@ def flat_sq(v: Tensor) -> Tensor:
     return (v * v).reshape(v.shape[0], -1).sum(1)
 
 
-class AbstractProcess(abc.ABC, typing.Generic[S]):
+class AbstractProcess(AbstractRecorded, typing.Generic[S]):
     r"""A forward diffusion ``dx = f(x, t) dt + g(t) dW`` on ``t in [0, T]`` over states of type ``S``, with the
     state-space geometry its samplers need (module docstring).
 
@@ -58,13 +59,6 @@ class AbstractProcess(abc.ABC, typing.Generic[S]):
     @abc.abstractmethod
     def T(self) -> float:
         """Final time."""
-
-    @property
-    @abc.abstractmethod
-    def name(self) -> str: ...
-
-    @abc.abstractmethod
-    def settings(self) -> dict[str, float | int | str]: ...
 
     @abc.abstractmethod
     def diffusion(self, t: Tensor) -> Tensor:
