@@ -1,4 +1,4 @@
-"""Every tensor alias of lgdiff, named once (PHYSICS.md conventions: batch first)."""
+"""Every tensor alias of lgdiff, named once (docs/conventions.md conventions: batch first)."""
 
 from jaxtyping import Bool, Complex, Float, Int
 from torch import Tensor

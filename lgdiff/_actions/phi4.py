@@ -22,7 +22,7 @@ def _finite(instance: object, attribute: attrs.Attribute, value: object) -> None
 class Phi4Action(AbstractScalarAction):
     r"""``S = sum_x [ -2 kappa sum_mu phi(x) phi(x+mu) + (1 - 2 lambda) phi(x)^2 + lambda phi(x)^4 ]``.
 
-    PHYSICS.md, Actions. Any D >= 1; the classical critical point is ``kappa_c = (1 - 2 lambda) / (2 D)``.
+    docs/conventions.md, Actions. Any D >= 1; the classical critical point is ``kappa_c = (1 - 2 lambda) / (2 D)``.
 
     >>> from lgdiff import Lattice
     >>> phi = Field(torch.ones(1, 2, 2, dtype=torch.float64), Lattice(shape=(2, 2)))
@@ -69,7 +69,7 @@ class Phi4Action(AbstractScalarAction):
 @typing.final
 @attrs.frozen(kw_only=True)
 class ToyAction(AbstractScalarAction):
-    r"""The one-variable toy model ``S = m2 phi^2 / 2 + g phi^4 / 4!`` (PHYSICS.md; seed Sec. 3).
+    r"""The one-variable toy model ``S = m2 phi^2 / 2 + g phi^4 / 4!`` (docs/conventions.md; seed Sec. 3).
 
     Single well ``m2 = +1``, double well ``m2 = -1``, ``g = 0.4``. Acts on fields of any lattice
     site by site (D = 0 is the usual case).

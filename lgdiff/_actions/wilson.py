@@ -14,7 +14,7 @@ from .base import AbstractGaugeAction
 @typing.final
 @attrs.frozen(kw_only=True)
 class WilsonAction(AbstractGaugeAction):
-    r"""``S = beta sum_x sum_{mu<nu} (1 - Re tr U_{mu nu}(x) / N)``  (PHYSICS.md, Actions).
+    r"""``S = beta sum_x sum_{mu<nu} (1 - Re tr U_{mu nu}(x) / N)``  (docs/conventions.md, Actions).
 
     For U(1) this is ``beta sum_P (1 - cos theta_P)``. The force is
     ``F_mu(x) = (beta norm / N) P_alg(U_mu(x) A_mu(x))`` with A the staple sum and

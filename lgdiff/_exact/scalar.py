@@ -14,7 +14,7 @@ from .._geometry.lattice import Lattice
 def toy_moments(m2: float, g: float) -> tuple[float, float]:
     r"""``(<phi^2>, <phi^4>)`` of the one-variable toy model ``S = m2 phi^2 / 2 + g phi^4 / 24``.
 
-    ``<phi^k> = int phi^k e^{-S} dphi / int e^{-S} dphi`` (PHYSICS.md, Actions: single well
+    ``<phi^k> = int phi^k e^{-S} dphi / int e^{-S} dphi`` (docs/conventions.md, Actions: single well
     ``m2 = +1``, double well ``m2 = -1``, ``g = 0.4``), by adaptive quadrature over ``[0, phi_max]``
     (the integrands are even) with a breakpoint at the well minimum
     ``phi_0 = sqrt(-6 m2 / g)``, the weight taken relative to ``S(phi_0)`` so nothing overflows, and
@@ -61,7 +61,7 @@ def free_field_propagator(shape: tuple[int, ...], kappa: float) -> torch.Tensor:
     r"""Exact momentum-space propagator of the free (``lambda = 0``) lattice scalar field.
 
     For ``S = sum_x [-2 kappa sum_mu phi(x) phi(x+mu) + phi(x)^2] = (1/2) phi^T K phi``
-    (PHYSICS.md phi^4 action at ``lambda = 0``), ``K`` is diagonal in momentum space and
+    (docs/conventions.md phi^4 action at ``lambda = 0``), ``K`` is diagonal in momentum space and
 
     ``G(k) = <|phi~(k)|^2> / V = 1 / (2 - 4 kappa sum_mu cos k_mu)``,
 

@@ -1,7 +1,7 @@
 r"""Exact finite-volume results of 2D U(1) lattice gauge theory on a periodic torus.
 
 Action ``S = beta sum_P (1 - cos theta_P)`` on an ``L0 x L1`` torus with ``V = L0 L1`` plaquettes
-(PHYSICS.md, Actions). Derivation (the standard character expansion):
+(docs/conventions.md, Actions). Derivation (the standard character expansion):
 
 - Gauge-fix a maximal tree. The ``V`` plaquette angles become independent variables except for
   one constraint: every link enters two plaquettes with opposite orientation, so
@@ -126,7 +126,7 @@ def _charge_integrals(beta: float, n: int) -> tuple[float, float]:
 def u1_2d_topological_susceptibility(beta: float, shape: tuple[int, int]) -> float:
     r"""Exact ``chi_t = <Q^2> / V`` of 2D U(1) on a periodic ``L0 x L1`` torus (finite volume).
 
-    Geometric charge ``Q = (1 / 2pi) sum_P phi_P``, ``phi_P = arg U_P in (-pi, pi]`` (PHYSICS.md,
+    Geometric charge ``Q = (1 / 2pi) sum_P phi_P``, ``phi_P = arg U_P in (-pi, pi]`` (docs/conventions.md,
     Observables), an integer because ``sum_P phi_P = 0 (mod 2 pi)``.
 
     Derivation. With a theta term, ``Z(theta) = int prod_P dphi_P e^{beta sum cos phi_P + i theta Q}

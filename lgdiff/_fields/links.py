@@ -134,7 +134,7 @@ class LinkField:
         return self.with_data(g.data @ self.data)
 
     def evolve(self, x: AlgebraField, eps: float | torch.Tensor = 1.0) -> "LinkField":
-        """The left group update ``U' = exp(eps X) U`` (PHYSICS.md, Groups)."""
+        """The left group update ``U' = exp(eps X) U`` (docs/conventions.md, Groups)."""
         return self.with_data(self.group.exp(eps * x.data) @ self.data)
 
     def gauge_transform(self, omega: GaugeTransform) -> "LinkField":

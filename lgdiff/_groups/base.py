@@ -32,7 +32,7 @@ def trace(m: Tensor) -> Tensor:
 class AbstractGroup(abc.ABC):
     r"""A compact matrix Lie group G in U(n), represented by ``n x n`` complex matrices.
 
-    Conventions (PHYSICS.md, Groups): generators ``T^a`` are Hermitian with
+    Conventions (docs/conventions.md, Groups): generators ``T^a`` are Hermitian with
     ``tr(T^a T^b) = norm * delta^{ab}`` (``norm = 1/2`` for SU(N), 1 for U(1));
     algebra elements are anti-Hermitian, ``X = i sum_a omega^a T^a``; updates act from the left,
     ``U' = exp(X) U``.

@@ -1,7 +1,7 @@
 r"""Lattice gauge-equivariant CNN (L-CNN) score network for link fields.
 
 Favoni, Ipp, Müller, Schuh, "Lattice gauge equivariant convolutional neural networks",
-PRL 128 (2022) 032003 (arXiv:2012.12901). PHYSICS.md, "Score networks".
+PRL 128 (2022) 032003 (arXiv:2012.12901). docs/conventions.md, "Score networks".
 
 The network works on *W objects*: site-local matrices that transform in the adjoint at x,
 ``W(x) -> Omega(x) W(x) Omega(x)^dagger``: channel stacks, mathematically ``[B, C, *L, N, N]``, stored

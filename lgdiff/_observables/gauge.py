@@ -1,4 +1,4 @@
-r"""Gauge-invariant observables of link fields, per configuration (PHYSICS.md, Observables).
+r"""Gauge-invariant observables of link fields, per configuration (docs/conventions.md, Observables).
 
 All functions take a `LinkField` ``[B, D, *L, N, N]`` of U(1) or SU(N) and work for any D >= 2
 unless their docstring says otherwise. Conventions: plaquette

@@ -1,4 +1,4 @@
-r"""Observables of a real scalar field (PHYSICS.md, Observables).
+r"""Observables of a real scalar field (docs/conventions.md, Observables).
 
 Two kinds of function live here:
 

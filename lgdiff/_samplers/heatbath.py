@@ -1,6 +1,6 @@
 r"""Heatbath and overrelaxation for the Wilson gauge action (U(1) and SU(N)), checkerboard-vectorised.
 
-The local weight of one link follows from ``S = beta sum_P (1 - Re tr U_P / N)`` (PHYSICS.md, Actions):
+The local weight of one link follows from ``S = beta sum_P (1 - Re tr U_P / N)`` (docs/conventions.md, Actions):
 with the staple sum ``A_mu(x)`` of ``staples(u, mu)`` (``U_mu(x) A_mu(x)`` are the closed plaquettes
 through the link), the part of S that depends on ``U = U_mu(x)`` is ``-(beta / N) Re tr(U A)``, so
 

@@ -64,7 +64,7 @@ class Metropolis(AbstractKernel[Field]):
     operation over all chains and sites; no Python loop runs over chains or sites.
 
     This is the slow baseline: at kappa = 0.27, lambda = 0.022, L = 32 the integrated autocorrelation
-    time of |M| is about 80 sweeps (PHYSICS.md, Results).
+    time of |M| is about 80 sweeps (docs/conventions.md, Results).
 
     **Arguments:**
     - `action`: any :class:`AbstractScalarAction` (``Phi4Action``, ``ToyAction``).

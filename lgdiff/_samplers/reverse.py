@@ -96,7 +96,7 @@ def reverse_path(score: Score, process: AbstractProcess[S], initial: S, *, steps
 
     ``omega_k = -f(x_k, t_k) dt + v_k s(x_k, t_k) + sqrt(v_k) z_k``,  ``x_{k-1} = retract(x_k, omega_k)``
 
-    (for VE, ``f = 0``; on links ``U <- exp(i omega.T) U``, PHYSICS.md's exponential Euler-Maruyama). With
+    (for VE, ``f = 0``; on links ``U <- exp(i omega.T) U``, docs/conventions.md's exponential Euler-Maruyama). With
     ``weigh=True`` also returns the path log-ratio of the auxiliary forward kernels over the reverse proposals,
 
     ``sum_k [log N(-omega_k; f(x_{k-1}, t_{k-1}) dt, v_k) - log N(omega_k; mu_k, v_k)]``

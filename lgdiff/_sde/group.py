@@ -173,12 +173,12 @@ class GroupVE(AbstractProcess[LinkField]):
 
     def dsm_loss(self, score: Score, x0: LinkField, *, generator: torch.Generator, t_min: float = 1e-3,
                  shard: slice | None = None, target: str = "gaussian") -> Tensor:
-        r"""Denoising score matching, the ``s^2``-weighted form (PHYSICS.md), averaged over the batch and per link:
+        r"""Denoising score matching, the ``s^2``-weighted form (docs/conventions.md), averaged over the batch and per link:
 
         ``L = mean_b (1 / (D V)) sum_{x, mu, a} (s(t) score^a(U_t, t) - s(t) target^a)^2``, ``t ~ U(t_min, T)``
         per configuration, ``score^a = group.to_coords(score_fn(U_t, t))``.
 
-        ``target="gaussian"``: ``U_t`` from :meth:`perturb` and ``s target^a = -eta^a`` (PHYSICS.md).
+        ``target="gaussian"``: ``U_t`` from :meth:`perturb` and ``s target^a = -eta^a`` (docs/conventions.md).
         ``target="heat_kernel"`` (U(1), SU(2)): ``U_t`` from :meth:`perturb_exact` and the exact
         ``target^a = nabla^a log K_{s^2}(U_t U_0^dagger)``, whose minimiser is the score of the Brownian
         marginals that the reverse SDE assumes (for U(1) the two targets share their minimiser; the

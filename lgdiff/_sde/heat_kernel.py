@@ -1,8 +1,8 @@
 r"""Heat kernels of Brownian motion on U(1) and SU(N): the exact transition densities of the
-group-preserving diffusion (PHYSICS.md, Diffusion models, gauge part).
+group-preserving diffusion (docs/conventions.md, Diffusion models, gauge part).
 
 Brownian motion on the group is the limit of small left steps ``U <- exp(i sqrt(dtau) sum_a T^a z^a) U``
-with the generators of PHYSICS.md (``tr T^a T^b = delta^{ab}/2`` for SU(N), ``T = 1`` for U(1)).
+with the generators of docs/conventions.md (``tr T^a T^b = delta^{ab}/2`` for SU(N), ``T = 1`` for U(1)).
 Its generator is ``Delta / 2`` with the Laplacian ``Delta = sum_a nabla^a nabla^a`` built from the left
 Lie derivatives ``nabla^a f(U) = d/de f(exp(i e T^a) U)``, so its density after time ``tau``, started
 at the identity, is the heat kernel ``K_tau(U)``: a class function with ``d K / d tau = Delta K / 2``,

@@ -16,7 +16,7 @@ class VESDE(AbstractSDE):
     r"""Variance expanding: ``dx = sigma^t dW``, no drift, ``t in [0, T]``.
 
     Kernel ``x_t = x_0 + s(t) eps`` with ``s(t)^2 = int_0^t sigma^{2 tau} d tau = (sigma^{2t} - 1) / (2 ln sigma)``
-    (PHYSICS.md; Wang, Aarts, Zhou, JHEP 05 (2024) 060, eq. (3.9)). ``sigma = 25``, ``T = 1`` in the papers.
+    (docs/conventions.md; Wang, Aarts, Zhou, JHEP 05 (2024) 060, eq. (3.9)). ``sigma = 25``, ``T = 1`` in the papers.
     """
 
     sigma: float = attrs.field(default=25.0, converter=float)

@@ -165,7 +165,7 @@ def bootstrap(
 
 
 def jackknife_binder(magnetisation: SeriesLike, *, n_bins: int | None = None) -> Estimate:
-    r"""Binder cumulant ``U_L = 1 - <M^4> / (3 <M^2>^2)`` (PHYSICS.md, Observables) with its
+    r"""Binder cumulant ``U_L = 1 - <M^4> / (3 <M^2>^2)`` (docs/conventions.md, Observables) with its
     jackknife error: the ratio is re-evaluated on every jackknife sample of ``(<M^2>, <M^4>)``.
 
     **Arguments:** `magnetisation`: ``M = (1/V) sum_x phi(x)`` per configuration, ``[n]`` or
@@ -176,7 +176,7 @@ def jackknife_binder(magnetisation: SeriesLike, *, n_bins: int | None = None) ->
 
 
 def jackknife_susceptibility(magnetisation: SeriesLike, volume: int, *, n_bins: int | None = None) -> Estimate:
-    r"""Susceptibility ``chi_2 = V (<M^2> - <M>^2)`` (PHYSICS.md, Observables) with its jackknife
+    r"""Susceptibility ``chi_2 = V (<M^2> - <M>^2)`` (docs/conventions.md, Observables) with its jackknife
     error, re-evaluated on every jackknife sample of ``(<M>, <M^2>)``.
 
     **Arguments:** `magnetisation`: ``M`` per configuration, ``[n]`` or ``[n, chains]``; `volume`:

@@ -1,6 +1,6 @@
 r"""Denoising score matching for scalar fields: an NCSN++ trained with `dsm_loss` and Z2 augmentation by the
 training loop of `lgdiff._train.loop` (EMA weights, data parallelism, resumable safetensors model files)
-(PHYSICS.md: ``L = E_t E_x0 E_eps || s(t) s_theta(x_t, t) + eps ||^2``)."""
+(docs/conventions.md: ``L = E_t E_x0 E_eps || s(t) s_theta(x_t, t) + eps ||^2``)."""
 
 import os
 import typing

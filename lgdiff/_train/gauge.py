@@ -43,7 +43,7 @@ from .loop import AbstractFieldTraining, AbstractTrainConfig, StepLoss, TrainRep
 class GaugeTrainConfig(AbstractTrainConfig):
     """Training settings (recorded in the checkpoint).
 
-    ``target``: ``"gaussian"`` (PHYSICS.md's loss) or ``"heat_kernel"`` (exact Brownian kernels; U(1), SU(2)),
+    ``target``: ``"gaussian"`` (docs/conventions.md's loss) or ``"heat_kernel"`` (exact Brownian kernels; U(1), SU(2)),
     see ``GroupVE.dsm_loss``. ``t_min``: the smallest training time. ``t_focus``: if set, every other optimiser
     step draws ``t ~ U(t_min, t_focus)`` instead of ``U(t_min, T)``: the structure of the ensemble is learned at
     small and intermediate noise, while for ``t`` near T the score is nearly zero (Haar) and half of the uniform

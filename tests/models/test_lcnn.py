@@ -324,7 +324,7 @@ def test_model_rejects_mismatched_inputs(generator):
 # ---- learning ----------------------------------------------------------------------------------
 
 def test_denoising_score_matching_learns_pure_gauge_noise(generator):
-    r"""DSM at one noise level on 2D U(1) 4x4 (PHYSICS.md, group forward process):
+    r"""DSM at one noise level on 2D U(1) 4x4 (docs/conventions.md, group forward process):
     ``U_t = exp(i s eta) U_0``, loss ``sum_{x, mu} (s score + eta)^2``, with pure-gauge data
     ``U_0 = Omega(x) Omega(x + mu)^dagger`` (Haar Omega). Exact bounds on the per-configuration loss:
     - any score that ignores U has loss ``>= E|eta|^2 = D V = 32``;

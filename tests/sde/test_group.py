@@ -30,7 +30,7 @@ def fast_loop():
 
 
 def s2_of(t: float) -> float:
-    """The kernel variance s(t)^2 of PHYSICS.md, sigma = 25."""
+    """The kernel variance s(t)^2 of docs/conventions.md, sigma = 25."""
     return (25.0 ** (2 * t) - 1) / (2 * math.log(25.0))
 
 

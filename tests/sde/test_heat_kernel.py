@@ -18,7 +18,7 @@ TAUS = [0.01, 0.3, 0.999, 1.0, 1.999, TAU_SPLIT, 5.0, 25.0]  # both sides of eve
 
 
 def casimir_fundamental(group) -> float:
-    """C_F with the PHYSICS.md generators: 1 for U(1), (N^2 - 1) / (2N) for SU(N)."""
+    """C_F with the docs/conventions.md generators: 1 for U(1), (N^2 - 1) / (2N) for SU(N)."""
     return 1.0 if group == U1() else (group.n**2 - 1) / (2 * group.n)
 
 
