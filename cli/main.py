@@ -23,7 +23,10 @@ from lgdiff._io.ensemble import Ensemble, EnsembleError
 from lgdiff._run.generate import ALGORITHMS, GenerateConfig
 from lgdiff._run.measure import measure
 from lgdiff._run.shipped import choose_shipped_model
-from lgdiff._run.theory import Theory
+from lgdiff._run.theory import Theory, theory_group
+
+THEORIES = ("phi4", "u1", "su2", "su3")
+"""The theories of ``--theory`` (`lgdiff._run.theory`; the toy model is for the library)."""
 
 
 def _format(result: dict[str, Any]) -> str:
@@ -78,7 +81,7 @@ def info_cmd(file: Path | None, as_json: bool) -> None:
             "torch": torch.__version__,
             "cuda_available": torch.cuda.is_available(),
             "groups": ["U(1)", "SU(2)", "SU(3)", "SU(N)"],
-            "theories": ["phi4", "u1", "su2", "su3"],
+            "theories": list(THEORIES),
         }
     else:
         with _user_errors():
@@ -91,7 +94,7 @@ def info_cmd(file: Path | None, as_json: bool) -> None:
 
 
 def _theory(theory: str, dim: int, L: int, kappa: float | None, lam: float | None, beta: float | None) -> Theory:
-    if theory == "phi4":
+    if theory_group(theory) is None:
         if kappa is None or lam is None:
             raise click.UsageError("--theory phi4 needs --kappa and --lam")
         if beta is not None:
@@ -108,7 +111,7 @@ def _theory(theory: str, dim: int, L: int, kappa: float | None, lam: float | Non
 
 
 @cli.command("generate")
-@click.option("--theory", type=click.Choice(["phi4", "u1", "su2", "su3"]), required=True)
+@click.option("--theory", type=click.Choice(THEORIES), required=True)
 @click.option("--dim", type=click.IntRange(1, 4), default=2, show_default=True, help="Number of dimensions D.")
 @click.option("--L", "L", type=click.IntRange(min=2), required=True, help="Lattice extent in every direction.")
 @click.option("--kappa", type=FINITE, help="phi4 hopping parameter.")
@@ -330,13 +333,13 @@ def _train_scalar(x: Any, out: Path, n_steps: int, batch_size: int, lr: float, s
 
 def _train_gauge(links: Any, out: Path, n_steps: int, batch_size: int, lr: float, channels: int, blocks: int,
                  seed: int, device: str, provenance: dict[str, Any], update: Callable[[int], None]) -> Any:
-    from lgdiff._groups.sun import SU
     from lgdiff._models.lcnn import LCNNConfig
     from lgdiff._sde.group import GroupVE
+    from lgdiff._sde.heat_kernel import heat_kernel
     from lgdiff._train.gauge import GaugeTrainConfig, train_lcnn
 
-    # the exact Brownian (heat) kernel is implemented for U(1) and SU(2); SU(N >= 3) regresses the Gaussian target
-    target = "gaussian" if isinstance(links.group, SU) and links.group.n > 2 else "heat_kernel"
+    # the exact heat-kernel target needs exact draws of the Brownian kernel (U(1), SU(2)); else the Gaussian one
+    target = "heat_kernel" if heat_kernel(links.group).can_sample else "gaussian"
     config = GaugeTrainConfig(steps=n_steps, batch_size=batch_size, lr=lr, seed=seed, target=target, t_focus=0.5)
     arch = LCNNConfig(group=links.group, dim=links.lattice.dim, channels=channels, blocks=blocks, dtype="float32")
     return train_lcnn(links, out, config=config, arch=arch, process=GroupVE(), provenance=provenance, device=device,
@@ -344,7 +347,7 @@ def _train_gauge(links: Any, out: Path, n_steps: int, batch_size: int, lr: float
 
 
 @cli.command("sample")
-@click.option("--theory", type=click.Choice(["phi4", "u1", "su2", "su3"]), required=True)
+@click.option("--theory", type=click.Choice(THEORIES), required=True)
 @click.option("--dim", type=click.IntRange(1, 4), help="Dimensions (default: the model's).")
 @click.option("--L", "L", type=click.IntRange(min=2), required=True)
 @click.option("--kappa", type=FINITE, help="phi4 hopping parameter.")
@@ -399,13 +402,14 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
 
     out = out or Path(f"lgdiff-sample-{theory}-L{L}-seed{seed}.safetensors")
     _check_plotting(plot_dir)
-    if theory == "phi4" or method in ("sde", "path", "imh"):
+    scalar = theory_group(theory) is None
+    if scalar or method in ("sde", "path", "imh"):
         for name, value in (("drift", drift), ("therm", therm), ("every", every), ("leapfrog", leapfrog)):
             if value is not None:
                 raise click.UsageError(f"--{name} is for gauge sampling with --method maala")
-    if theory == "phi4" and corrector is not None:
+    if scalar and corrector is not None:
         raise click.UsageError("--corrector is for gauge sampling")
-    if theory != "phi4":
+    if not scalar:
         if kappa is not None or lam is not None:
             raise click.UsageError(f"--kappa/--lam are for phi4; {theory} takes --beta")
         if method not in (None, "maala", "sde", "path", "imh"):
@@ -413,7 +417,7 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
     with _user_errors(), _dist.process_group(device) as world:
         dev = _dist.device_for_rank(device)
         config: ScalarSampleConfig | GaugeSampleConfig
-        if theory == "phi4":
+        if scalar:
             th = _theory(theory, dim or 2, L, kappa, lam, beta)
             model = model or _shipped_model(theory, th.params, L, dim)
             config = ScalarSampleConfig(theory=th, model=model, method=method or "path", n=n, chains=chains,

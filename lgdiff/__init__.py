@@ -19,6 +19,7 @@ from ._fields.scalar import Field as Field
 from ._geometry.lattice import Lattice as Lattice
 from ._geometry.lattice import shift as shift
 from ._groups.base import AbstractGroup as AbstractGroup
+from ._groups.names import group_from_name as group_from_name
 from ._groups.sun import SU as SU
 from ._groups.u1 import U1 as U1
 from ._integrators.schemes import LEAPFROG as LEAPFROG
@@ -129,12 +130,3 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+unknown"
 
-
-def group_from_name(name: str) -> AbstractGroup:
-    """``"u1" -> U1()``, ``"su2" -> SU(2)``, ``"su3" -> SU(3)``, ``"suN" -> SU(N)``."""
-    key = name.strip().lower().replace("(", "").replace(")", "")
-    if key == "u1":
-        return U1()
-    if key.startswith("su") and key[2:].isdigit() and int(key[2:]) >= 2:
-        return SU(int(key[2:]))
-    raise ValueError(f"unknown gauge group {name!r}; expected 'u1', 'su2', 'su3' or 'suN' with N >= 2")

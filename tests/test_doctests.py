@@ -6,12 +6,14 @@ import torch
 
 MODULES = [
     "lgdiff._geometry.lattice",
+    "lgdiff._groups.names",
     "lgdiff._fields.scalar",
     "lgdiff._fields.links",
     "lgdiff._actions.phi4",
     "lgdiff._samplers.heatbath",
     "lgdiff._models.lcnn",
     "lgdiff._models.embedding",
+    "lgdiff._run.theory",
     "lgdiff._models.ncsnpp",
 ]
 

@@ -35,7 +35,6 @@ import glob
 import json
 import math
 import os
-import re
 import secrets
 import tempfile
 import typing
@@ -55,8 +54,7 @@ from .._fields.links import LinkField
 from .._fields.scalar import Field
 from .._geometry.lattice import MAX_DIM, Lattice
 from .._groups.base import AbstractGroup
-from .._groups.sun import SU
-from .._groups.u1 import U1
+from .._groups.names import group_from_name
 from .._samplers.base import AbstractKernel
 from ._store import (
     O_BINARY,
@@ -88,7 +86,6 @@ _STORED_DTYPES = {"float32": torch.float32, "float64": torch.float64,
                   "complex64": torch.float32, "complex128": torch.float64}
 _CHAIN_KEYS = ("kind", "theory", "group", "lattice", "params", "algorithm", "settings", "seed", "chains", "dtype")
 """The keys that define the Markov chain: two files may be continued into one only if these agree."""
-_GROUP_NAME = re.compile(r"U\(1\)|SU\((\d+)\)")
 
 
 class EnsembleError(ValueError):
@@ -160,11 +157,15 @@ def _check_optional_str(instance: object, attribute: attrs.Attribute, value: obj
 
 
 def _group_from_name(name: str) -> AbstractGroup:
-    match = _GROUP_NAME.fullmatch(name)
-    if match is None or (match.group(1) is not None and int(match.group(1)) < 2):
+    """The group a file's ``group`` names (`group_from_name`), which must be spelled as ``str(group)`` prints it."""
+    try:
+        group = group_from_name(name)
+    except ValueError:
+        group = None
+    if group is None or str(group) != name:
         raise EnsembleError(f"EnsembleMetadata.group must be 'U(1)' or 'SU(N)' with N >= 2 (as str(group) prints "
                             f"it); got {name!r}")
-    return U1() if match.group(1) is None else SU(int(match.group(1)))
+    return group
 
 
 @typing.final

@@ -44,6 +44,7 @@ from torch import Tensor, nn
 
 from .._fields.links import AlgebraField, LinkField
 from .._groups.base import AbstractGroup, complex_dtype
+from .._groups.names import group_from_name
 from .._types import Algebra, Links, Time
 from .embedding import TimeEmbedding
 
@@ -145,8 +146,6 @@ class LCNNConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, object]) -> "LCNNConfig":
         """Inverse of `to_dict`; unknown keys are an error."""
-        from .. import group_from_name  # lazy: lgdiff/__init__ imports this module
-
         names = {f.name for f in attrs.fields(LCNNConfig)}
         unknown = sorted(set(d) - names)
         if unknown:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .._fields.links import LinkField
+from .._groups.u1 import U1
 from .._io.ensemble import Ensemble, EnsembleMetadata
 from .._observables.gauge import mean_plaquette, plaquette_field
 from .._observables.scalar import magnetization
@@ -98,7 +99,7 @@ def _exact_gauge(meta: EnsembleMetadata) -> tuple[Callable[[int, int], float] | 
     if len(meta.lattice) != 2 or not isinstance(beta, (int, float)) or group is None:
         return None, "", {}
     shape = (meta.lattice[0], meta.lattice[1])
-    if meta.group == "U(1)":
+    if group == U1():
         extras = {"plaquette": u1_2d_plaquette(float(beta), shape),
                   "chi_t": u1_2d_topological_susceptibility(float(beta), shape)}
         return (lambda r, t: u1_2d_wilson_loop(float(beta), shape, r, t)), "exact (finite volume)", extras
@@ -148,14 +149,15 @@ def _gauge_figures(ens: Ensemble, title: str, *, exact: bool, flow_time: float) 
     if charge is not None:
         q = _np(ens.series(charge))
         q2 = _analyse(_identity, q * q / lattice.volume)
+        geometric = meta.to_group() == U1()  # the 2D U(1) geometric charge: an integer (to rounding)
         note = rf"$\chi_t = \langle Q^2\rangle / V$ = {format_mean_error(q2['mean'], q2['error'])} measured"
         if "chi_t" in extras:
             note += f"\n{'':>8}{extras['chi_t']:.5f} exact (finite volume)"
         figures["hist_topo"] = histogram_figure(
-            np.rint(q) if meta.group == "U(1)" else q,  # the 2D U(1) geometric charge is an integer (to rounding)
+            np.rint(q) if geometric else q,
             quantity="topological charge Q" + (" (clover, after Wilson flow to t = " + f"{flow_time:g})"
                                                  if lattice.dim == 4 else " (geometric)"),
-            title=title, integer=meta.group == "U(1)", mean=_analyse(_identity, q), exact=0.0,
+            title=title, integer=geometric, mean=_analyse(_identity, q), exact=0.0,
             exact_label=r"exact $\langle Q \rangle$ (symmetry)", note=note)
     acf, note = _acf(p)
     figures["autocorr"] = autocorrelation_figure(acf, quantity="the plaquette", time_unit=_time_unit(ens),

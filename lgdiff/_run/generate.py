@@ -8,9 +8,7 @@ from pathlib import Path
 import attrs
 import torch
 
-from .._actions.phi4 import Phi4Action
 from .._dist import world_size
-from .._actions.wilson import WilsonAction
 from .._integrators.schemes import SCHEMES
 from .._io.convert import IMPORTED
 from .._io.ensemble import Ensemble
@@ -23,7 +21,10 @@ from .split import generate_ensemble, generate_split_ensemble
 from .theory import Theory
 
 ALGORITHMS = ("hmc", "fahmc", "metropolis", "wolff", "heatbath")
-_SCALAR_ONLY = ("fahmc", "metropolis", "wolff")
+_GAUGE_ALGORITHMS = ("hmc", "heatbath")
+"""The algorithms for a theory with a gauge group (`Theory.group`)."""
+_SCALAR_ALGORITHMS = ("hmc", "fahmc", "metropolis", "wolff")
+"""The algorithms for a scalar theory (no group)."""
 
 
 def _positive(instance: object, attribute: attrs.Attribute, value: object) -> None:
@@ -63,11 +64,13 @@ class GenerateConfig:
     def __attrs_post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"unknown algorithm {self.algorithm!r}; expected one of {', '.join(ALGORITHMS)}")
-        if self.theory.is_gauge and self.algorithm in _SCALAR_ONLY:
+        if self.theory.is_gauge and self.algorithm not in _GAUGE_ALGORITHMS:
             raise ValueError(f"--algorithm {self.algorithm} is for scalar phi^4; for {self.theory.name} use hmc or heatbath")
-        if not self.theory.is_gauge and self.algorithm == "heatbath":
-            raise ValueError("--algorithm heatbath is for gauge theories (u1, su2, su3); for phi4 use hmc, fahmc, "
-                             "metropolis or wolff")
+        if not self.theory.is_gauge and self.algorithm not in _SCALAR_ALGORITHMS:
+            raise ValueError(f"--algorithm {self.algorithm} is for gauge theories (u1, su2, su3); for phi4 use hmc, "
+                             f"fahmc, metropolis or wolff")
+        if self.algorithm == "wolff" and self.theory.lattice.dim == 0:  # the toy model: no bonds to cluster
+            raise ValueError("--algorithm wolff needs the phi4 theory")
         if self.integrator not in SCHEMES:
             raise ValueError(f"unknown integrator {self.integrator!r}; expected one of {', '.join(SCHEMES)}")
         if self.dtype not in ("float32", "float64"):
@@ -87,11 +90,12 @@ class GenerateConfig:
         return torch.float32 if self.dtype == "float32" else torch.float64
 
     def kernel(self) -> AbstractKernel:
-        """The Markov kernel this configuration asks for."""
+        """The Markov kernel this configuration asks for, on the theory's action (each kernel checks that it
+        takes that action: `Heatbath` a `WilsonAction`, `Wolff` a `Phi4Action`, ...)."""
         action = self.theory.action()
         scheme = SCHEMES[self.integrator]
         n_steps = self.n_steps or 10
-        if isinstance(action, WilsonAction):
+        if self.theory.is_gauge:
             if self.algorithm == "heatbath":
                 return Heatbath(action=action, n_overrelax=self.overrelax)
             return GaugeHMC(action=action, step_size=self.step_size or 1.0 / n_steps, n_steps=n_steps, scheme=scheme)
@@ -102,8 +106,6 @@ class GenerateConfig:
             return attrs.evolve(kinetic_hmc, kinetic=FourierMass(m_eff2=self.m_eff2 or self._default_m_eff2()),
                                 step_size=self.step_size or 2.0 / n_steps)
         if self.algorithm == "wolff":
-            if not isinstance(action, Phi4Action):
-                raise ValueError("--algorithm wolff needs the phi4 theory")
             return Composite((kinetic_hmc, Wolff(action=action)))
         return kinetic_hmc
 

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from .._fields.links import LinkField
 from .._fields.scalar import Field
+from .._groups.u1 import U1
 from .._io.ensemble import Ensemble
 from .._observables.flow import wilson_flow
 from .._observables.gauge import (
@@ -118,13 +119,12 @@ def topological_charge_observable(ens: Ensemble, *, flow_time: float = 1.0,
     """The per-configuration topological charge that fits the ensemble, or ``None`` where none is defined:
     2D U(1): the geometric charge; 4D SU(N): the clover charge after Wilson flow to ``flow_time`` (RK3 steps of
     ``flow_eps``)."""
-    meta = ens.metadata
-    dim = len(meta.lattice)
-    if meta.kind != "links":
+    group, dim = ens.metadata.to_group(), len(ens.metadata.lattice)
+    if group is None:
         return None
-    if meta.group == "U(1)" and dim == 2:
+    if group == U1() and dim == 2:
         return topological_charge_u1_2d
-    if dim == 4 and meta.group != "U(1)":
+    if dim == 4 and group != U1():
         def charge(U: LinkField) -> Tensor:
             return topological_charge_clover(wilson_flow(U, t=flow_time, eps=flow_eps))
         return charge

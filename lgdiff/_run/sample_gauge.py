@@ -170,9 +170,8 @@ class GaugeSampleConfig:
         if net.config.group != group or net.config.dim != lattice.dim:
             raise ValueError(f"the model {self.model} is for {net.config.group} in D = {net.config.dim}; the theory "
                              f"{self.theory.name} on L = {lattice.shape} needs {group} in D = {lattice.dim}")
-        beta, beta_0 = self.theory.params["beta"], float(meta["beta"])
-        action = self.theory.action()
-        assert isinstance(action, WilsonAction) and group is not None  # internal: checked in __attrs_post_init__
+        assert group is not None  # internal: a gauge theory, checked in __attrs_post_init__
+        beta, beta_0, action = self.theory.beta, float(meta["beta"]), self.theory.action()
         r = beta / beta_0 if self.beta_scale is None else self.beta_scale
         score = ConditionedScore(lcnn_score(net, process), r)
         settings: dict[str, float | int | str] = {

@@ -9,7 +9,6 @@ import attrs
 import torch
 from torch import Tensor
 
-from .._actions.phi4 import Phi4Action
 from .._fields.scalar import Field
 from .._io.ensemble import Ensemble
 from .._io.files import file_sha256
@@ -51,7 +50,7 @@ class ScalarSampleConfig:
         _check_blocks(self.chains, self.blocks)
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; expected one of {', '.join(METHODS)}")
-        if self.theory.name != "phi4":
+        if self.theory.is_gauge or self.theory.lattice.dim == 0:  # a scalar field on a lattice: not toy (D = 0)
             raise ValueError(f"ScalarSampleConfig is for phi4; got theory {self.theory.name}")
         if min(self.n, self.chains, self.steps) < 1:
             raise ValueError(f"--n, --chains and --steps must be >= 1; got {self.n}, {self.chains}, {self.steps}")
@@ -68,7 +67,6 @@ class ScalarSampleConfig:
                              f"{self.theory.lattice.dim}")
         dtype = next(net.parameters()).dtype
         lattice, sde, action = self.theory.lattice, net.sde, self.theory.action()
-        assert isinstance(action, Phi4Action)
 
         def score(x: Tensor, t: Tensor) -> Tensor:  # differentiable: marginal IMH takes forward-mode JVPs of it
             return net(x, t)
@@ -94,7 +92,7 @@ class ScalarSampleConfig:
         def zeros(generator: torch.Generator) -> Field:
             return Field.zeros(lattice, batch=self.chains // self.blocks, dtype=dtype, device=device)
 
-        return run_ensemble(out, kernel, start or zeros, blocks=_blocks_or_none(self.blocks), theory="phi4",
+        return run_ensemble(out, kernel, start or zeros, blocks=_blocks_or_none(self.blocks), theory=self.theory.name,
                             params=self.theory.params, seed=self.seed, n=self.n,
                             therm=self.therm if self.method == "maala" else 0, device=device,
                             flush_every=flush_every or max(1, self.n // 4), command=command, progress=progress,

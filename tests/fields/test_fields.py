@@ -63,12 +63,31 @@ def test_gauge_transform_convention_by_hand():
     torch.testing.assert_close(got, torch.remainder(want + torch.pi, 2 * torch.pi) - torch.pi)
 
 
+def _exp_by_eigh(x: torch.Tensor) -> torch.Tensor:
+    """exp of anti-Hermitian matrices, independently of the groups' exp: -i x = V diag(w) V^dag is Hermitian, so
+    exp(x) = V diag(e^{i w}) V^dag."""
+    w, V = torch.linalg.eigh(-1j * x)
+    return (V * torch.exp(1j * w).unsqueeze(-2)) @ V.mH
+
+
 @pytest.mark.parametrize("group", GROUPS, ids=str)
 def test_algebra_field_exp_and_evolve(group, generator):
     lat = Lattice(shape=(3, 3))
     U = LinkField.random(group, lat, batch=2, generator=generator)
     X = AlgebraField.randn(group, lat, batch=2, generator=generator)
-    assert_links_close(U.evolve(X, 0.3), X.__mul__(0.3).exp().left_multiply(U).with_data((0.3 * X).exp().data @ U.data))
+    # the left update U' = exp(eps X) U (PHYSICS.md), against the exponential by diagonalisation
+    torch.testing.assert_close(U.evolve(X, 0.3).data, _exp_by_eigh(0.3 * X.data) @ U.data)
+    torch.testing.assert_close(X.exp().data, _exp_by_eigh(X.data))
+    # a one-parameter subgroup: eps = 0 is the identity, evolving by 0.3 then 0.5 is evolving by 0.8, and
+    # d/d eps exp(eps X) U at 0 is X U (central difference, O(h^2))
+    torch.testing.assert_close(U.evolve(X, 0.0).data, U.data)
+    assert_links_close(U.evolve(X, 0.3).evolve(X, 0.5), U.evolve(X, 0.8))
+    h = 1e-4
+    torch.testing.assert_close((U.evolve(X, h).data - U.evolve(X, -h).data) / (2 * h), X.data @ U.data,
+                               rtol=1e-6, atol=1e-6)
+    # |X|^2 = sum_a (omega^a)^2 for X = i omega^a T^a: tr(T^a T^b) = delta^{ab} / 2 for SU(N), T = 1 for U(1)
+    trace_x2 = (X.data @ X.data).diagonal(dim1=-2, dim2=-1).sum(-1).real.flatten(1).sum(1)
+    torch.testing.assert_close(X.norm2(), -trace_x2 * (1 if group == U1() else 2))
     torch.testing.assert_close(X.norm2(), (X.coords() ** 2).flatten(1).sum(1))
     assert_group_member(U.evolve(X, 0.3))
 

@@ -12,7 +12,7 @@ from lgdiff._exact import u1_2d_topological_susceptibility, u1_2d_wilson_loop
 from lgdiff._io.ensemble import EnsembleError
 from lgdiff._models.lcnn import LCNNConfig
 from lgdiff._observables.gauge import topological_charge_u1_2d, wilson_loop
-from lgdiff._run.sample_gauge import CHAIN_DEFAULTS, LEAPFROG_DEFAULTS, GaugeSampleConfig, default_model, model_metadata
+from lgdiff._run.sample_gauge import GaugeSampleConfig, default_model, model_metadata
 from lgdiff._run.theory import Theory
 from lgdiff._sde.group import GroupVE
 from lgdiff._train.gauge import GaugeTrainConfig, train_lcnn
@@ -66,24 +66,37 @@ def test_sde_run_records_independent_batches(tmp_path, tiny_u1_model):
     assert torch.equal(ens.acceptance, torch.ones(2, 3, dtype=torch.float64))
 
 
-def test_drift_sets_the_default_chain_and_is_recorded(tmp_path, tiny_u1_model):
-    force = GaugeSampleConfig(theory=u1_theory(4, 1.0), model=tiny_u1_model)
-    score = GaugeSampleConfig(theory=u1_theory(4, 1.0), model=tiny_u1_model, drift="score")
-    # defaults in score evaluations (CHAIN_DEFAULTS), divided by the leapfrog steps per proposal
-    assert CHAIN_DEFAULTS == {"force": (2000, 20), "score": (40, 5)} and LEAPFROG_DEFAULTS == {"force": 10, "score": 1}
-    assert force.drift == "force" and force.proposal_steps == 10 and force.chain == (200, 2)
-    assert score.proposal_steps == 1 and score.chain == (40, 5)
-    assert attrs.evolve(score, therm=7, every=3).chain == (7, 3)
-    assert force.work_units == 1 + 200 + force.n * 2
-    langevin = attrs.evolve(force, leapfrog=1)
-    assert langevin.chain == (2000, 20) and langevin.work_units == 1 + 2000 + force.n * 20
-    assert attrs.evolve(force, leapfrog=3).chain == (667, 6)
+@pytest.mark.parametrize(("drift", "leapfrog", "therm", "every"), [
+    ("force", None, 200, 2),   # documented defaults: 2000 and 20 force evaluations, 10 leapfrog steps per proposal
+    ("force", 7, 286, 2),      # 2000 / 7 rounded up, 20 / 7 rounded down
+    ("score", None, 40, 5),    # 40 and 5 model evaluations, one step per proposal
+    ("score", 10, 4, 1),       # at least one proposal between records
+])
+def test_the_default_chain_is_the_documented_number_of_evaluations(tmp_path, tiny_u1_model, drift, leapfrog, therm,
+                                                                   every):
+    # the defaults through a run: the proposals made (progress ticks after the denoised start), the update number
+    # of every record, and what the file records
+    n = 2
+    settings = {} if leapfrog is None else {"leapfrog": leapfrog}
+    config = GaugeSampleConfig(theory=u1_theory(4, 1.0), model=tiny_u1_model, drift=drift, n=n, chains=1, steps=2,
+                               **settings)
     ticks = []
-    config = attrs.evolve(score, n=2, chains=2, steps=2, therm=3, every=1, corrector=2, leapfrog=2)
+    ens = config.run(tmp_path / "e.safetensors", progress=ticks.append)
+    assert sum(ticks) == 1 + therm + n * every
+    assert list(ens.index) == [therm + k * every - 1 for k in range(1, n + 1)]
+    s = ens.metadata.settings
+    steps = leapfrog or {"force": 10, "score": 1}[drift]
+    assert (s["drift"], s["therm"], s["every"], s["leapfrog"], s["n_steps"]) == (drift, therm, every, steps, steps)
+
+
+def test_given_therm_and_every_override_the_defaults_and_are_recorded(tmp_path, tiny_u1_model):
+    config = GaugeSampleConfig(theory=u1_theory(4, 1.0), model=tiny_u1_model, drift="score", n=2, chains=2, steps=2,
+                               therm=3, every=1, corrector=2, leapfrog=2)
+    ticks = []
     ens = config.run(tmp_path / "s.safetensors", progress=ticks.append)
-    assert ens.metadata.settings["drift"] == "score" and ens.metadata.settings["therm"] == 3
-    assert ens.metadata.settings["corrector"] == 2 and ens.metadata.settings["leapfrog"] == 2
-    assert sum(ticks) == config.work_units == 1 + 3 + 2
+    assert sum(ticks) == config.work_units == 1 + 3 + 2 and list(ens.index) == [3, 4]
+    s = ens.metadata.settings
+    assert (s["drift"], s["therm"], s["every"], s["corrector"], s["leapfrog"]) == ("score", 3, 1, 2, 2)
 
 
 def test_force_drift_run_reproduces_the_exact_u1_plaquette(tmp_path, tiny_u1_model):

@@ -9,6 +9,7 @@ import lgdiff
 from lgdiff import SU, U1, AlgebraField, Lattice, LinkField
 from lgdiff._samplers.reverse import Corrector, StepInfo, probability_flow, reverse_sde
 from lgdiff._sde.group import GroupVE
+from lgdiff._sde.heat_kernel import heat_kernel
 from lgdiff._sde.ve import VESDE
 from lgdiff.testing import assert_group_member
 
@@ -106,8 +107,20 @@ def test_prior_is_haar(generator):
     assert U.data.dtype == torch.complex64 and U.batch == 8
     x = U.data.diagonal(dim1=-2, dim2=-1).sum(-1).real.flatten().double()
     assert abs(float(x.mean())) < 4 * float(x.std()) / math.sqrt(x.numel())
-    # the exact t = T marginal differs from Haar by exp(-C_F s(T)^2 / 2) in <tr U> / N: 2e-16 for SU(2)
-    assert math.exp(-3 * s2_of(1.0) / 8) < 1e-15
+
+
+@pytest.mark.parametrize("group", [U1(), SU(2), SU(3)], ids=str)
+def test_the_exact_marginal_at_T_is_the_haar_prior(group, generator):
+    # the process's t = T marginal of any data is the heat kernel K_{s(T)^2} (Brownian motion from the data);
+    # sampling from the Haar prior with prior_logp = 0 is exact only if that kernel is flat. Its largest deviation
+    # from 1 is at the identity (all characters maximal), so check it there and at Haar-random matrices.
+    U = torch.cat([group.identity((1,), dtype=torch.complex128),
+                   group.random((64,), generator=generator, dtype=torch.complex128)])
+    links = LinkField(U.reshape(65, 1, 1, group.n, group.n), group, Lattice(shape=(1,)))
+    s_T = PROCESS.std(torch.tensor(PROCESS.T, dtype=torch.float64))
+    log_k = heat_kernel(group).log_density(U, s_T**2)
+    assert float(log_k.abs().max()) < 1e-14, f"log K_s(T)^2 deviates from Haar by {float(log_k.abs().max())}"
+    torch.testing.assert_close(PROCESS.prior_logp(links), torch.zeros(65, dtype=torch.float64))
 
 
 def test_time_points():
