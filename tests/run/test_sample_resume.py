@@ -17,19 +17,23 @@ from lgdiff._run.split import generate_ensemble, pack_resume, unpack_resume
 from lgdiff._samplers.independence import PathIMH
 
 REPO = Path(__file__).resolve().parents[2]
-U1_RUN = ["sample", "--theory", "u1", "--L", "4", "--n", "400", "--chains", "2", "--steps", "3", "--therm", "2",
-          "--every", "1", "--seed", "11"]
+RUNS = {
+    "u1-maala": ["sample", "--theory", "u1", "--L", "4", "--n", "400", "--chains", "2", "--steps", "3", "--therm",
+                 "2", "--every", "1", "--seed", "11"],
+    "phi4-path": ["sample", "--theory", "phi4", "--L", "4", "--kappa", "0.27", "--lam", "0.022", "--n", "400",
+                  "--chains", "2", "--steps", "4", "--seed", "11"],
+}
 
 
-def _command(out: Path) -> list[str]:
-    return [sys.executable, "-m", "cli.main", *U1_RUN, "--out", str(out)]
+def _command(run: str, out: Path) -> list[str]:
+    return [sys.executable, "-m", "cli.main", *RUNS[run], "--out", str(out)]
 
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
 
 
-def _finish(out: Path) -> None:
-    done = subprocess.run(_command(out), cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600, check=False)
+def _finish(run: str, out: Path) -> None:
+    done = subprocess.run(_command(run, out), cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
 
 
@@ -40,10 +44,12 @@ def _records(path: Path) -> int:
         return 0
 
 
-def test_sample_killed_with_sigkill_resumes_to_the_uninterrupted_file(tmp_path):
-    _finish(tmp_path / "whole.safetensors")
+@pytest.mark.parametrize("run", list(RUNS))
+def test_sample_killed_with_sigkill_resumes_to_the_uninterrupted_file(tmp_path, run):
+    # gauge MAALA (tuned step size in the file) and scalar path-space IMH (log weights in the resume state)
+    _finish(run, tmp_path / "whole.safetensors")
     out = tmp_path / "killed.safetensors"
-    proc = subprocess.Popen(_command(out), cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(_command(run, out), cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while _records(out) < 100 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -53,7 +59,7 @@ def test_sample_killed_with_sigkill_resumes_to_the_uninterrupted_file(tmp_path):
     proc.wait()
     killed_at = _records(out)
     assert 0 < killed_at < 400
-    _finish(out)
+    _finish(run, out)
     a, b = Ensemble.load(out), Ensemble.load(tmp_path / "whole.safetensors")
     assert a.n_records == b.n_records == 400
     assert torch.equal(a.configs().data, b.configs().data)  # configuration for configuration
