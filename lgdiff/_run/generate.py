@@ -27,8 +27,11 @@ _SCALAR_ALGORITHMS = ("hmc", "fahmc", "metropolis", "wolff")
 """The algorithms for a scalar theory (no group)."""
 
 
-def _positive(instance: object, attribute: attrs.Attribute, value: object) -> None:
-    if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+def positive_or_unset(instance: object, attribute: attrs.Attribute, value: object) -> None:
+    """attrs validator of the run configs: ``None`` (a default chosen later) or a finite number > 0, named as the
+    command-line option."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                              or not math.isfinite(value) or value <= 0):
         raise ValueError(f"--{attribute.name.replace('_', '-')} must be a positive number; got {value!r}")
 
 
@@ -54,10 +57,10 @@ class GenerateConfig:
     every: int = 1
     seed: int = 0
     dtype: str = "float64"
-    step_size: float | None = attrs.field(default=None, validator=_positive)
-    n_steps: int | None = attrs.field(default=None, validator=_positive)
+    step_size: float | None = attrs.field(default=None, validator=positive_or_unset)
+    n_steps: int | None = attrs.field(default=None, validator=positive_or_unset)
     integrator: str = "omelyan"
-    m_eff2: float | None = attrs.field(default=None, validator=_positive)
+    m_eff2: float | None = attrs.field(default=None, validator=positive_or_unset)
     overrelax: int = 1
     blocks: int = 1
 

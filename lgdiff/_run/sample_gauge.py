@@ -6,7 +6,6 @@ beta = 5.0 on 4^4) and ``lgdiff/models/u1_b1.0_L16.safetensors`` (2D U(1), beta 
 docs/gauge-diffusion.md for how they were trained and what they reach.
 """
 
-import math
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +28,7 @@ from .._samplers.reverse import Corrector
 from .._sde.score import ConditionedScore
 from .._train.gauge import lcnn_score, load_lcnn
 from .shipped import choose_shipped_model
+from .generate import positive_or_unset
 from .split import run_ensemble
 from .theory import Theory
 
@@ -57,13 +57,6 @@ def model_metadata(path: str | Path) -> dict[str, Any]:
     if meta.get("kind") != "lcnn":
         raise ValueError(f"{path} holds a {meta.get('kind')!r} model, not a gauge L-CNN (kind 'lcnn')")
     return meta
-
-
-def _positive_float(instance: object, attribute: attrs.Attribute, value: object) -> None:
-    if value is None and attribute.name in ("langevin_step", "beta_scale"):
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"GaugeSampleConfig.{attribute.name} must be a finite number > 0; got {value!r}")
 
 
 @typing.final
@@ -95,20 +88,18 @@ class GaugeSampleConfig:
     chains: int = 8
     steps: int = 40
     seed: int = 0
-    t_langevin: float = attrs.field(default=0.01, validator=_positive_float)
-    langevin_step: float | None = attrs.field(default=None, validator=_positive_float)
+    t_langevin: float = attrs.field(default=0.01, validator=positive_or_unset)
+    langevin_step: float | None = attrs.field(default=None, validator=positive_or_unset)
     therm: int | None = None
     every: int | None = None
     drift: str = "force"
     corrector: int = 0
     leapfrog: int | None = None
-    beta_scale: float | None = attrs.field(default=None, validator=_positive_float)
+    beta_scale: float | None = attrs.field(default=None, validator=positive_or_unset)
     blocks: int = 1
 
     def __attrs_post_init__(self) -> None:
-        _check_blocks(self.chains, self.blocks)
-        if self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r} for a gauge theory; expected one of {', '.join(METHODS)}")
+        _check_sample(self.method, METHODS, "for a gauge theory", self.chains, self.blocks)
         if not self.theory.is_gauge:
             raise ValueError(f"GaugeSampleConfig is for gauge theories (u1, su2, su3); got theory {self.theory.name}")
         if self.drift not in DRIFTS:
@@ -223,7 +214,10 @@ class GaugeSampleConfig:
                             progress=progress, adapt=adapt, settings=settings)
 
 
-def _check_blocks(chains: int, blocks: int) -> None:
+def _check_sample(method: str, methods: tuple[str, ...], kind: str, chains: int, blocks: int) -> None:
+    """What every sampling run checks: its method, and chains that split into ``blocks`` equal blocks."""
+    if method not in methods:
+        raise ValueError(f"unknown method {method!r} {kind}; expected one of {', '.join(methods)}")
     if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 1 or chains % blocks:
         raise ValueError(f"--chains {chains} must be divisible by --blocks {blocks} (under torchrun --blocks defaults "
                          f"to the number of processes): every block runs chains/blocks chains with its own seed stream")

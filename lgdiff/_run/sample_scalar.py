@@ -16,7 +16,7 @@ from .._samplers.base import AbstractKernel
 from .._samplers.independence import MarginalIMH, PathIMH, RawDraws
 from .._samplers.maala import denoise, maala_kernel
 from .._train.dsm import load_ncsnpp
-from .sample_gauge import _blocks_or_none, _check_blocks
+from .sample_gauge import _blocks_or_none, _check_sample
 from .split import run_ensemble
 from .theory import Theory
 
@@ -47,9 +47,7 @@ class ScalarSampleConfig:
     blocks: int = 1
 
     def __attrs_post_init__(self) -> None:
-        _check_blocks(self.chains, self.blocks)
-        if self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}; expected one of {', '.join(METHODS)}")
+        _check_sample(self.method, METHODS, "for a scalar field", self.chains, self.blocks)
         if self.theory.is_gauge or self.theory.lattice.dim == 0:  # a scalar field on a lattice: not toy (D = 0)
             raise ValueError(f"ScalarSampleConfig is for phi4; got theory {self.theory.name}")
         if min(self.n, self.chains, self.steps) < 1:

@@ -133,7 +133,7 @@ def test_run_errors_say_what_to_fix(tmp_path, tiny_u1_model):
         GaugeSampleConfig(theory=u1_theory(4, 1.0), model=tiny_u1_model, corrector=-1)
     with pytest.raises(ValueError, match="--every must be >= 1; got 0"):
         GaugeSampleConfig(theory=u1_theory(4, 1.0), model=tiny_u1_model, every=0)
-    with pytest.raises(ValueError, match="t_langevin must be a finite number > 0"):
+    with pytest.raises(ValueError, match="--t-langevin must be a positive number"):
         GaugeSampleConfig(theory=u1_theory(4, 1.0), model=tiny_u1_model, t_langevin=0.0)
     su2 = Theory(name="su2", lattice=Lattice(shape=(4, 4)), params={"beta": 2.0})
     with pytest.raises(ValueError, match="is for U\\(1\\) in D = 2; the theory su2 on L = \\(4, 4\\) needs SU\\(2\\)"):
