@@ -54,6 +54,17 @@ class AbstractKernel(AbstractRecorded, typing.Generic[State]):
         return config
 
 
+def requires(cls: type, why: str) -> Callable[[object, attrs.Attribute, object], None]:
+    """An attrs validator: the field must be an instance of ``cls``; the one-line error says ``why``."""
+
+    def check(instance: object, attribute: attrs.Attribute, value: object) -> None:
+        if not isinstance(value, cls):
+            raise TypeError(f"{type(instance).__name__}.{attribute.name} must be a {cls.__name__} ({why}); got "
+                            f"{type(value).__name__}")
+
+    return check
+
+
 @typing.final
 @attrs.frozen
 class Composite(AbstractKernel[State]):

@@ -46,7 +46,7 @@ from .._geometry.lattice import Lattice
 from .._geometry.paths import staples
 from .._groups.base import AbstractGroup
 from .._groups.u1 import U1
-from .base import AbstractKernel
+from .base import AbstractKernel, requires
 
 # Kennedy-Pendleton accepts with probability > 0.7 above alpha = 1.7, Creutz's method below it
 # (acceptance of both at alpha = 1.7: about 0.71; KP alone falls to 0.04 at alpha = 0.1, Creutz to 0.38 at 10).
@@ -354,12 +354,7 @@ def _check_n_overrelax(instance: object, attribute: attrs.Attribute, value: obje
         raise ValueError(f"Heatbath n_overrelax must be an int >= 0 (overrelaxation sweeps per heatbath sweep); got {value!r}")
 
 
-def _check_action(instance: object, attribute: attrs.Attribute, value: object) -> None:
-    if not isinstance(value, WilsonAction):
-        raise TypeError(
-            f"{type(instance).__name__} needs a WilsonAction, e.g. WilsonAction(beta=2.0, group=SU(2)); "
-            f"got {type(value).__name__}"
-        )
+_check_action = requires(WilsonAction, "e.g. WilsonAction(beta=2.0, group=SU(2))")
 
 
 # ---- kernels -----------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from .._actions.phi4 import Phi4Action
 from .._fields.scalar import Field
 from .._geometry.lattice import Lattice, shift
 from .._types import PerConfig
-from .base import AbstractKernel
+from .base import AbstractKernel, requires
 
 
 def cluster_labels(bonds: Bool[Tensor, "dim batch *sites"], lattice: Lattice) -> Int[Tensor, "batch *sites"]:
@@ -53,12 +53,7 @@ def cluster_labels(bonds: Bool[Tensor, "dim batch *sites"], lattice: Lattice) ->
         labels = new
 
 
-def _phi4_action(instance: object, attribute: attrs.Attribute, value: object) -> None:
-    if not isinstance(value, Phi4Action):
-        raise TypeError(
-            f"{type(instance).__name__}.{attribute.name} must be a Phi4Action(kappa=..., lam=...): the cluster "
-            f"update needs the hopping form of the action; got {type(value).__name__}"
-        )
+_phi4_action = requires(Phi4Action, "kappa=..., lam=...: the cluster update needs the hopping form of the action")
 
 
 @typing.final

@@ -237,7 +237,7 @@ def test_heatbath_errors(generator):
             LinkField.identity(SU(3), Lattice(shape=(4, 4)), batch=1), generator=generator)
     with pytest.raises(ValueError, match="n_overrelax must be an int >= 0"):
         Heatbath(WilsonAction(beta=1.0, group=SU(2)), n_overrelax=-1)
-    with pytest.raises(TypeError, match="Heatbath needs a WilsonAction"):
+    with pytest.raises(TypeError, match="Heatbath.action must be a WilsonAction"):
         Heatbath("wilson")
 
 
