@@ -71,7 +71,9 @@ from ._sde.group import GroupVE as GroupVE
 from ._sde.heat_kernel import heat_kernel as heat_kernel
 from ._train.gauge import GaugeTrainConfig as GaugeTrainConfig
 from ._models.files import load_lcnn as load_lcnn
+from ._models.files import LoadedModel as LoadedModel
 from ._models.files import load_model as load_model
+from ._models.files import load_score as load_score
 from ._train.gauge import train_lcnn as train_lcnn
 from ._run.compare import compare as compare
 from ._run.measure import measure as measure

@@ -24,6 +24,7 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 import torch
 from torch import Tensor, nn
 
@@ -131,6 +132,35 @@ def load_model(path: str | os.PathLike, *, device: torch.device | str = "cpu", e
     EMA weights by default; its forward process (the SDE of an NCSN++, the `GroupVE` of an L-CNN) and the
     file's metadata. Any problem with the file raises `CheckpointError` with a one-line reason."""
     return _load(path, device, ema, None)
+
+
+@typing.final
+@attrs.frozen
+class LoadedModel:
+    """A model file ready to sample with: its ``score`` (a :class:`lgdiff.Score` of the file's field type), the
+    forward ``process`` it was trained with, the ``network`` itself (frozen, in eval mode) and the file's
+    ``metadata``."""
+
+    score: Score
+    process: AbstractSDE | GroupVE
+    network: NCSNpp | LCNN
+    metadata: dict[str, Any]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The network's (real) parameter dtype."""
+        return next(self.network.parameters()).dtype
+
+
+def load_score(path: str | os.PathLike, *, device: torch.device | str = "cpu", ema: bool = True) -> LoadedModel:
+    """The one way sampling reads a model file of either kind: the score ``net(x, t)`` of an NCSN++ (differentiable,
+    for the exact Jacobians of marginal independence Metropolis) or ``LCNN(U, ...) / s(t)`` of an L-CNN
+    (:func:`lcnn_score`), with its process and metadata."""
+    net, process, meta = _load(path, device, ema, None)
+    if isinstance(net, LCNN):
+        assert isinstance(process, GroupVE)
+        return LoadedModel(lcnn_score(net, process), process, net, meta)
+    return LoadedModel(net, process, net, meta)
 
 
 def load_ncsnpp(path: str | os.PathLike, *, device: torch.device | str = "cpu", ema: bool = True

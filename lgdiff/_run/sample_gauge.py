@@ -26,7 +26,9 @@ from .._samplers.independence import MarginalIMH, PathIMH, RawDraws
 from .._samplers.maala import TARGET_ACCEPTANCE, denoise, maala_kernel, wilson_score
 from .._samplers.reverse import Corrector
 from .._sde.score import ConditionedScore
-from .._train.gauge import lcnn_score, load_lcnn
+from .._models.files import load_score
+from .._models.lcnn import LCNN
+from .._sde.group import GroupVE
 from .shipped import choose_shipped_model
 from .generate import positive_or_unset
 from .split import run_ensemble
@@ -156,7 +158,10 @@ class GaugeSampleConfig:
         bit for bit (the one resumable ensemble run, :func:`lgdiff._run.split.run_ensemble`), on one process or with
         ``blocks`` independently seeded blocks over the ranks of a torchrun launch. Returns the ensemble (``None``
         on ranks other than 0)."""
-        net, process, meta = load_lcnn(self.model, device=device)
+        model = load_score(self.model, device=device)
+        net, process, meta = model.network, model.process, model.metadata
+        if not isinstance(net, LCNN) or not isinstance(process, GroupVE):
+            raise ValueError(f"the model {self.model} is a scalar NCSN++; a gauge theory needs an L-CNN model")
         group, lattice = self.theory.group, self.theory.lattice
         if net.config.group != group or net.config.dim != lattice.dim:
             raise ValueError(f"the model {self.model} is for {net.config.group} in D = {net.config.dim}; the theory "
@@ -164,7 +169,7 @@ class GaugeSampleConfig:
         assert group is not None  # internal: a gauge theory, checked in __attrs_post_init__
         beta, beta_0, action = self.theory.beta, float(meta["beta"]), self.theory.action()
         r = beta / beta_0 if self.beta_scale is None else self.beta_scale
-        score = ConditionedScore(lcnn_score(net, process), r)
+        score = ConditionedScore(model.score, r)
         settings: dict[str, float | int | str] = {
             "model": str(self.model), "model_sha256": file_sha256(self.model), "model_step": int(meta.get("step", 0)),
             "beta_0": beta_0, "beta_scale": r, "denoise_steps": self.steps, "spacing": "geometric",

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import attrs
 import torch
-from torch import Tensor
 
 from .._fields.scalar import Field
 from .._io.ensemble import Ensemble
@@ -15,7 +14,9 @@ from .._io.files import file_sha256
 from .._samplers.base import AbstractKernel
 from .._samplers.independence import MarginalIMH, PathIMH, RawDraws
 from .._samplers.maala import denoise, maala_kernel
-from .._train.dsm import load_ncsnpp
+from .._models.files import load_score
+from .._models.ncsnpp import NCSNpp
+from .._sde.base import AbstractSDE
 from .sample_gauge import _blocks_or_none, _check_sample
 from .split import run_ensemble
 from .theory import Theory
@@ -59,16 +60,15 @@ class ScalarSampleConfig:
 
         Raw methods record ``n`` batches of ``chains`` independent samples; exact methods run ``chains`` Markov
         chains for ``n`` steps each (MAALA after ``therm`` steps)."""
-        net, meta = load_ncsnpp(self.model, device=device)
+        model = load_score(self.model, device=device)
+        net, meta, score, sde = model.network, model.metadata, model.score, model.process
+        if not isinstance(net, NCSNpp) or not isinstance(sde, AbstractSDE):
+            raise ValueError(f"the model {self.model} is a gauge L-CNN; a scalar theory needs an NCSN++ model")
         if net.config.dim != self.theory.lattice.dim:
             raise ValueError(f"the model {self.model} is for D = {net.config.dim}; the lattice has D = "
                              f"{self.theory.lattice.dim}")
-        dtype = next(net.parameters()).dtype
-        lattice, sde, action = self.theory.lattice, net.sde, self.theory.action()
-
-        def score(x: Tensor, t: Tensor) -> Tensor:  # differentiable: marginal IMH takes forward-mode JVPs of it
-            return net(x, t)
-
+        dtype = model.dtype
+        lattice, action = self.theory.lattice, self.theory.action()
         settings: dict[str, float | int | str] = {"model": str(self.model), "model_sha256": file_sha256(self.model),
                                                   "model_step": int(meta.get("step", 0))}
         kernel: AbstractKernel

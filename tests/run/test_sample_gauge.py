@@ -2,6 +2,7 @@
 errors), the shipped models, and (slow) the shipped U(1) model against the exact 2D results."""
 
 import math
+from pathlib import Path
 
 import attrs
 import pytest
@@ -16,6 +17,8 @@ from lgdiff._run.sample_gauge import GaugeSampleConfig, default_model, model_met
 from lgdiff._run.theory import Theory
 from lgdiff._sde.group import GroupVE
 from lgdiff._train.gauge import GaugeTrainConfig, train_lcnn
+
+SHIPPED_PHI4 = str(Path(__file__).resolve().parents[2] / "lgdiff" / "models" / "phi4_k0.27_L16.safetensors")
 
 
 @pytest.fixture(scope="module")
@@ -202,3 +205,17 @@ def test_independence_sampler_runs_on_links_and_resumes(tmp_path, tiny_u1_model,
     attrs.evolve(config, n=2).run(tmp_path / "p.safetensors", flush_every=1)
     part = config.run(tmp_path / "p.safetensors", flush_every=1)
     assert torch.equal(part.configs().data, whole.configs().data) and torch.equal(part.acceptance, whole.acceptance)
+
+
+def test_one_loader_gives_the_score_of_either_kind_of_model_file(tmp_path, tiny_u1_model):
+    from lgdiff import Field, load_score
+    from lgdiff._models.files import lcnn_score
+
+    gauge, scalar = load_score(tiny_u1_model), load_score(SHIPPED_PHI4)
+    U = LinkField.random(U1(), Lattice(shape=(4, 4)), batch=2, generator=torch.Generator().manual_seed(0))
+    t = torch.full((2,), 0.3, dtype=torch.float64)
+    torch.testing.assert_close(gauge.score(U, t).data, lcnn_score(gauge.network, gauge.process)(U, t).data)
+    x = Field.zeros(Lattice(shape=(4, 4)), batch=2, dtype=scalar.dtype).data
+    torch.testing.assert_close(scalar.score(x, t.to(scalar.dtype)), scalar.network(x, t.to(scalar.dtype)))
+    with pytest.raises(ValueError, match="is a scalar NCSN\\+\\+; a gauge theory needs an L-CNN model"):
+        GaugeSampleConfig(theory=u1_theory(4, 1.0), model=SHIPPED_PHI4).run(tmp_path / "x.safetensors")
