@@ -396,9 +396,11 @@ def _check_records(path: Path, meta: EnsembleMetadata, raw: Tensor, start: int, 
         raise _damaged(path, start + t, f"chain {c}: non-finite values")
     group = meta.to_group()
     if group is not None:
-        # clone: aligned storage for the batched complex matmul (see _from_stored)
-        err = group.membership_error(torch.view_as_complex(raw.contiguous()).clone())
-        err = err.reshape(k, meta.chains, -1).amax(-1)
+        # one record at a time, so that the temporaries of the batched 3x3 algebra stay the size of one record
+        # (a 6^4 SU(3) ensemble of 16 x 8 records needed ~0.7 GB more checked at once); clone: aligned storage
+        # for the batched complex matmul (see _from_stored)
+        err = torch.stack([group.membership_error(torch.view_as_complex(raw[t].contiguous()).clone())
+                           .reshape(meta.chains, -1).amax(-1) for t in range(k)])
         tol = _GROUP_TOL[meta.torch_dtype]
         bad = ~(err <= tol)
         if bool(bad.any()):
