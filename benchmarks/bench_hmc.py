@@ -10,12 +10,12 @@ neighbours, leapfrog, the same trajectory (10 steps of 0.1) as lgdiff's run.
 
 import argparse
 import json
-import time
 
 import numpy as np
 import torch
 
 from lgdiff import HMC, LEAPFROG, SU, GaugeHMC, Heatbath, Lattice, LinkField, Phi4Action, WilsonAction, Field
+from _timing import best_time  # noqa: E402  (benchmarks/, on the path when run as a script)
 
 
 def numpy_hmc_trajectory(phi, kappa, lam, eps, n_steps, rng):
@@ -39,16 +39,6 @@ def numpy_hmc_trajectory(phi, kappa, lam, eps, n_steps, rng):
     p = p - 0.5 * eps * force(x)
     h1 = 0.5 * np.sum(p * p) + action(x)
     return x if rng.random() < np.exp(h0 - h1) else phi
-
-
-def best_time(fn, repeats):
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def main() -> None:

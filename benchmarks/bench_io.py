@@ -12,7 +12,6 @@ is then a gather and an XOR-reduction over the S byte positions, with no Python 
 import argparse
 import json
 import tempfile
-import time
 import zlib
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import torch
 
 from lgdiff import SU, Lattice, LinkField, read_ildg, read_nersc, write_ildg, write_nersc
 from lgdiff._io.ildg import scidac_checksum
+from _timing import best_time  # noqa: E402  (benchmarks/, on the path when run as a script)
 
 
 def crc_tables(size: int) -> tuple[np.ndarray, int]:
@@ -54,16 +54,6 @@ def site_crcs_zlib(data: bytes, sites: int) -> np.ndarray:
     size = len(data) // sites
     view = memoryview(data)
     return np.fromiter((zlib.crc32(view[r * size:(r + 1) * size]) for r in range(sites)), np.uint32, count=sites)
-
-
-def best_time(fn, repeats: int) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def main() -> None:

@@ -5,12 +5,8 @@ Known answers: block b of the file is the ordinary one-generator run with seed `
 the chains (run here through the untouched single-block code path), and one process with ``--blocks 2`` writes
 the same file."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
 import torch
 from click.testing import CliRunner
 
@@ -21,7 +17,7 @@ from lgdiff._io.ensemble import Ensemble
 from lgdiff._run.generate import GenerateConfig
 from lgdiff._run.theory import Theory
 
-from ._spawn import free_port
+from ._spawn import assert_same_records, torchrun
 
 
 
@@ -35,35 +31,13 @@ U1 = ["--theory", "u1", "--dim", "2", "--L", "2", "--beta", "1.0", "--n", "2", "
       "--seed", "3", "--n-steps", "3"]
 
 
-def _torchrun(args: list[str], out: Path) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-           "--master-port", str(free_port()), "-m", "cli.main", "--", "generate", *args, "--out", str(out)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120, check=False)
-
-
 def _one_process(args: list[str], out: Path) -> None:
     result = CliRunner().invoke(cli, ["generate", *args, "--out", str(out), "--blocks", "2"])
     assert result.exit_code == 0, result.output
 
 
-def _assert_same_records(a: Ensemble, b: Ensemble) -> None:
-    assert torch.equal(a.configs().data, b.configs().data)  # bit for bit
-    assert torch.equal(a.index, b.index) and torch.equal(a.acceptance, b.acceptance)
-    assert torch.equal(a.rng_state, b.rng_state)
-    assert a.metadata.differences(b.metadata) == {}
-
-
-@pytest.fixture
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the ranks run (torchrun sets OMP_NUM_THREADS=1)
-    yield
-    torch.set_num_threads(old)
-
-
 def test_two_ranks_write_the_blocks_of_independent_single_process_runs(tmp_path, one_thread):
-    done = _torchrun(PHI4, tmp_path / "ranks.safetensors")
+    done = torchrun("generate", PHI4, tmp_path / "ranks.safetensors")
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = Ensemble.load(tmp_path / "ranks.safetensors")
     meta = ranks.metadata
@@ -88,23 +62,23 @@ def test_two_ranks_write_the_blocks_of_independent_single_process_runs(tmp_path,
             assert not torch.equal(flat[:, i], flat[:, j]), (i, j)
     # one process with --blocks 2 writes the same file
     _one_process(PHI4, tmp_path / "one.safetensors")
-    _assert_same_records(ranks, Ensemble.load(tmp_path / "one.safetensors"))
+    assert_same_records(ranks, Ensemble.load(tmp_path / "one.safetensors"))
     # the same command again gives the same contents (the file is regenerated from scratch)
     (tmp_path / "ranks.safetensors").rename(tmp_path / "first.safetensors")
-    again = _torchrun(PHI4, tmp_path / "ranks.safetensors")
+    again = torchrun("generate", PHI4, tmp_path / "ranks.safetensors")
     assert again.returncode == 0, again.stderr[-3000:]
-    _assert_same_records(Ensemble.load(tmp_path / "first.safetensors"), Ensemble.load(tmp_path / "ranks.safetensors"))
+    assert_same_records(Ensemble.load(tmp_path / "first.safetensors"), Ensemble.load(tmp_path / "ranks.safetensors"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["first.safetensors", "one.safetensors", "plain0.safetensors",
                                                           "plain1.safetensors", "ranks.safetensors"]
 
 
 def test_two_ranks_gather_complex_links_like_one_process(tmp_path, one_thread):
-    done = _torchrun(U1, tmp_path / "ranks.safetensors")
+    done = torchrun("generate", U1, tmp_path / "ranks.safetensors")
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("plaquette") == 1  # rank 0 alone reports
     _one_process(U1, tmp_path / "one.safetensors")
     ranks = Ensemble.load(tmp_path / "ranks.safetensors")
-    _assert_same_records(ranks, Ensemble.load(tmp_path / "one.safetensors"))
+    assert_same_records(ranks, Ensemble.load(tmp_path / "one.safetensors"))
     assert ranks.metadata.group == "U(1)" and ranks.metadata.chains == 4
 
 
@@ -113,12 +87,12 @@ def test_a_resumed_block_run_continues_bit_for_bit(tmp_path, one_thread):
     _one_process(PHI4, tmp_path / "resumed.safetensors")  # --n 3: one more record, continued from the file
     _one_process(PHI4, tmp_path / "straight.safetensors")
     straight = Ensemble.load(tmp_path / "straight.safetensors")
-    _assert_same_records(Ensemble.load(tmp_path / "resumed.safetensors"), straight)
+    assert_same_records(Ensemble.load(tmp_path / "resumed.safetensors"), straight)
     # a file of one process continued by two ranks (rank 0 broadcasts each block's last state and generator)
     _one_process(_phi4(n=1), tmp_path / "ranks.safetensors")
-    done = _torchrun(PHI4, tmp_path / "ranks.safetensors")
+    done = torchrun("generate", PHI4, tmp_path / "ranks.safetensors")
     assert done.returncode == 0, done.stderr[-3000:]
-    _assert_same_records(Ensemble.load(tmp_path / "ranks.safetensors"), straight)
+    assert_same_records(Ensemble.load(tmp_path / "ranks.safetensors"), straight)
 
 
 def test_chains_that_do_not_split_into_the_blocks_are_refused(tmp_path):

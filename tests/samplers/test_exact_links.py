@@ -66,25 +66,39 @@ def like(group, batch):
     return LinkField.identity(group, LAT, batch=batch)
 
 
+def assert_exact(samples, group, plaquette, chi_t=None):
+    """The chains' plaquette (and for U(1) chi_t) within 4 sigma of the exact values."""
+    p, p_err = chain_stats(samples, group, mean_plaquette)
+    assert abs(p - plaquette) < 4 * p_err, f"plaquette {p} +- {p_err} vs {plaquette}"
+    if chi_t is not None:
+        c, c_err = chain_stats(samples, group, chi)
+        assert abs(c - chi_t) < 4 * c_err, f"chi_t {c} +- {c_err} vs {chi_t}"
+
+
+def raw_plaquette(score, group, *, batch, steps, generator, flow=False):
+    """Mean and error of the plaquette of the raw proposals (reverse SDE, or the probability flow): the power test."""
+    prior = PROCESS.prior_like(like(group, batch), generator=generator)
+    if flow:
+        U = probability_flow(score, PROCESS, prior, steps=steps, divergence="none", **GRID)[0]
+    else:
+        U = reverse_sde(score, PROCESS, prior, steps=steps, generator=generator, **GRID)
+    return batch_stats(U, mean_plaquette)
+
+
 # ---- path-space independence Metropolis (exact route 2) ----------------------------------------------------
 
 def test_path_imh_with_a_poor_score_reproduces_exact_u1_2d(generator):
     score = damped_wrong_force(U1(), 1.0, 4.0)
     res = path_imh(score, PROCESS, WilsonAction(beta=U1_BETA, group=U1()), like(U1(), 64), n=100, steps=20,
                    generator=generator, **GRID)
-    p, p_err = chain_stats(res.samples[30:], U1(), mean_plaquette)
-    c, c_err = chain_stats(res.samples[30:], U1(), chi)
-    assert abs(p - U1_EXACT[0]) < 4 * p_err, f"plaquette {p} +- {p_err} vs {U1_EXACT[0]}"
-    assert abs(c - U1_EXACT[1]) < 4 * c_err, f"chi_t {c} +- {c_err} vs {U1_EXACT[1]}"
+    assert_exact(res.samples[30:], U1(), *U1_EXACT)
     assert 0.05 < float(res.acceptance.mean()) < 0.9
 
 
 def test_raw_reverse_sde_with_the_same_score_misses_u1_2d(generator):
     # the power of the test above: its proposals alone are many sigma off
     score = damped_wrong_force(U1(), 1.0, 4.0)
-    U = reverse_sde(score, PROCESS, PROCESS.prior_like(like(U1(), 512), generator=generator), steps=20,
-                    generator=generator, **GRID)
-    p, p_err = batch_stats(U, mean_plaquette)
+    p, p_err = raw_plaquette(score, U1(), batch=512, steps=20, generator=generator)
     assert abs(p - U1_EXACT[0]) > 8 * p_err, f"{p} +- {p_err}"
 
 
@@ -92,11 +106,8 @@ def test_path_imh_with_a_poor_score_reproduces_exact_su2_2d(generator):
     score = damped_wrong_force(SU(2), 3.0, 2.0)
     res = path_imh(score, PROCESS, WilsonAction(beta=SU2_BETA, group=SU(2)), like(SU(2), 64), n=150, steps=20,
                    generator=generator, **GRID)
-    p, p_err = chain_stats(res.samples[50:], SU(2), mean_plaquette)
-    assert abs(p - SU2_EXACT) < 4 * p_err, f"plaquette {p} +- {p_err} vs {SU2_EXACT}"
-    raw = reverse_sde(score, PROCESS, PROCESS.prior_like(like(SU(2), 512), generator=generator), steps=20,
-                      generator=generator, **GRID)
-    q, q_err = batch_stats(raw, mean_plaquette)
+    assert_exact(res.samples[50:], SU(2), SU2_EXACT)
+    q, q_err = raw_plaquette(score, SU(2), batch=512, steps=20, generator=generator)
     assert abs(q - SU2_EXACT) > 8 * q_err, f"the raw proposals: {q} +- {q_err}"
 
 
@@ -106,13 +117,8 @@ def test_marginal_imh_with_a_poor_score_reproduces_exact_u1_2d(generator):
     score = damped_wrong_force(U1(), 1.0, 16.0)
     res = marginal_imh(score, PROCESS, WilsonAction(beta=U1_BETA, group=U1()), like(U1(), 64), n=60, steps=8,
                        generator=generator, **GRID)
-    p, p_err = chain_stats(res.samples[20:], U1(), mean_plaquette)
-    c, c_err = chain_stats(res.samples[20:], U1(), chi)
-    assert abs(p - U1_EXACT[0]) < 4 * p_err, f"plaquette {p} +- {p_err} vs {U1_EXACT[0]}"
-    assert abs(c - U1_EXACT[1]) < 4 * c_err, f"chi_t {c} +- {c_err} vs {U1_EXACT[1]}"
-    raw = probability_flow(score, PROCESS, PROCESS.prior_like(like(U1(), 2048), generator=generator), steps=8,
-                           divergence="none", **GRID)[0]
-    q, q_err = batch_stats(raw, mean_plaquette)
+    assert_exact(res.samples[20:], U1(), *U1_EXACT)
+    q, q_err = raw_plaquette(score, U1(), batch=2048, steps=8, generator=generator, flow=True)
     assert abs(q - U1_EXACT[0]) > 6 * q_err, f"the raw proposals: {q} +- {q_err}"
 
 
@@ -123,12 +129,9 @@ def test_marginal_imh_with_a_poor_score_reproduces_exact_su2_2d(generator):
     score = damped_wrong_force(SU(2), 1.5, 16.0)
     res = marginal_imh(score, PROCESS, WilsonAction(beta=beta, group=SU(2)), like(SU(2), 32), n=40, steps=8,
                        generator=generator, **GRID)
-    p, p_err = chain_stats(res.samples[15:], SU(2), mean_plaquette)
     exact = su_n_2d_plaquette(2, beta)
-    assert abs(p - exact) < 4 * p_err, f"plaquette {p} +- {p_err} vs {exact}"
-    raw = probability_flow(score, PROCESS, PROCESS.prior_like(like(SU(2), 512), generator=generator), steps=8,
-                           divergence="none", **GRID)[0]
-    q, q_err = batch_stats(raw, mean_plaquette)
+    assert_exact(res.samples[15:], SU(2), exact)
+    q, q_err = raw_plaquette(score, SU(2), batch=512, steps=8, generator=generator, flow=True)
     assert abs(q - exact) > 8 * q_err, f"the raw proposals: {q} +- {q_err}"
 
 
@@ -164,10 +167,7 @@ def test_maala_with_an_untrained_lcnn_reproduces_exact_u1_2d(generator):
     score = untrained_lcnn_score(U1(), seed=1)
     res = maala(score, PROCESS, WilsonAction(beta=U1_BETA, group=U1()), like(U1(), 32), t_langevin=0.6,
                 step_size=0.1, generator=generator, **MAALA_RUN)
-    p, p_err = chain_stats(res.samples, U1(), mean_plaquette)
-    c, c_err = chain_stats(res.samples, U1(), chi)
-    assert abs(p - U1_EXACT[0]) < 4 * p_err, f"plaquette {p} +- {p_err} vs {U1_EXACT[0]}"
-    assert abs(c - U1_EXACT[1]) < 4 * c_err, f"chi_t {c} +- {c_err} vs {U1_EXACT[1]}"
+    assert_exact(res.samples, U1(), *U1_EXACT)
     assert 0.3 < float(res.acceptance.mean()) < 0.9
 
 
@@ -185,9 +185,8 @@ def test_maala_with_a_wrong_beta_drift_reproduces_exact_su2_2d(generator, leapfr
     drift = wilson_score(WilsonAction(beta=1.5 * SU2_BETA, group=SU(2)))
     res = maala(drift, PROCESS, WilsonAction(beta=SU2_BETA, group=SU(2)), like(SU(2), 32), t_langevin=0.3,
                 step_size=0.05, generator=generator, leapfrog=leapfrog, **MAALA_RUN)
-    p, p_err = chain_stats(res.samples, SU(2), mean_plaquette)
-    assert abs(p - SU2_EXACT) < 4 * p_err, f"plaquette {p} +- {p_err} vs {SU2_EXACT}"
-    assert p_err < 0.012
+    assert_exact(res.samples, SU(2), SU2_EXACT)
+    assert chain_stats(res.samples, SU(2), mean_plaquette)[1] < 0.012
 
 
 def test_unadjusted_langevin_with_the_same_wrong_beta_drift_misses_su2_2d(generator):
