@@ -48,11 +48,12 @@ def _accept_step(kernel: "AbstractHMC", state: State, generator: torch.Generator
     """One trajectory and the per-chain accept/reject: a non-finite dH (an exploding trajectory) is a rejection.
 
     The force (or drift) and the action at the chain's current state are kept from the step that produced it (a
-    cache keyed by the identity of the state's tensor), so a trajectory of K steps costs K force and one action
-    evaluation; a state the cache does not know (a start, a resume, another kernel's move) is evaluated afresh,
-    with the same bits."""
+    cache keyed by the identity and version counter of the state's tensor), so a trajectory of K steps costs K
+    force and one action evaluation; a state the cache does not know (a start, a resume, another kernel's move, an
+    in-place change) is evaluated afresh, with the same bits."""
     cache = kernel._cache
-    known = cache.get("data") is state.data
+    # the same tensor, not modified in place since (its version counter is unchanged)
+    known = cache.get("data") is state.data and cache.get("version") == state.data._version
     p = kernel._momenta(state, generator)
     s0 = cache["action"] if known else kernel.action(state)
     new, p_new, f_first, f_last = kernel._evolve(state, p, cache["force"] if known else None)
@@ -64,7 +65,8 @@ def _accept_step(kernel: "AbstractHMC", state: State, generator: torch.Generator
         accepted = torch.ones_like(accepted)
     data = select(accepted, new.data, state.data)
     cache.clear()
-    cache.update(data=data, force=select(accepted, f_last, f_first), action=torch.where(accepted, s1, s0))
+    cache.update(data=data, version=data._version, force=select(accepted, f_last, f_first),
+                 action=torch.where(accepted, s1, s0))
     return state.with_data(data), prob
 
 

@@ -278,3 +278,17 @@ def test_a_trajectory_reuses_the_force_at_its_start_and_gives_the_bits_of_a_fres
     for _ in range(5):
         V, _ = maala_kernel(action, force, t_langevin=0.1, step_size=0.02, leapfrog=3).step(V, generator=g)
     assert torch.equal(U.data, V.data)
+
+
+def test_a_state_modified_in_place_is_not_taken_for_the_cached_one():
+    # the cache is keyed by the tensor and its version: an in-place change (another kernel's move written into the
+    # same storage) must be evaluated afresh, or the trajectory would start from a stale force
+    action = WilsonAction(beta=2.0, group=SU(2))
+    U0 = LinkField.random(SU(2), Lattice(shape=(4, 4)), batch=2, generator=torch.Generator().manual_seed(3))
+    other = LinkField.random(SU(2), Lattice(shape=(4, 4)), batch=2, generator=torch.Generator().manual_seed(4))
+    cached = GaugeHMC(action=action, step_size=0.1, n_steps=3)
+    U, _ = cached.step(U0, generator=torch.Generator().manual_seed(5))
+    U.data.copy_(other.data)  # same tensor object, new contents
+    got, _ = cached.step(U, generator=torch.Generator().manual_seed(6))
+    fresh, _ = GaugeHMC(action=action, step_size=0.1, n_steps=3).step(other, generator=torch.Generator().manual_seed(6))
+    assert torch.equal(got.data, fresh.data)
