@@ -114,9 +114,10 @@ def reverse_path(score: Score, process: AbstractProcess[S], initial: S, *, steps
     for i in range(steps):
         dt = ts[i] - ts[i + 1]
         v = g2[i] * dt
-        s = process.score_coords(score, x, process.times(ts[i], x))
+        tb = process.times(ts[i], x)
+        s = process.score_coords(score, x, tb)
         z = process.noise(x, generator=generator)
-        omega = (v * s + math.sqrt(v) * z) - process.drift(x, process.times(ts[i], x)) * dt
+        omega = (v * s + math.sqrt(v) * z) - process.drift(x, tb) * dt
         x_new = process.retract(x, omega)
         if weigh:
             assert log_ratio is not None
