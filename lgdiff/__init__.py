@@ -9,6 +9,7 @@ from ._actions.base import AbstractGaugeAction as AbstractGaugeAction
 from ._actions.base import AbstractScalarAction as AbstractScalarAction
 from ._actions.phi4 import Phi4Action as Phi4Action
 from ._actions.phi4 import ToyAction as ToyAction
+from ._actions.cosine import CosineAction as CosineAction
 from ._actions.wilson import WilsonAction as WilsonAction
 from ._checks import checks as checks
 from ._checks import checks_enabled as checks_enabled

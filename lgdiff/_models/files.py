@@ -10,8 +10,11 @@ of parameter i) and ``rng_state`` (the training generator), so that a run resume
   (`sde_to_dict`, the forward process) and ``dtype``.
 - ``"lcnn"``: a gauge-equivariant L-CNN on links; ``config`` (`LCNNConfig.to_dict`), ``process``
   (`GroupVE.settings`) and ``time_input`` (what the network sees as time, `TIME_INPUT`).
+- ``"osq"``: the residual drift of optimal stochastic quantisation (`lgdiff._models.osq.OSQDrift`, trained without
+  data by `lgdiff._train.osq`); ``network`` (``"ncsnpp"`` or ``"mlp"``, the body), ``config``, ``osq`` (the
+  `OSQProcess` settings), ``dtype``, and ``action`` (the theory's name and couplings it was trained for).
 
-Both record the training settings (``train``), the training data (``data_identity``: sha256, number of
+All record the training settings (``train``), the training data (``data_identity``: sha256, number of
 configurations, lattice, theory; `lgdiff._train.loop`), ``step``, the thinned loss history ``losses``,
 ``train_seconds`` and the provenance the trainer was given (``theory``, ``command``, ...).
 
@@ -35,8 +38,11 @@ from .._sde.base import AbstractSDE
 from .._sde.group import GroupVE
 from .._sde.score import Score
 from .._sde.ve import VESDE
+from .._samplers.osq import OSQProcess
 from .lcnn import LCNN, LCNNConfig
+from .mlp import MLPConfig
 from .ncsnpp import NCSNpp, NCSNppConfig, sde_from_dict
+from .osq import OSQDrift, network_drift
 
 TIME_INPUT = "ln_s/4"
 """What the L-CNN sees as its time argument (recorded in model files as ``time_input``)."""
@@ -93,9 +99,18 @@ def _lcnn(path: str | os.PathLike, meta: dict[str, Any], device: torch.device | 
     return net, process_from_settings(meta["process"])
 
 
+def _osq(path: str | os.PathLike, meta: dict[str, Any], device: torch.device | str) -> tuple[OSQDrift, OSQProcess]:
+    arch: NCSNppConfig | MLPConfig = (MLPConfig.from_dict(meta["config"]) if meta["network"] == "mlp"
+                                      else NCSNppConfig.from_dict(meta["config"]))
+    net = OSQDrift(arch, generator=torch.Generator().manual_seed(0), dtype=getattr(torch, meta.get("dtype", "float32")),
+                   device=device)
+    return net, OSQProcess.from_settings(meta["osq"])
+
+
 _KINDS: dict[str, tuple[str, Callable[..., tuple[nn.Module, Any]]]] = {
     "ncsnpp": ("a scalar NCSN++ score network", _ncsnpp),
     "lcnn": ("a gauge L-CNN score network", _lcnn),
+    "osq": ("an optimal-stochastic-quantisation drift", _osq),
 }
 
 
@@ -157,10 +172,33 @@ def load_score(path: str | os.PathLike, *, device: torch.device | str = "cpu", e
     for the exact Jacobians of marginal independence Metropolis) or ``LCNN(U, ...) / s(t)`` of an L-CNN
     (:func:`lcnn_score`), with its process and metadata."""
     net, process, meta = _load(path, device, ema, None)
+    if isinstance(net, OSQDrift):
+        raise CheckpointError(f"{path} holds an optimal-stochastic-quantisation drift, not a score network: sample "
+                              f"it with --method osq or osq-imh (lgdiff._models.files.load_osq)")
     if isinstance(net, LCNN):
         assert isinstance(process, GroupVE)
         return LoadedModel(lcnn_score(net, process), process, net, meta)
     return LoadedModel(net, process, net, meta)
+
+
+@typing.final
+@attrs.frozen
+class LoadedOSQ:
+    """An OSQ model file ready to sample with: its ``drift`` (`lgdiff._samplers.osq.Drift`, evaluated in the
+    network's precision on states of any), the ``process`` it was trained along, the ``network`` (frozen, eval
+    mode) and the file's ``metadata``."""
+
+    drift: Callable[[Tensor, Tensor, Tensor], Tensor]
+    process: OSQProcess
+    network: OSQDrift
+    metadata: dict[str, Any]
+
+
+def load_osq(path: str | os.PathLike, *, device: torch.device | str = "cpu", ema: bool = True) -> LoadedOSQ:
+    """An optimal-stochastic-quantisation model file (kind ``"osq"``): drift, process, network and metadata."""
+    net, process, meta = _load(path, device, ema, "osq")
+    return LoadedOSQ(network_drift(net, next(net.parameters()).dtype), typing.cast(OSQProcess, process),
+                     typing.cast(OSQDrift, net), meta)
 
 
 def load_ncsnpp(path: str | os.PathLike, *, device: torch.device | str = "cpu", ema: bool = True
@@ -210,5 +248,5 @@ def restore_training_state(path: str | os.PathLike, tensors: dict[str, Tensor], 
     generator.set_state(tensors["rng_state"].to("cpu"))
 
 
-__all__ = ["TIME_INPUT", "lcnn_score", "load_lcnn", "load_model", "load_ncsnpp", "process_from_settings",
+__all__ = ["TIME_INPUT", "LoadedOSQ", "lcnn_score", "load_lcnn", "load_model", "load_ncsnpp", "load_osq", "process_from_settings",
            "restore_training_state", "save_training_state", "score_from_raw"]

@@ -95,15 +95,16 @@ class _ResBlock(nn.Module):
 class NCSNpp(nn.Module):
     r"""U-Net score ``s_theta(x, t) = net(x, log s(t)) / s(t)`` for fields ``[B, *L]`` (D = 1, 2, 3).
 
-    **Arguments:** `config` (architecture), `sde` (for ``s(t)``), `generator` (initial weights),
-    `dtype`, `device`.
+    **Arguments:** `config` (architecture), `sde` (for ``s(t)``; ``None``: a plain field of ``(x, t)``,
+    ``net(x, t)``, as the residual drift of optimal stochastic quantisation, `lgdiff._samplers.osq`),
+    `generator` (initial weights), `dtype`, `device`.
 
     >>> net = NCSNpp(NCSNppConfig(dim=2, channels=8), VESDE(), generator=torch.Generator().manual_seed(0))
     >>> net(torch.zeros(3, 8, 8, dtype=torch.float64), torch.full((3,), 0.5, dtype=torch.float64)).shape
     torch.Size([3, 8, 8])
     """
 
-    def __init__(self, config: NCSNppConfig, sde: AbstractSDE, *, generator: torch.Generator,
+    def __init__(self, config: NCSNppConfig, sde: AbstractSDE | None, *, generator: torch.Generator,
                  dtype: torch.dtype = torch.float64, device: torch.device | str | None = None) -> None:
         super().__init__()
         self.config, self.sde = config, sde
@@ -167,7 +168,7 @@ class NCSNpp(nn.Module):
             )
 
     def _net(self, x: Tensor, t: Tensor) -> Tensor:
-        temb = self.embed(torch.log(self.sde.std(t)))
+        temb = self.embed(t if self.sde is None else torch.log(self.sde.std(t)))
         h = self.conv_in(x[:, None])
         hs = [h]
         i = 0
@@ -190,9 +191,9 @@ class NCSNpp(nn.Module):
         return self.conv_out(nn.functional.silu(self.norm_out(h)))[:, 0]
 
     def forward(self, x: ScalarData, t: Time) -> ScalarData:
-        """The score ``grad_x log p_t(x)``, shaped like ``x``."""
+        """The score ``grad_x log p_t(x)`` (without an SDE: the field ``net(x, t)``), shaped like ``x``."""
         self._check(x)
         out = self._net(x, t)
         if self.config.z2_odd:
             out = (out - self._net(-x, t)) / 2
-        return out / expand_like(self.sde.std(t), out)
+        return out if self.sde is None else out / expand_like(self.sde.std(t), out)

@@ -109,13 +109,14 @@ class AbstractDiffusionProposal(AbstractKernel):
         return self.process.prior_like(_unwrap(self.process, like), generator=generator)
 
 
-@attrs.frozen(kw_only=True)
-class AbstractIndependenceKernel(AbstractDiffusionProposal):
-    """Independence Metropolis over a fresh proposal per step against the exact ``action`` (module docstring). The
-    chain state is a :class:`Weighted`; :meth:`init` makes the first proposal the start of every chain, whatever
-    ``initial`` holds (only its shape, dtype and device are used)."""
+class AbstractIMH(AbstractKernel):
+    """Independence Metropolis over a fresh proposal per step, whose log weight is against the exact target (module
+    docstring): the accept/reject and the chain state of every independence sampler (the diffusion routes here, OSQ
+    in `lgdiff._samplers.osq`). The chain state is a :class:`Weighted`; :meth:`init` makes the first proposal the
+    start of every chain, whatever ``initial`` holds (only its shape, dtype and device are used). A mixin without
+    fields (each sampler's attrs class holds its ``action``)."""
 
-    action: AbstractScalarAction | AbstractGaugeAction
+    __slots__ = ()
 
     @abc.abstractmethod
     def propose(self, like: Field | LinkField, *, generator: torch.Generator) -> tuple[Field | LinkField, Tensor]:
@@ -145,6 +146,14 @@ class AbstractIndependenceKernel(AbstractDiffusionProposal):
         data = select(accepted, new.data, state.state.data)
         return (Weighted(state.state.with_data(data), torch.where(accepted, log_w, state.log_w)),
                 accepted.to(torch.float64))
+
+
+@attrs.frozen(kw_only=True)
+class AbstractIndependenceKernel(AbstractDiffusionProposal, AbstractIMH):
+    """Independence Metropolis with diffusion-model proposals against the exact ``action`` (:class:`AbstractIMH`
+    with the proposal's score, process and time grid)."""
+
+    action: AbstractScalarAction | AbstractGaugeAction
 
 
 @typing.final
@@ -230,4 +239,4 @@ class RawDraws(AbstractDiffusionProposal):
         return out, torch.ones(self.process.batch(x_T), dtype=torch.float64, device=out.data.device)
 
 
-__all__ = ["AbstractDiffusionProposal", "AbstractIndependenceKernel", "MarginalIMH", "PathIMH", "RawDraws", "Weighted"]
+__all__ = ["AbstractDiffusionProposal", "AbstractIMH", "AbstractIndependenceKernel", "MarginalIMH", "PathIMH", "RawDraws", "Weighted"]

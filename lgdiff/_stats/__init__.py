@@ -13,6 +13,8 @@ from .estimate import format_value_error as format_value_error
 from .gamma import autocorrelation as autocorrelation
 from .gamma import gamma_method as gamma_method
 from .gamma import gamma_method_derived as gamma_method_derived
+from .importance import effective_sample_size as effective_sample_size
+from .importance import reweighted_mean as reweighted_mean
 from .resampling import binned as binned
 from .resampling import bootstrap as bootstrap
 from .resampling import jackknife as jackknife
@@ -27,6 +29,7 @@ __all__ = [
     "autocorrelation",
     "binned",
     "bootstrap",
+    "effective_sample_size",
     "equilibration_drift",
     "format_mean_error",
     "format_value_error",
@@ -35,4 +38,5 @@ __all__ = [
     "jackknife",
     "jackknife_binder",
     "jackknife_susceptibility",
+    "reweighted_mean",
 ]

@@ -66,8 +66,9 @@ StepLoss = Callable[[Any, torch.Generator, int], Tensor]
 class AbstractFieldTraining(abc.ABC):
     """One network trained on one field type: everything `train` needs besides the loop itself."""
 
-    data: Tensor | LinkField
-    """The training configurations, batch N first (checked finite and identified by `train`)."""
+    data: Tensor | LinkField | None
+    """The training configurations, batch N first (checked finite and identified by `train`); ``None`` for a
+    data-free objective (optimal stochastic quantisation, `lgdiff._train.osq`), whose :meth:`draw` makes the batch."""
     config: AbstractTrainConfig
 
     @abc.abstractmethod
@@ -80,8 +81,21 @@ class AbstractFieldTraining(abc.ABC):
         """The initial network, seeded by ``config.seed``."""
 
     @abc.abstractmethod
-    def training_data(self, device: torch.device | str) -> Tensor | LinkField:
+    def training_data(self, device: torch.device | str) -> Tensor | LinkField | None:
         """``data`` on ``device`` in the network's precision."""
+
+    def draw(self, data: Tensor | LinkField | None, generator: torch.Generator) -> Tensor | LinkField:
+        """The global batch of one optimiser step: ``config.batch_size`` configurations drawn uniformly with
+        replacement from ``data`` (a data-free task overrides this)."""
+        assert data is not None
+        raw = data.data if isinstance(data, LinkField) else data
+        idx = torch.randint(0, raw.shape[0], (self.config.batch_size,), generator=generator, device=raw.device)
+        return data[idx]
+
+    def lattice(self) -> list[int]:
+        """The lattice shape the network is trained on (default: the training data's)."""
+        assert self.data is not None
+        return list(self.data.lattice.shape) if isinstance(self.data, LinkField) else list(self.data.shape[1:])
 
     @abc.abstractmethod
     def step_loss(self, model: nn.Module, world: int, shard: slice | None) -> StepLoss:
@@ -106,9 +120,12 @@ def first_non_finite(x: Tensor) -> int | None:
     return None if bool(finite.all()) else int(torch.argmin(finite.to(torch.uint8)))
 
 
-def data_identity(x: Tensor | LinkField, theory: object) -> dict[str, Any]:
+def data_identity(x: Tensor | LinkField | None, theory: object, lattice: list[int] | None = None) -> dict[str, Any]:
     """What identifies training data: ``{"sha256", "configurations", "lattice", "theory"}``; the hash covers the
-    dtype, shape and values of the configurations in their order (as given, before any conversion)."""
+    dtype, shape and values of the configurations in their order (as given, before any conversion). A data-free
+    task (``x = None``) is identified by its theory and ``lattice`` alone (``sha256`` None, 0 configurations)."""
+    if x is None:
+        return {"sha256": None, "configurations": 0, "lattice": lattice, "theory": theory}
     raw = x.data if isinstance(x, LinkField) else x
     lattice = list(x.lattice.shape) if isinstance(x, LinkField) else list(raw.shape[1:])
     cpu = raw.detach().to("cpu").contiguous()
@@ -154,10 +171,10 @@ def train(task: AbstractFieldTraining, out: str | os.PathLike, *, provenance: di
     world, shard = data_parallel_shard(config.batch_size, f"{type(config).__name__}.batch_size")
     device = _dist.device_for_rank(device) if world > 1 else device
     raw = task.data.data if isinstance(task.data, LinkField) else task.data
-    if (bad := first_non_finite(raw)) is not None:
+    if raw is not None and (bad := first_non_finite(raw)) is not None:
         raise ValueError(f"training configuration {bad} of {raw.shape[0]} is not finite (nan or inf); remove it from "
                          f"the training data")
-    identity = data_identity(task.data, provenance.get("theory"))
+    identity = data_identity(task.data, provenance.get("theory"), task.lattice())
     data = task.training_data(device)
     generator = torch.Generator(device=device).manual_seed(config.seed)
     model = task.network(device)
@@ -183,12 +200,10 @@ def train(task: AbstractFieldTraining, out: str | os.PathLike, *, provenance: di
         start, losses, seconds = int(meta["step"]), list(meta.get("losses", [])), float(meta.get("train_seconds", 0))
         saved = start
     step_loss = task.step_loss(model, world, shard)
-    n = raw.shape[0]
     t0 = time.perf_counter()
     for step in range(start, config.steps):
         # the whole global batch is drawn on every rank (same generator, same sequence as one process)
-        idx = torch.randint(0, n, (config.batch_size,), generator=generator, device=device)
-        loss = step_loss(data[idx], generator, step)
+        loss = step_loss(task.draw(data, generator), generator, step)
         # one host sync per optimiser step, negligible next to the backward pass; before the step it would spoil
         value = float(_dist.mean_over_ranks(loss.detach()))
         if not math.isfinite(value):
