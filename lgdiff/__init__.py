@@ -95,6 +95,15 @@ from ._samplers.maala import marginal_imh as marginal_imh
 from ._samplers.maala import path_imh as path_imh
 from ._samplers.maala import sample_chain as sample_chain
 from ._samplers.maala import wilson_score as wilson_score
+from ._samplers.osq import OSQDraws as OSQDraws
+from ._samplers.osq import OSQPathIMH as OSQPathIMH
+from ._samplers.osq import OSQProcess as OSQProcess
+from ._samplers.osq import osq_loss as osq_loss
+from ._samplers.osq import osq_path as osq_path
+from ._models.files import load_osq as load_osq
+from ._models.osq import OSQDrift as OSQDrift
+from ._train.osq import OSQTrainConfig as OSQTrainConfig
+from ._train.osq import train_osq as train_osq
 from ._samplers.reverse import Corrector as Corrector
 from ._samplers.reverse import log_likelihood as log_likelihood
 from ._samplers.reverse import probability_flow as probability_flow
@@ -123,6 +132,8 @@ from ._stats import equilibration_drift as equilibration_drift
 from ._stats import gamma_method as gamma_method
 from ._stats import gamma_method_derived as gamma_method_derived
 from ._stats import jackknife as jackknife
+from ._stats import effective_sample_size as effective_sample_size
+from ._stats import reweighted_mean as reweighted_mean
 from ._train.dsm import TrainConfig as TrainConfig
 from ._train.dsm import dsm_loss as dsm_loss
 from ._models.files import load_ncsnpp as load_ncsnpp
