@@ -19,7 +19,7 @@ values ``chi_2(t) = a(t)^2 chi_2 + s(t)^2``, ``chi_4(t) = a(t)^4 chi_4`` (``lgdi
     python examples/cumulants_ve_vp.py --out fig.png --samples 4096
 
 The default run (8^2 lattices; two 1500-step trainings; 2048 phi^4 and 16384 free-field samples per process, 200
-reverse-SDE steps) takes about 3.5 minutes on one CPU core: 40 s per training, 60 s per phi^4 sampling.
+reverse-SDE steps) takes 2.5 minutes on one CPU core (3.5 under load): 33 s per training, 31 s per phi^4 sampling.
 
 ``--smoke`` takes the same path at tiny sizes (4^2 lattices, 4 training steps of a 4-channel network, 128 phi^4 and
 256 free-field samples, 20 reverse steps: seconds on one core) and writes its figure into a fresh temporary directory unless ``--out``
