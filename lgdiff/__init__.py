@@ -60,6 +60,7 @@ from ._observables.scalar import abs_magnetization as abs_magnetization
 from ._observables.scalar import binder as binder
 from ._observables.scalar import connected_correlator as connected_correlator
 from ._observables.scalar import correlator as correlator
+from ._observables.scalar import cumulants as cumulants
 from ._observables.scalar import effective_mass as effective_mass
 from ._observables.scalar import magnetization as magnetization
 from ._observables.scalar import susceptibility as susceptibility

@@ -176,6 +176,28 @@ def binder(m2_mean: Mean | float, m4_mean: Mean | float) -> Mean:
     return 1 - m4 / (3 * m2 * m2)
 
 
+def cumulants(m1_mean: Mean | float, m2_mean: Mean | float, m3_mean: Mean | float,
+              m4_mean: Mean | float) -> tuple[Mean, Mean, Mean, Mean]:
+    r"""The first four cumulants of an observable from its raw moments ``<A^k>``, k = 1..4:
+
+    $\kappa_1 = m_1$, $\kappa_2 = m_2 - m_1^2$, $\kappa_3 = m_3 - 3 m_2 m_1 + 2 m_1^3$,
+    $\kappa_4 = m_4 - 4 m_3 m_1 - 3 m_2^2 + 12 m_2 m_1^2 - 6 m_1^4$.
+
+    For the magnetisation, ``V kappa_2 = chi_2`` (`susceptibility`) and, where ``<M> = 0``,
+    ``-kappa_4 / (3 kappa_2^2) = U_L`` (`binder`). The plug-in values: call it on jackknife or bootstrap
+    means for errors (`lgdiff.jackknife`).
+
+    **Returns:** ``(kappa_1, kappa_2, kappa_3, kappa_4)``, broadcast from the inputs.
+
+    >>> [round(k.item(), 12) for k in cumulants(1.0, 2.0, 6.0, 24.0)]  # Exp(1): m_k = k!, kappa_k = (k - 1)!
+    [1.0, 1.0, 2.0, 6.0]
+    """
+    m1, m2, m3, m4 = _like(m1_mean, m2_mean, m3_mean, m4_mean)
+    k3 = m3 - 3 * m2 * m1 + 2 * m1**3
+    k4 = m4 - 4 * m3 * m1 - 3 * m2 * m2 + 12 * m2 * m1 * m1 - 6 * m1**4
+    return m1, m2 - m1 * m1, k3, k4
+
+
 def connected_correlator(c_mean: Float[Tensor, "*b t"], m_mean: Mean | float, volume: int) -> Float[Tensor, "*b t"]:
     r"""Connected time-slice correlator $C_c(t) = \langle C(t)\rangle - (V / L_\mu) \langle M\rangle^2$.
 

@@ -5,7 +5,7 @@ import pytest
 
 pytest.importorskip("scipy")
 
-MODULES = ["lgdiff._exact.u1_2d", "lgdiff._exact.sun_2d", "lgdiff._exact.scalar"]
+MODULES = ["lgdiff._exact.u1_2d", "lgdiff._exact.sun_2d", "lgdiff._exact.scalar", "lgdiff._exact.diffusion"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -224,3 +224,54 @@ def test_gauge_validate_u1_prints_the_exact_wilson_loop(tmp_path):
     assert exact == pytest.approx(special.i1(1.0) / special.i0(1.0), abs=1e-5)
     assert -1 <= mean <= 1
     assert re.search(rf"chi_t ({NUMBER})\(({NUMBER})\) exact ({NUMBER})", out)
+
+
+# ----------------------------------------------------------------------------------------------- cumulants_ve_vp.py
+
+
+def _free_chi_2(process: str, t: float, kappa: float = 0.21) -> float:
+    """``a(t)^2 G(0) + s(t)^2`` of the 2D free field, G(0) = 1 / (2 - 8 kappa), from the closed forms of VE
+    (sigma = 25) and VP (beta 0.1..20) (independent of lgdiff)."""
+    if process == "VE":
+        a2, s2 = 1.0, (25.0 ** (2 * t) - 1) / (2 * math.log(25.0))
+    else:
+        big_b = 0.1 * t + (20.0 - 0.1) * t * t / 2
+        a2, s2 = math.exp(-big_b), -math.expm1(-big_b)
+    return a2 / (2 - 8 * kappa) + s2
+
+
+def test_cumulants_ve_vp_recovers_the_free_field_and_prints_every_table(tmp_path):
+    out = run_example("cumulants_ve_vp.py", "--out", "fig.png", cwd=tmp_path).stdout
+    # the free field with the exact score: at t_min the reverse SDE's chi_2 is the exact one within 4 sigma and
+    # chi_4 is 0 within 4 sigma
+    free = numbers(rf"free field (?:VE|VP): at t = ({NUMBER}) chi_2 = ({NUMBER}) \+- ({NUMBER}) \(exact ({NUMBER})\), "
+                   rf"chi_4 = ({NUMBER}) \+- ({NUMBER}) \(exact 0\)", out)
+    assert len(free) == 2
+    for process, (t, chi2, err2, exact, chi4, err4) in zip(("VE", "VP"), free):
+        assert t == pytest.approx(1e-3)
+        assert exact == pytest.approx(_free_chi_2(process, t), rel=1e-4)
+        assert err2 > 0 and abs(chi2 - exact) < 4 * err2, (process, chi2, err2, exact)
+        assert err4 > 0 and abs(chi4) < 4 * err4, (process, chi4, err4)
+    # every table: T and the 5 smoke records down to t_min, all finite
+    times = [float(t) for t in re.findall(r"(?m)^ *(\d\.\d{4}) ", out)]
+    assert times == [1.0, 0.8002, 0.6004, 0.4006, 0.2008, 0.001] * 4
+    tables = re.findall(r"(?m)^phi\^4 (VE|VP), trained NCSN\+\+.*\n.*\n((?:.*\n){6})", out)
+    assert [name for name, _ in tables] == ["VE", "VP"]
+    (ref_chi4,) = finite_line(rf"reference chi_2 = {NUMBER} \+- {NUMBER}, chi_4 = ({NUMBER}) \+- ", out)
+    for name, body in tables:
+        values = [[float(v) for v in re.findall(NUMBER, line)] for line in body.splitlines()]
+        assert all(math.isfinite(v) for row in values for v in row)
+        chi4_exact = [row[7] for row in values]  # t, chi_2 rev +- err, exact +- err, chi_4 rev +- err, exact
+        if name == "VE":  # no drift: the exact chi_4 is conserved, the data's at every t
+            assert chi4_exact == pytest.approx([ref_chi4] * 6, rel=1e-4)
+        else:  # VP: a(t)^4 chi_4, a(1)^4 = e^{-20.1}
+            assert abs(chi4_exact[0]) < 1e-6 * abs(ref_chi4) and chi4_exact[-1] == pytest.approx(ref_chi4, rel=1e-2)
+    for name in ("VE", "VP"):
+        for obs in ("chi_2", "chi_4", "U"):
+            finite_line(rf"phi\^4 {name}: at t = 0\.0010 {obs} = ({NUMBER}) \+- ({NUMBER}), exact ({NUMBER}) \+- "
+                        rf"({NUMBER}) \(({NUMBER}) sigma\)", out)
+    has_matplotlib = subprocess.run([sys.executable, "-c", "import matplotlib"], capture_output=True).returncode == 0
+    if has_matplotlib:
+        assert (tmp_path / "fig.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "wrote fig.png" in out
+    else:
+        assert "matplotlib is not installed: numbers only" in out

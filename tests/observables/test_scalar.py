@@ -10,6 +10,7 @@ from lgdiff._observables.scalar import (
     binder,
     connected_correlator,
     correlator,
+    cumulants,
     effective_mass,
     magnetization,
     susceptibility,
@@ -240,3 +241,30 @@ def test_scalar_observables_agree_across_devices(device, generator):
     Cc = connected_correlator(C, M.mean(), 120)
     assert Cc.device == C.device
     torch.testing.assert_close(effective_mass(Cc).cpu(), effective_mass(Cc.cpu()), equal_nan=True)
+
+
+@pytest.mark.parametrize(("mu", "sigma"), [(0.0, 1.0), (1.5, 0.3), (-2.0, 4.0)])
+def test_cumulants_of_a_gaussian_stop_at_the_second(mu, sigma):
+    # raw moments of N(mu, sigma^2): kappa_1 = mu, kappa_2 = sigma^2, kappa_3 = kappa_4 = 0
+    s2 = sigma * sigma
+    moments = (mu, mu**2 + s2, mu**3 + 3 * mu * s2, mu**4 + 6 * mu**2 * s2 + 3 * s2 * s2)
+    k1, k2, k3, k4 = (k.item() for k in cumulants(*moments))
+    scale = max(1.0, abs(mu)) ** 4 * max(1.0, s2) ** 2
+    assert (k1, k2) == (pytest.approx(mu, abs=1e-12), pytest.approx(s2, rel=1e-12))
+    assert abs(k3) < 1e-12 * scale and abs(k4) < 1e-12 * scale
+
+
+def test_cumulants_shift_and_scale_and_give_the_binder_cumulant(generator):
+    # kappa_n(c A + b) = c^n kappa_n(A) for n >= 2; for M = +-m0 (mean 0) -kappa_4 / (3 kappa_2^2) = U_L = 2/3
+    a = torch.rand(1000, generator=generator, dtype=torch.float64) ** 3
+    c, b = -1.7, 0.4
+
+    def raw(x):
+        return [(x**k).mean() for k in range(1, 5)]
+
+    base, moved = cumulants(*raw(a)), cumulants(*raw(c * a + b))
+    for n in (2, 3, 4):
+        torch.testing.assert_close(moved[n - 1], c**n * base[n - 1], rtol=1e-9, atol=0)
+    _, k2, _, k4 = cumulants(0.0, 0.25, 0.0, 0.0625)
+    assert (-k4 / (3 * k2 * k2)).item() == pytest.approx(binder(0.25, 0.0625).item(), rel=1e-14)
+    assert binder(0.25, 0.0625).item() == pytest.approx(2 / 3, rel=1e-14)
