@@ -395,7 +395,8 @@ def _train_osq_cmd(out: Path, *, steps: int | None, batch_size: int, lr: float, 
         raise click.UsageError(f"--objective osq for gauge links is not built: OSQ trains scalar fields (--theory "
                                f"phi4); train {theory} with --objective dsm --data ENSEMBLE")
     th = _theory(theory, dim or 2, L, kappa, lam, None)
-    arch = NCSNppConfig(dim=th.lattice.dim, channels=channels or 16, z2_odd=z2)
+    with _user_errors():
+        arch = NCSNppConfig(dim=th.lattice.dim, channels=channels or 16, z2_odd=z2)
     factor = 2 ** (arch.levels - 1)
     if L % factor:
         raise click.UsageError(f"--L {L}: the NCSN++ drift has {arch.levels} levels and needs an L divisible by "

@@ -122,13 +122,14 @@ def test_sample_osq_with_blocks(model, tmp_path):
     assert meta.chains == 4 and meta.settings["run.blocks"] == 2
 
 
-TRAIN_ERRORS = {
-    "data with osq": (["--data", "x.safetensors"], "--data is for --objective dsm"),
-    "gauge theory": (["--theory", "u1"], "OSQ trains scalar fields"),
-    "missing lam": (["--lam", None], "needs --kappa and --lam"),
-    "odd L": (["--L", 5], "needs an L divisible by 2"),
-    "epochs": (["--epochs", 1.0], "--epochs is for --objective dsm"),
-    "sde": (["--sde", "vp"], "--sde is for --objective dsm"),
+TRAIN_ERRORS = {  # options -> exit code (2: usage, 1: a value the library refuses), what the message says
+    "data with osq": (["--data", "x.safetensors"], 2, "--data is for --objective dsm"),
+    "gauge theory": (["--theory", "u1"], 2, "OSQ trains scalar fields"),
+    "missing lam": (["--lam", None], 2, "needs --kappa and --lam"),
+    "odd L": (["--L", 5], 2, "needs an L divisible by 2"),
+    "epochs": (["--epochs", 1.0], 2, "--epochs is for --objective dsm"),
+    "sde": (["--sde", "vp"], 2, "--sde is for --objective dsm"),
+    "narrow network": (["--channels", 2], 1, "channels >= 4"),
 }
 
 
@@ -146,9 +147,9 @@ def _replace(args, extra):
 
 @pytest.mark.parametrize("case", list(TRAIN_ERRORS))
 def test_train_osq_user_errors(tmp_path, case):
-    extra, needle = TRAIN_ERRORS[case]
+    extra, code, needle = TRAIN_ERRORS[case]
     out = tmp_path / "m.safetensors"
-    assert_one_line_error(run(*_replace(TRAIN, extra), "--out", out), 2, needle)
+    assert_one_line_error(run(*_replace(TRAIN, extra), "--out", out), code, needle)
     assert not out.exists()
 
 
