@@ -182,7 +182,7 @@ def test_sample_osq_user_errors(model, tmp_path):
 
 def test_sample_config_refuses_a_model_of_the_other_kind(model, tmp_path):
     dsm = MODELS / "phi4_k0.27_L16.safetensors"
-    with pytest.raises(ValueError, match=r"holds a diffusion score network \(NCSN\+\+\), which --method osq cannot use"):
+    with pytest.raises(ValueError, match=r"holds a diffusion score network \(NCSN\+\+\), which --method osq cannot"):
         ScalarSampleConfig.from_osq_model(dsm, 4, method="osq")
     config = ScalarSampleConfig.from_osq_model(model, 4)
     assert config.method == "osq-imh" and config.steps is None
