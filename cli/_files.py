@@ -41,8 +41,8 @@ def describe_model(meta: dict[str, Any], tensors: dict[str, Any]) -> dict[str, A
                               "parameters": sum(int(t.numel()) for t in weights)}
     if tail:
         report["final_loss"] = sum(tail) / len(tail)
-    for key in ("config", "sde", "process", "train", "dtype", "data", "command", "data_command", "lgdiff_version",
-                "saved"):
+    for key in ("config", "sde", "process", "osq", "action", "train", "dtype", "data", "command", "data_command",
+                "lgdiff_version", "saved"):
         if key in meta:
             report[key] = meta[key]
     return report

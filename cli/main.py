@@ -24,6 +24,9 @@ from lgdiff._run.generate import ALGORITHMS, GenerateConfig
 from lgdiff._run.measure import measure
 from lgdiff._run.shipped import choose_shipped_model
 from lgdiff._run.theory import Theory, theory_group
+from lgdiff._samplers.osq import GRADIENTS as OSQ_GRADIENTS
+from lgdiff._samplers.osq import OBJECTIVES as OSQ_OBJECTIVES
+from lgdiff._train.loop import TrainReport
 
 THEORIES = ("phi4", "u1", "su2", "su3")
 """The theories of ``--theory`` (`lgdiff._run.theory`; the toy model is for the library)."""
@@ -257,27 +260,75 @@ def measure_cmd(file: Path, flow_time: float, as_json: bool) -> None:
 
 
 @cli.command("train")
-@click.option("--data", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Training ensemble.")
+@click.option("--objective", type=click.Choice(["dsm", "osq"]), default="dsm", show_default=True,
+              help="dsm: denoising score matching on the ensemble --data; osq: optimal stochastic quantisation, a "
+                   "drift for --theory phi4 trained without data (then sample with --method osq or osq-imh).")
+@click.option("--data", type=click.Path(dir_okay=False, path_type=Path), help="Training ensemble (--objective dsm).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Model file (.safetensors).")
 @click.option("--steps", type=click.IntRange(min=1), help="Optimiser steps (default 2000).")
 @click.option("--epochs", type=click.FloatRange(min=0, min_open=True), help="Passes over the data (instead of --steps).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--lr", type=float, default=2e-3, show_default=True)
-@click.option("--sde", "sde_name", type=click.Choice(["ve", "vp"]), default="ve", show_default=True,
-              help="Forward SDE (gauge links: ve only, the group process of docs/conventions.md).")
+@click.option("--sde", "sde_name", type=click.Choice(["ve", "vp"]), default=None,
+              help="Forward SDE of --objective dsm: ve (default) or vp (gauge links: ve only, the group process of "
+                   "docs/conventions.md).")
 @click.option("--channels", type=click.IntRange(min=1), help="Network width (default 16 for NCSN++, 8 for the L-CNN).")
-@click.option("--blocks", "lcnn_blocks", type=click.IntRange(min=1), default=2, show_default=True,
-              help="L-CNN blocks (gauge links only).")
-@click.option("--z2/--no-z2", default=True, show_default=True, help="phi -> -phi augmentation (phi4 only).")
+@click.option("--blocks", "lcnn_blocks", type=click.IntRange(min=1), default=None,
+              help="L-CNN blocks (gauge links only; default 2).")
+@click.option("--z2/--no-z2", default=True, show_default=True,
+              help="phi4: phi -> -phi augmentation (dsm) or an odd drift network (osq).")
+@click.option("--theory", type=click.Choice(THEORIES), help="--objective osq: the theory (phi4).")
+@click.option("--dim", type=click.IntRange(1, 3), help="--objective osq: number of dimensions D (default 2).")
+@click.option("--L", "L", type=click.IntRange(min=2), help="--objective osq: lattice extent in every direction.")
+@click.option("--kappa", type=FINITE, help="--objective osq: phi4 hopping parameter.")
+@click.option("--lam", type=FINITE, help="--objective osq: phi4 coupling lambda.")
+@click.option("--horizon", type=POSITIVE, help="--objective osq: time T of the controlled Langevin process "
+                                               "(default 1.0).")
+@click.option("--path-steps", type=click.IntRange(min=1),
+              help="--objective osq: Euler-Maruyama steps N of a path (default 50).")
+@click.option("--noise", type=POSITIVE, help="--objective osq: noise strength g (default sqrt(2), stochastic "
+                                             "quantisation).")
+@click.option("--prior-std", type=POSITIVE, help="--objective osq: width of the Gaussian prior (default 1.0).")
+@click.option("--osq-objective", type=click.Choice(OSQ_OBJECTIVES),
+              help="--objective osq: exact (default; E[-log w] against the annealed path, its optimum samples "
+                   "exp(-S)) or plain (the talk's E[int |v|^2 / 2 g^2 + S], biased).")
+@click.option("--gradient", type=click.Choice(OSQ_GRADIENTS),
+              help="--objective osq: path (default; backpropagate through the path) or log-variance.")
+@click.option("--dtype", type=click.Choice(["float32", "float64"]),
+              help="--objective osq: the network's precision (default float32).")
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--device", type=DEVICE, default="cpu", show_default=True)
-def train_cmd(data: Path, out: Path, steps: int | None, epochs: float | None, batch_size: int, lr: float,
-              sde_name: str, channels: int | None, lcnn_blocks: int, z2: bool, seed: int, device: str) -> None:
-    """Train a score network on an ensemble (denoising score matching); rerunning resumes from --out.
+def train_cmd(objective: str, data: Path | None, out: Path, steps: int | None, epochs: float | None, batch_size: int,
+              lr: float, sde_name: str | None, channels: int | None, lcnn_blocks: int | None, z2: bool,
+              theory: str | None, dim: int | None, L: int | None, kappa: float | None, lam: float | None,
+              horizon: float | None, path_steps: int | None, noise: float | None, prior_std: float | None,
+              osq_objective: str | None, gradient: str | None, dtype: str | None, seed: int, device: str) -> None:
+    """Train a model; rerunning resumes from --out.
 
-    phi4 ensembles train a periodic NCSN++ (VE or VP SDE); u1/su2/su3 ensembles train a gauge-equivariant L-CNN on
-    the group (U(1) and SU(2) with the exact heat-kernel target, SU(N) with the Gaussian one), usable with
-    `lgdiff sample --model`."""
+    --objective dsm (default): a score network on an ensemble (denoising score matching). phi4 ensembles train a
+    periodic NCSN++ (VE or VP SDE); u1/su2/su3 ensembles train a gauge-equivariant L-CNN on the group (U(1) and
+    SU(2) with the exact heat-kernel target, SU(N) with the Gaussian one), usable with `lgdiff sample --model`.
+
+    --objective osq: optimal stochastic quantisation, without data: the residual drift of a controlled Langevin
+    process (a linear head plus a periodic NCSN++) for --theory phi4 on L^D at --kappa, --lam, usable with
+    `lgdiff sample --theory phi4 --method osq|osq-imh --model`."""
+    osq = {"theory": theory, "dim": dim, "L": L, "kappa": kappa, "lam": lam, "horizon": horizon,
+           "path_steps": path_steps, "noise": noise, "prior_std": prior_std, "osq_objective": osq_objective,
+           "gradient": gradient, "dtype": dtype}
+    dsm = {"data": data, "epochs": epochs, "sde": sde_name, "blocks": lcnn_blocks}
+    if objective == "osq":
+        if (given := [name for name, value in dsm.items() if value is not None]):
+            raise click.UsageError(f"{_flags(given)} {'is' if len(given) == 1 else 'are'} for --objective dsm; "
+                                   f"--objective osq trains without data")
+        _train_osq_cmd(out, steps=steps, batch_size=batch_size, lr=lr, channels=channels, z2=z2, seed=seed,
+                       device=device, **osq)
+        return
+    if (given := [name for name, value in osq.items() if value is not None]):
+        raise click.UsageError(f"{_flags(given)} {'is' if len(given) == 1 else 'are'} for --objective osq; "
+                               f"--objective dsm trains on the theory and lattice of --data")
+    if data is None:
+        raise click.UsageError("--objective dsm needs --data ENSEMBLE (or train without data: --objective osq)")
+    sde_name, lcnn_blocks = sde_name or "ve", lcnn_blocks or 2
     if steps is not None and epochs is not None:
         raise click.UsageError("give --steps or --epochs, not both")
     with _user_errors(), _dist.process_group(device) as world:
@@ -312,9 +363,57 @@ def train_cmd(data: Path, out: Path, steps: int | None, epochs: float | None, ba
         main = _dist.is_main()
     if not main:  # rank 0 reports
         return
+    _train_report(out, report)
+
+
+def _flags(names: list[str]) -> str:
+    """``--a, --b-c`` of the parameter names ``a``, ``b_c``."""
+    return ", ".join("--" + name.replace("_", "-") for name in names)
+
+
+def _train_report(out: Path, report: TrainReport) -> None:
     tail = report.losses[-min(50, len(report.losses)):]
     click.echo(f"{out}: {report.steps_done} steps, final loss {sum(tail) / len(tail):.4f} (mean of last {len(tail)}), "
                f"{report.seconds:.1f} s")
+
+
+def _train_osq_cmd(out: Path, *, steps: int | None, batch_size: int, lr: float, channels: int | None, z2: bool,
+                   seed: int, device: str, theory: str | None, dim: int | None, L: int | None, kappa: float | None,
+                   lam: float | None, horizon: float | None, path_steps: int | None, noise: float | None,
+                   prior_std: float | None, osq_objective: str | None, gradient: str | None,
+                   dtype: str | None) -> None:
+    """``lgdiff train --objective osq``: an `lgdiff._train.osq.train_osq` run for phi4 on ``L^dim``."""
+    import math
+
+    from lgdiff._models.ncsnpp import NCSNppConfig
+    from lgdiff._samplers.osq import OSQProcess
+    from lgdiff._train.osq import OSQTrainConfig, train_osq
+
+    if theory is None or L is None:
+        raise click.UsageError("--objective osq needs --theory phi4, --L, --kappa and --lam")
+    if theory_group(theory) is not None:
+        raise click.UsageError(f"--objective osq for gauge links is not built: OSQ trains scalar fields (--theory "
+                               f"phi4); train {theory} with --objective dsm --data ENSEMBLE")
+    th = _theory(theory, dim or 2, L, kappa, lam, None)
+    with _user_errors():
+        arch = NCSNppConfig(dim=th.lattice.dim, channels=channels or 16, z2_odd=z2)
+    factor = 2 ** (arch.levels - 1)
+    if L % factor:
+        raise click.UsageError(f"--L {L}: the NCSN++ drift has {arch.levels} levels and needs an L divisible by "
+                               f"{factor}")
+    n_steps = steps or 2000
+    with _user_errors(), _dist.process_group(device) as world:
+        process = OSQProcess(T=horizon or 1.0, steps=path_steps or 50, g=noise or math.sqrt(2.0),
+                             prior_std=prior_std or 1.0)
+        config = OSQTrainConfig(steps=n_steps, batch_size=batch_size, lr=lr, seed=seed,
+                                objective=osq_objective or "exact", gradient=gradient or "path")
+        provenance = {"theory": th.name, "params": th.params, "lattice": list(th.lattice.shape),
+                      "command": _command_line(click.get_current_context(), world)}
+        with _progress(n_steps, "training") as update:
+            report = train_osq(th.action(), th.lattice.shape, out, config=config, arch=arch, process=process,
+                               provenance=provenance, device=_dist.device_for_rank(device),
+                               dtype=getattr(torch, dtype or "float32"), progress=lambda step, loss: update(1))
+    _train_report(out, report)
 
 
 def _train_scalar(x: Any, out: Path, n_steps: int, batch_size: int, lr: float, sde_name: str, channels: int, z2: bool,
@@ -355,13 +454,16 @@ def _train_gauge(links: Any, out: Path, n_steps: int, batch_size: int, lr: float
 @click.option("--beta", type=POSITIVE, help="Gauge coupling (default: the model's).")
 @click.option("--model", type=click.Path(dir_okay=False, path_type=Path),
               help="Model file (default: the shipped model nearest to the couplings).")
-@click.option("--method", type=click.Choice(["sde", "ode", "imh", "path", "maala"]), default=None,
-              help="Raw (sde, ode) or exact (imh, path, maala) sampling; default path for phi4, maala for gauge.")
+@click.option("--method", type=click.Choice(["sde", "ode", "imh", "path", "maala", "osq", "osq-imh"]), default=None,
+              help="Raw (sde, ode) or exact (imh, path, maala) sampling with a diffusion model; phi4 with an OSQ "
+                   "model (lgdiff train --objective osq): raw (osq) or exact (osq-imh). Default path for phi4, "
+                   "maala for gauge.")
 @click.option("--n", "n", type=click.IntRange(min=1), default=16, show_default=True, help="Records (per chain).")
 @click.option("--chains", type=click.IntRange(min=1), default=16, show_default=True,
               help="Independent chains (gauge: the model's default unless given).")
-@click.option("--steps", type=click.IntRange(min=1), default=100, show_default=True,
-              help="Reverse-SDE/ODE steps (gauge: the sampler's default unless given).")
+@click.option("--steps", type=click.IntRange(min=1), default=None,
+              help="Reverse-SDE/ODE steps (default 100; gauge: the sampler's default); osq, osq-imh: steps of a "
+                   "path (default: the model's).")
 @click.option("--drift", type=click.Choice(["force", "score"]), default=None,
               help="Gauge MAALA's Langevin drift: the exact t -> 0 score -beta grad S (force, default) or the model "
                    "at t_L (score). Both are exact; the force takes far larger steps.")
@@ -386,7 +488,7 @@ def _train_gauge(links: Any, out: Path, n_steps: int, batch_size: int, lr: float
               help="Also write the PNG plots of the ensemble (lgdiff plot) into this directory.")
 @click.option("--json", "as_json", is_flag=True, help="Print the measurement as one JSON object.")
 def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: float | None, beta: float | None,
-               model: Path | None, method: str | None, n: int, chains: int, steps: int, drift: str | None,
+               model: Path | None, method: str | None, n: int, chains: int, steps: int | None, drift: str | None,
                corrector: int | None, leapfrog: int | None, therm: int | None, every: int | None, out: Path | None,
                seed: int, device: str, blocks: int | None, plot_dir: Path | None, as_json: bool) -> None:
     """Sample with a trained diffusion model and measure the result.
@@ -395,10 +497,11 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
     32^2 or 0.27 on 16^2; u1: beta = 1 on 16^2; su3: beta = 5.0 on 4^4), named on stderr, with a warning where
     the run is far from its training point. Gauge theories (u1, su3) sample with MAALA (exact) by default; e.g.
     `lgdiff sample --theory su3 --L 6` (beta defaults to the model's beta_0 = 5.0; --beta rescales the score
-    by beta/beta_0). phi4 needs --kappa and --lam and defaults to the path-space independence sampler.
+    by beta/beta_0). phi4 needs --kappa and --lam and defaults to the path-space independence sampler; with an
+    OSQ model (--method osq or osq-imh, --model required: none is shipped) the couplings default to the model's.
     """
     from lgdiff._run.sample_gauge import GaugeSampleConfig
-    from lgdiff._run.sample_scalar import ScalarSampleConfig
+    from lgdiff._run.sample_scalar import OSQ_METHODS, ScalarSampleConfig
 
     out = out or Path(f"lgdiff-sample-{theory}-L{L}-seed{seed}.safetensors")
     _check_plotting(plot_dir)
@@ -409,6 +512,12 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
                 raise click.UsageError(f"--{name} is for gauge sampling with --method maala")
     if scalar and corrector is not None:
         raise click.UsageError("--corrector is for gauge sampling")
+    if scalar and method in OSQ_METHODS:
+        if model is None:
+            raise click.UsageError(f"--method {method} needs --model: no OSQ model is shipped; train one with `lgdiff "
+                                   f"train --objective osq --theory phi4 --L L --kappa K --lam LAM --out MODEL`")
+        if beta is not None:
+            raise click.UsageError("--beta is for gauge theories; phi4 takes --kappa and --lam")
     if not scalar:
         if kappa is not None or lam is not None:
             raise click.UsageError(f"--kappa/--lam are for phi4; {theory} takes --beta")
@@ -418,16 +527,23 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
         dev = _dist.device_for_rank(device)
         config: ScalarSampleConfig | GaugeSampleConfig
         if scalar:
-            th = _theory(theory, dim or 2, L, kappa, lam, beta)
-            model = model or _shipped_model(theory, th.params, L, dim)
-            config = ScalarSampleConfig(theory=th, model=model, method=method or "path", n=n, chains=chains,
-                                        steps=steps, seed=seed, blocks=blocks or world)
+            given: dict[str, Any] = {"n": n, "chains": chains, "seed": seed, "blocks": blocks or world}
+            if steps is not None:
+                given["steps"] = steps
+            if method in OSQ_METHODS:
+                assert model is not None  # checked above
+                config = ScalarSampleConfig.from_osq_model(model, L, kappa=kappa, lam=lam, dim=dim, method=method,
+                                                           **given)
+            else:
+                th = _theory(theory, dim or 2, L, kappa, lam, beta)
+                model = model or _shipped_model(theory, th.params, L, dim)
+                config = ScalarSampleConfig(theory=th, model=model, method=method or "path", **given)
             total, unit = n, "records"
         else:
             model = model or _shipped_model(theory, {} if beta is None else {"beta": beta}, L, dim)
             settings: dict[str, object] = {"method": method or "maala", "n": n, "chains": chains, "seed": seed,
                                            "blocks": blocks or world}
-            if ctx_given("steps"):
+            if steps is not None:
                 settings["steps"] = steps
             if not ctx_given("chains"):
                 settings.pop("chains")
