@@ -198,7 +198,7 @@ def test_osq_toy_exact_variant_matches_quadrature_and_reports_the_kl(tmp_path):
                 want = _one_site_quadrature(action, f)
                 assert printed == pytest.approx(want, abs=1e-3), (method, name)
                 assert err > 0 and abs(mean - want) < 4 * err, (method, name, mean, err, want)
-        acc = finite_line(rf"under-trained drift \(5 steps\), 400 chains x 40 records \(therm 10\): acceptance "
+        acc = finite_line(rf"under-trained drift \(5 steps\), 200 chains x 20 records \(therm 5\): acceptance "
                           rf"({NUMBER})", section)[0]
         assert 0.05 < acc < 0.95  # the chains move and reject: the check has power
         # the grid quadrature of the discrete process: the untrained (v = 0) KL to exp(-S) is positive and finite,
