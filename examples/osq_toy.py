@@ -32,7 +32,7 @@ backpropagation through the path) for the same CPU-time budget: ``KL(q_N || exp(
 
 The default run (per potential: 500 Adam steps of batch 256 for each objective, twice 20 CPU seconds for the
 gradient comparison, 400 x 100 exact chains, 10^5 importance-sampled paths, 10^4 raw samples, quadrature on 1400
-points) takes about 5 CPU minutes for both potentials on one core (docs/osq.md has its numbers).
+points) took 506 CPU seconds for both potentials on one core (docs/osq.md has its numbers).
 
 ``--smoke`` takes the same path at tiny sizes (seconds on one core) and writes its figure into a fresh temporary
 directory unless ``--out`` is given. Explicit sizes are capped at the smoke sizes:
@@ -421,10 +421,8 @@ def figure(results: dict[str, dict], out: Path) -> None:
                 label="p_ref,N exp(-S) / Z' (plain optimum)")
         ax.set(title=f"{label}: terminal marginal", xlabel="phi", xlim=(-3, 3))
         for ax, name, optimum, extra, title in (
-                (row[1], "exact", r["gamma_drift"], None, "exact objective: learned v (dashed) vs mean drift of "
-                                                          "Gamma (solid)"),
-                (row[2], "plain", r["doob_talk"], r["doob_mean"], "plain objective: learned v (dashed) vs Doob "
-                                                                  "g^2 dlog h_k (solid; dotted: kernel mean)")):
+                (row[1], "exact", r["gamma_drift"], None, "exact objective: learned v (dashed),\nGamma's mean drift (solid)"),
+                (row[2], "plain", r["doob_talk"], r["doob_mean"], "plain objective: learned v (dashed),\nDoob g^2 dlog h_k (solid), kernel mean (dotted)")):
             for k in r["ks"]:
                 marg = r["log_gamma"][k] if name == "exact" else r["plain_optimum"][k]
                 inside = (torch.exp(quad.normalise(marg)) > 1e-3).numpy()
@@ -437,18 +435,18 @@ def figure(results: dict[str, dict], out: Path) -> None:
         t = np.arange(PROCESS.steps + 1) * PROCESS.h
         for name, c in r["fisher"].items():
             ax.plot(t, c, label=name)
-        ax.set(title="Fisher information c(t) = E_q[(d ln q_t / dphi)^2]", xlabel="t", yscale="log")
+        ax.set(title="Fisher information\nc(t) = E_q[(d ln q_t / dphi)^2]", xlabel="t", yscale="log")
         ax = row[4]
         for gradient, curve in r["curves"].items():
             ax.plot([c for _, c, _, _ in curve], [k for _, _, k, _ in curve], "o-", ms=3,
                     label=f"gradient={gradient}: KL(Q || Gamma)")
             ax.plot([c for _, c, _, _ in curve], [k for _, _, _, k in curve], "s:", ms=3,
                     label=f"gradient={gradient}: KL(q_N || exp(-S))")
-        ax.set(title="exact objective: KL vs training CPU seconds", xlabel="CPU seconds", yscale="log")
+        ax.set(title="exact objective:\nKL vs training CPU seconds", xlabel="CPU seconds", yscale="log")
         for ax in row:
             ax.legend(fontsize=7)
             ax.title.set_fontsize(9)
-    fig.savefig(out, dpi=80)
+    fig.savefig(out, dpi=72)
     print(f"\nwrote {out}")
 
 

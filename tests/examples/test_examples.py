@@ -205,6 +205,9 @@ def test_osq_toy_exact_variant_matches_quadrature_and_reports_the_kl(tmp_path):
         # and the raw samples' histogram agrees with the quadrature's terminal marginal
         kl_zero = finite_line(rf"KL\(q_N \|\| exp\(-S\)/Z\) by quadrature: v = 0 ({NUMBER})", section)[0]
         assert 0 < kl_zero < 1
+        # KL of the whole path against Gamma bounds that of its terminal marginal (data processing inequality)
+        path_zero = finite_line(rf"KL\(Q \|\| Gamma\) of the path .* by quadrature: v = 0 ({NUMBER})", section)[0]
+        assert path_zero > kl_zero
         for name in ("exact", "plain"):
             chi2, dof = finite_line(rf"raw {name}-trained sampler, 2000 samples: histogram vs quadrature q_N: "
                                     rf"chi\^2/dof = ({NUMBER})/({NUMBER})", section)
