@@ -209,7 +209,7 @@ def test_osq_toy_exact_variant_matches_quadrature_and_reports_the_kl(tmp_path):
         path_zero = finite_line(rf"KL\(Q \|\| Gamma\) of the path .* by quadrature: v = 0 ({NUMBER})", section)[0]
         assert path_zero > kl_zero
         for name in ("exact", "plain"):
-            chi2, dof = finite_line(rf"raw {name}-trained sampler, 2000 samples: histogram vs quadrature q_N: "
+            chi2, dof = finite_line(rf"raw {name}-trained sampler, 20000 samples: histogram vs quadrature q_N: "
                                     rf"chi\^2/dof = ({NUMBER})/({NUMBER})", section)
             assert dof > 20 and chi2 < dof + 5 * math.sqrt(2 * dof), (name, chi2, dof)
         # the plain objective's optimum p_ref,N exp(-S) is not exp(-S)
