@@ -32,7 +32,7 @@ backpropagation through the path) for the same CPU-time budget: ``KL(q_N || exp(
 
 The default run (per potential: 500 Adam steps of batch 256 for each objective, twice 20 CPU seconds for the
 gradient comparison, 400 x 100 exact chains, 10^5 importance-sampled paths, 10^4 raw samples, quadrature on 1400
-points) took 506 CPU seconds for both potentials on one core (docs/osq.md has its numbers).
+points) took about 500 CPU seconds for both potentials on one core (docs/osq.md has its numbers).
 
 ``--smoke`` takes the same path at tiny sizes (seconds on one core) and writes its figure into a fresh temporary
 directory unless ``--out`` is given. Explicit sizes are capped at the smoke sizes:
