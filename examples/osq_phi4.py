@@ -14,8 +14,8 @@ the acceptance, tau_int of |M| and the Kish effective sample size of the path we
     OMP_NUM_THREADS=1 python examples/osq_phi4.py --kappa 0.21 --L 16 --model /work/osq_models/osq_k0.21_L16.safetensors
     OMP_NUM_THREADS=1 python examples/osq_phi4.py --kappa 0.5 --L 16 --model /work/osq_models/osq_k0.5_L16.safetensors
 
-``--model FILE``: the model file; trained (or resumed) up to ``--train-steps`` if it has fewer (``--train-steps 0``:
-load only). Without it the drift is trained into ``osq_phi4_k<kappa>_L<L>.safetensors`` in ``--work``.
+``--model FILE``: the model file: loaded if its training run is complete, else trained (or resumed) with these
+settings up to ``--train-steps`` (``--train-steps 0``: load only). Without it the drift is trained into ``osq_phi4_k<kappa>_L<L>.safetensors`` in ``--work``.
 ``--train-only`` stops after the training (for background runs). The figure (``--out``, default
 ``osq_phi4_k<kappa>_L<L>.png``) shows one configuration at 6 times along its OSQ path and the last HMC + Wolff one.
 
@@ -53,7 +53,7 @@ from lgdiff._train.osq import OSQTrainConfig, train_osq  # noqa: E402
 from _smoke import SMOKE_HELP, wants_smoke  # noqa: E402  (examples/_smoke.py)
 
 # --smoke: the same stages at tiny sizes (explicit sizes are capped at these)
-SMOKE = {"L": 4, "train_steps": 3, "batch": 4, "channels": 4, "path_steps": 4, "raw_n": 16, "imh_chains": 2,
+SMOKE = {"L": 4, "train_steps": 3, "batch": 4, "channels": 4, "path_steps": 5, "raw_n": 16, "imh_chains": 2,
          "imh_n": 8, "hmc_chains": 2, "hmc_n": 20, "hmc_therm": 5}
 SNAPSHOTS = 6
 
@@ -81,7 +81,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--imh-chains", type=int, default=8, help="chains of the exact OSQ path IMH")
     p.add_argument("--imh-n", type=int, default=250, help="proposals per chain of the exact OSQ path IMH")
     p.add_argument("--hmc-chains", type=int, default=8, help="chains of the HMC + Wolff reference")
-    p.add_argument("--hmc-n", type=int, default=4000, help="HMC + Wolff updates per chain (after --hmc-therm)")
+    p.add_argument("--hmc-n", type=int, default=20000, help="HMC + Wolff updates per chain (after --hmc-therm)")
     p.add_argument("--hmc-therm", type=int, default=200, help="thermalisation updates per HMC + Wolff chain")
     p.add_argument("--seed", type=int, default=0, help="seed of the training and sampling generators")
     p.add_argument("--out", type=Path, help="the snapshot figure (default osq_phi4_k<kappa>_L<L>.png)")
@@ -91,9 +91,12 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def model_steps(path: Path) -> int:
-    """The training step a model file holds (0 if there is none)."""
-    return int(load_checkpoint(path)[1]["step"]) if path.exists() else 0
+def finished(path: Path) -> bool:
+    """Whether the model file ``path`` exists and its training run is complete (it is then loaded as it is)."""
+    if not path.exists():
+        return False
+    meta = load_checkpoint(path)[1]
+    return int(meta["step"]) >= int(meta["train"]["steps"])
 
 
 def train(args: argparse.Namespace, action: Phi4Action, model: Path) -> None:
@@ -106,7 +109,7 @@ def train(args: argparse.Namespace, action: Phi4Action, model: Path) -> None:
     arch = NCSNppConfig(dim=2, channels=args.channels, z2_odd=True)
     provenance = {"theory": "phi4", "kappa": args.kappa, "lambda": LAM,
                   "command": shlex.join(["python", "examples/osq_phi4.py", *sys.argv[1:]])}
-    start = model_steps(model)
+    start = int(load_checkpoint(model)[1]["step"]) if model.exists() else 0
 
     def progress(step: int, loss: float) -> None:
         if step % max(1, args.train_steps // 20) == 0 or step == args.train_steps:
@@ -136,8 +139,11 @@ def main() -> None:
     model = args.model if args.model is not None else work / f"{tag}.safetensors"
     if args.train_steps == 0 and not model.exists():
         p.error(f"--train-steps 0 loads --model, but {model} does not exist")
-    if args.train_steps > 0 and model_steps(model) < args.train_steps:
-        train(args, action, model)
+    if args.train_steps > 0 and not finished(model):
+        try:
+            train(args, action, model)
+        except ValueError as e:  # a model file of other settings: resuming it is refused
+            p.error(str(e))
     if args.train_only:
         return
     loaded = load_osq(model)
