@@ -17,7 +17,7 @@ the acceptance, tau_int of |M| and the Kish effective sample size of the path we
 ``--model FILE``: the model file: loaded if its training run is complete, else trained (or resumed) with these
 settings up to ``--train-steps`` (``--train-steps 0``: load only). Without it the drift is trained into ``osq_phi4_k<kappa>_L<L>.safetensors`` in ``--work``.
 ``--train-only`` stops after the training (for background runs). The figure (``--out``, default
-``osq_phi4_k<kappa>_L<L>.png``) shows one configuration at 6 times along its OSQ path and the last HMC + Wolff one.
+``osq_phi4_k<kappa>_L<L>.png``) shows one configuration at 6 times along its OSQ path.
 
 ``--smoke`` takes the same path at tiny sizes (L = 4, 3 training steps, a few samples: seconds on one core) in a
 fresh temporary directory. Explicit sizes are capped at the smoke sizes:
@@ -252,7 +252,7 @@ def figure(out: Path, args: argparse.Namespace, results: dict) -> None:
                  f"(log w = {snap['log_w']:.1f})", fontsize=9)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
+    fig.savefig(tmp, dpi=120, bbox_inches="tight")
     plt.close(fig)
     tmp.replace(out)
     print(f"wrote {out}")
