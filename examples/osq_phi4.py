@@ -54,7 +54,7 @@ from _smoke import SMOKE_HELP, wants_smoke  # noqa: E402  (examples/_smoke.py)
 
 # --smoke: the same stages at tiny sizes (explicit sizes are capped at these)
 SMOKE = {"L": 4, "train_steps": 3, "batch": 4, "channels": 4, "path_steps": 5, "raw_n": 16, "imh_chains": 2,
-         "imh_n": 8, "hmc_chains": 2, "hmc_n": 20, "hmc_therm": 5}
+         "imh_n": 8, "imh_therm": 2, "hmc_chains": 2, "hmc_n": 20, "hmc_therm": 5}
 SNAPSHOTS = 6
 
 
@@ -79,7 +79,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--gradient", choices=("path", "log-variance"), default="path", help="training gradient")
     p.add_argument("--raw-n", type=int, default=2000, help="raw OSQ draws (also the ESS sample)")
     p.add_argument("--imh-chains", type=int, default=8, help="chains of the exact OSQ path IMH")
-    p.add_argument("--imh-n", type=int, default=250, help="proposals per chain of the exact OSQ path IMH")
+    p.add_argument("--imh-n", type=int, default=2000, help="proposals per chain of the exact OSQ path IMH")
+    p.add_argument("--imh-therm", type=int, default=100, help="discarded proposals per chain of the OSQ path IMH")
     p.add_argument("--hmc-chains", type=int, default=8, help="chains of the HMC + Wolff reference")
     p.add_argument("--hmc-n", type=int, default=20000, help="HMC + Wolff updates per chain (after --hmc-therm)")
     p.add_argument("--hmc-therm", type=int, default=200, help="thermalisation updates per HMC + Wolff chain")
@@ -179,7 +180,8 @@ def run(args: argparse.Namespace, action: Phi4Action, drift: Drift, process: OSQ
     rw = reweighted_mean(np.abs(M), log_w.numpy())
     rows["OSQ raw"]["<|M|> reweighted"] = (float(rw.mean), float(rw.error))
     kernel = OSQPathIMH(drift=drift, process=process, action=action)
-    rows["OSQ exact (path IMH)"] = chain_row(kernel, lattice, chains=args.imh_chains, n=args.imh_n, therm=0,
+    rows["OSQ exact (path IMH)"] = chain_row(kernel, lattice, chains=args.imh_chains, n=args.imh_n,
+                                             therm=args.imh_therm,
                                              generator=g)
     rows["OSQ exact (path IMH)"]["ess_fraction"] = ess
     rows["HMC + Wolff"] = chain_row(hmc_wolff(action), lattice, chains=args.hmc_chains, n=args.hmc_n,
