@@ -116,8 +116,9 @@ def main() -> None:
 
     def record(name: str, row: dict, training: dict) -> None:
         rows[name] = {**row, "training": training}
-        print(f"  {name:10s} done: acc {row['acceptance']:.3f}, tau_int(|M|) {fmt(row['tau_int'], row['tau_int_error'])}"
-              f", {row['cpu_s']:.0f} CPU s", flush=True)
+        tau = fmt(row["tau_int"], row["tau_int_error"])
+        print(f"  {name:10s} done: acc {row['acceptance']:.3f}, tau_int(|M|) {tau}, {row['cpu_s']:.0f} CPU s",
+              flush=True)
 
     om = osq.metadata
     kernel = OSQPathIMH(drift=osq.drift, process=osq.process, action=action)
