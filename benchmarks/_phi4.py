@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
-from lgdiff._stats import gamma_method, jackknife  # noqa: E402
+from lgdiff._stats import gamma_method, gamma_method_derived, jackknife  # noqa: E402
 MODELS = ROOT / "lgdiff" / "models"
 LAM = 0.022
 
@@ -62,6 +62,24 @@ def magnetisation_table(M: np.ndarray, volume: int, *, n_bins: int | None = None
         "U_L": jackknife(lambda b, c: 1 - c / (3 * b * b), M**2, M**4, n_bins=n_bins),
     }
     return {k: (float(v.mean), float(v.error)) for k, v in out.items()}
+
+
+def gamma_table(M: np.ndarray, volume: int) -> dict[str, tuple[float, float]]:
+    """``<|M|>, chi_2' = V(<M^2> - <|M|>^2), U_L`` of Markov chains ``M [n, chains]`` with Gamma-method errors (the
+    autocorrelation of each, chains as replicas: right where the chains are longer than a few tau_int but bins are
+    not); ``(value, nan)`` where no window fits (chains too short for their tau_int)."""
+    M = np.asarray(M, dtype=np.float64)
+    absM = np.abs(M)
+    jobs = {"<|M|>": (lambda a: a, absM), "chi_2'": (lambda a, b: volume * (b - a * a), absM, M**2),
+            "U_L": (lambda b, c: 1 - c / (3 * b * b), M**2, M**4)}
+    out = {}
+    for name, (fn, *series) in jobs.items():
+        try:
+            g = gamma_method_derived(fn, *series)
+            out[name] = (g.mean, g.error)
+        except ValueError:
+            out[name] = (float(fn(*(float(a.mean()) for a in series))), math.nan)
+    return out
 
 
 def fmt(value: float, error: float) -> str:
@@ -132,7 +150,7 @@ def chain_row(kernel: "AbstractKernel", lattice: "Lattice", *, chains: int, n: i
     tau, dtau, n_eff = tau_int(np.abs(M))
     return {"n": int(M.size), "acceptance": float(res.acceptance.mean()), "tau_int": tau, "tau_int_error": dtau,
             "n_eff": n_eff, "cpu_s": tm.cpu, "n_eff_per_cpu_s": n_eff / tm.cpu if tm.cpu > 0 else math.nan,
-            **magnetisation_table(M, lattice.volume, n_bins=min(20, n))}
+            **magnetisation_table(M, lattice.volume, n_bins=min(20, n)), "gamma": gamma_table(M, lattice.volume)}
 
 
 def hmc_wolff(action: "AbstractScalarAction") -> "AbstractKernel":

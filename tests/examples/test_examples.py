@@ -251,6 +251,8 @@ def test_osq_phi4_trains_samples_and_draws_the_snapshot_sequence(tmp_path):
         assert set(rows[name]["sigma_vs_hmc"]) == {"<|M|>", "chi_2'", "U_L"}
         finite_line(rf"{re.escape(name)} - HMC \+ Wolff in sigma: <\|M\|> ({NUMBER}), chi_2' ({NUMBER}), "
                     rf"U_L ({NUMBER})", out)
+    for name in ("OSQ exact (path IMH)", "HMC + Wolff"):  # Gamma-method errors of the Markov chains
+        assert set(rows[name]["gamma"]) == {"<|M|>", "chi_2'", "U_L"} and f"{name}, Gamma-method errors" in out
     snap = report["snapshots"]
     assert snap["t"] == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])  # T = 1, 5 path steps: every one of them
     fields = np.asarray(snap["fields"])
