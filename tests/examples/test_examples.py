@@ -329,3 +329,47 @@ def test_cumulants_ve_vp_recovers_the_free_field_and_prints_every_table(tmp_path
         assert (tmp_path / "fig.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "wrote fig.png" in out
     else:
         assert "matplotlib is not installed: numbers only" in out
+
+
+# --------------------------------------------------------------------------------------------------- osq_phi4.py
+
+
+def test_osq_phi4_trains_samples_and_draws_the_snapshot_sequence(tmp_path):
+    work = tmp_path / "work"
+    proc = run_example("osq_phi4.py", "--work", str(work), "--json", "osq.json", "--out", "fig.png", cwd=tmp_path)
+    out = proc.stdout
+    model = work / "osq_phi4_k0.21_L4.safetensors"
+    meta = load_checkpoint(model)[1]
+    assert meta["kind"] == "osq" and meta["step"] == 3 and "--smoke" in meta["command"]
+    assert meta["action"] == {"class": "Phi4Action", "kappa": 0.21, "lam": 0.022} and meta["lattice"] == [4, 4]
+    report = json.loads((tmp_path / "osq.json").read_text())
+    rows = report["rows"]
+    assert list(rows) == ["OSQ raw", "OSQ exact (path IMH)", "HMC + Wolff"]
+    assert [rows[k]["n"] for k in rows] == [16, 2 * 8, 2 * 20]  # the smoke sizes
+    assert 0.0 <= rows["OSQ exact (path IMH)"]["acceptance"] <= 1.0
+    assert 0.0 < rows["OSQ raw"]["ess_fraction"] <= 1.0
+    for name, row in rows.items():
+        absm, chi, binder = row["<|M|>"], row["chi_2'"], row["U_L"]
+        assert 0.0 < absm[0] and absm[1] > 0 and chi[0] > 0 and binder[0] < 2 / 3 + 1e-9, (name, row)
+        assert name in out
+    for name in ("OSQ raw", "OSQ exact (path IMH)"):
+        assert set(rows[name]["sigma_vs_hmc"]) == {"<|M|>", "chi_2'", "U_L"}
+        finite_line(rf"{re.escape(name)} - HMC \+ Wolff in sigma: <\|M\|> ({NUMBER}), chi_2' ({NUMBER}), "
+                    rf"U_L ({NUMBER})", out)
+    for name in ("OSQ exact (path IMH)", "HMC + Wolff"):  # Gamma-method errors of the Markov chains
+        assert set(rows[name]["gamma"]) == {"<|M|>", "chi_2'", "U_L"} and f"{name}, Gamma-method errors" in out
+    snap = report["snapshots"]
+    assert snap["t"] == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])  # T = 1, 5 path steps: every one of them
+    fields = np.asarray(snap["fields"])
+    assert fields.shape == (6, 4, 4) and np.isfinite(fields).all() and math.isfinite(snap["log_w"])
+    assert not np.array_equal(fields[0], fields[-1])
+    has_matplotlib = subprocess.run([sys.executable, "-c", "import matplotlib"], capture_output=True).returncode == 0
+    if has_matplotlib:
+        assert (tmp_path / "fig.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the model file loads for another run; a model of other couplings, or none, is a one-line usage error
+    proc = run_example("osq_phi4.py", "--model", str(model), "--kappa", "0.5", "--train-steps", "0", cwd=tmp_path,
+                       expect=2)
+    assert "was trained for" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_example("osq_phi4.py", "--model", str(tmp_path / "none.safetensors"), "--train-steps", "0",
+                       cwd=tmp_path, expect=2)
+    assert "does not exist" in proc.stderr and "Traceback" not in proc.stderr
