@@ -16,7 +16,7 @@ of parameter i) and ``rng_state`` (the training generator), so that a run resume
 
 All record the training settings (``train``), the training data (``data_identity``: sha256, number of
 configurations, lattice, theory; `lgdiff._train.loop`), ``step``, the thinned loss history ``losses``,
-``train_seconds`` and the provenance the trainer was given (``theory``, ``command``, ...).
+``train_seconds`` (wall), ``train_cpu_seconds`` (process CPU time, summed over resumes) and the provenance the trainer was given (``theory``, ``command``, ...).
 
 `load_model` reads either kind. Every tensor of a model file is finite (`save_checkpoint` and `load_checkpoint`
 refuse anything else).

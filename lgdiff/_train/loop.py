@@ -183,7 +183,7 @@ def train(task: AbstractFieldTraining, out: str | os.PathLike, *, provenance: di
     defining = {**task.metadata(), "train": attrs.asdict(config)}
     meta_run = {"lattice": identity["lattice"], "world_size": world, **provenance, **defining,
                 "data_identity": identity}
-    start, losses, seconds, saved = 0, [], 0.0, None
+    start, losses, seconds, cpu_seconds, saved = 0, [], 0.0, 0.0, None
     if out.exists():
         tensors, meta = load_checkpoint(out, device=device)
         for key, value in defining.items():
@@ -198,9 +198,10 @@ def train(task: AbstractFieldTraining, out: str | os.PathLike, *, provenance: di
                              f"({_describe(identity)}); resume with its --data or train into another --out")
         restore_training_state(out, tensors, model=model, ema=ema, optimizer=opt, generator=generator)
         start, losses, seconds = int(meta["step"]), list(meta.get("losses", [])), float(meta.get("train_seconds", 0))
+        cpu_seconds = float(meta.get("train_cpu_seconds", 0))
         saved = start
     step_loss = task.step_loss(model, world, shard)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for step in range(start, config.steps):
         # the whole global batch is drawn on every rank (same generator, same sequence as one process)
         loss = step_loss(task.draw(data, generator), generator, step)
@@ -222,7 +223,8 @@ def train(task: AbstractFieldTraining, out: str | os.PathLike, *, provenance: di
             progress(step + 1, value)
         if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
             if _dist.is_main():
-                record = {**meta_run, "step": step + 1, "train_seconds": seconds + time.perf_counter() - t0}
+                record = {**meta_run, "step": step + 1, "train_seconds": seconds + time.perf_counter() - t0,
+                          "train_cpu_seconds": cpu_seconds + time.process_time() - c0}
                 save_training_state(out, model=model, ema=ema, optimizer=opt, generator=generator, meta=record,
                                     losses=losses)
             saved = step + 1

@@ -46,6 +46,7 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path):
     assert ma["step"] == mb["step"] == 4 and ma["losses"] == mb["losses"]
     assert all(torch.equal(ta[k], tb[k]) for k in ta)
     assert ma["kind"] == "osq" and ma["data_identity"]["configurations"] == 0
+    assert ma["train_cpu_seconds"] > 0 and mb["train_cpu_seconds"] > 0  # the training cost, CPU time
     assert ma["action"] == {"class": "CosineAction", "k": 5.0} and ma["osq"] == PROCESS.settings()
 
 
