@@ -17,6 +17,24 @@ SMOKE_HELP = ("smoke test: the same stages end to end at tiny sizes (seconds on 
               "defaults to a fresh temporary directory and nothing is written into the repository")
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The module docstring as written, and each option's default."""
+
+
+def parse_sized(parser: argparse.ArgumentParser, sizes: dict[str, object], *, smoke: bool) -> argparse.Namespace:
+    """Add ``--smoke`` (its help lists ``sizes``) and parse: with ``--smoke`` the ``sizes`` are the defaults and
+    explicit sizes are capped at them (a documented command plus ``--smoke`` stays a smoke run)."""
+    parser.add_argument("--smoke", action="store_true", help=f"{SMOKE_HELP}; sizes: "
+                        + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in sizes.items()))
+    if smoke:
+        parser.set_defaults(**sizes)
+    args = parser.parse_args()
+    if smoke:
+        for name, size in sizes.items():
+            setattr(args, name, min(getattr(args, name), size))
+    return args
+
+
 def wants_smoke(argv: Sequence[str]) -> bool:
     """Whether ``--smoke`` is on the command line (read before the full parser, to pick its defaults)."""
     pre = argparse.ArgumentParser(add_help=False)

@@ -51,7 +51,7 @@ from lgdiff._samplers.reverse import StepInfo, reverse_sde  # noqa: E402
 from lgdiff._sde.base import AbstractSDE  # noqa: E402
 from lgdiff._train.dsm import TrainConfig, load_ncsnpp, train_ncsnpp  # noqa: E402
 
-from _smoke import SMOKE_HELP, wants_smoke  # noqa: E402  (examples/_smoke.py)
+from _smoke import HelpFormatter, parse_sized, wants_smoke  # noqa: E402  (examples/_smoke.py)
 
 LAM = 0.022
 T_MIN = 1e-3
@@ -140,13 +140,10 @@ def run_stats(M: Tensor, volume: int) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([p[0] for p in per], 1), np.stack([p[1] for p in per], 1)
 
 
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The module docstring as written, and each option's default."""
-
 
 def main() -> None:
     smoke = wants_smoke(sys.argv[1:])
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=_HelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--out", type=Path, help="the figure (default cumulants_ve_vp.png; --smoke: in a fresh "
                                                  "temporary directory)")
     parser.add_argument("--L", type=int, default=8, help="lattice size L (L x L, even)")
@@ -162,14 +159,7 @@ def main() -> None:
     parser.add_argument("--data-chains", type=int, default=64, help="chains of each phi^4 ensemble")
     parser.add_argument("--data-records", type=int, default=64, help="records per chain of each phi^4 ensemble")
     parser.add_argument("--seed", type=int, default=0, help="seed of training and sampling")
-    parser.add_argument("--smoke", action="store_true", help=f"{SMOKE_HELP}; sizes: "
-                        + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in SMOKE.items()))
-    if smoke:
-        parser.set_defaults(**SMOKE)
-    args = parser.parse_args()
-    if smoke:
-        for name, size in SMOKE.items():
-            setattr(args, name, min(getattr(args, name), size))
+    args = parse_sized(parser, SMOKE, smoke=smoke)
     if args.L < 4 or args.L % 2:
         parser.error(f"--L must be even and >= 4 (the NCSN++ pools by 2); got {args.L}")
     if not 1 <= args.records <= args.sde_steps:

@@ -57,7 +57,7 @@ from lgdiff._samplers.osq import Drift, OSQPathIMH, OSQProcess, osq_path  # noqa
 from lgdiff._stats import effective_sample_size, reweighted_mean  # noqa: E402
 from lgdiff._train.osq import OSQTrainConfig, train_osq  # noqa: E402
 
-from _smoke import SMOKE_HELP, wants_smoke  # noqa: E402  (examples/_smoke.py)
+from _smoke import HelpFormatter, parse_sized, wants_smoke  # noqa: E402  (examples/_smoke.py)
 
 # --smoke: the same stages at tiny sizes (explicit sizes are capped at these)
 SMOKE = {"L": 4, "train_steps": 3, "batch": 4, "channels": 4, "path_steps": 5, "raw_n": 16, "imh_chains": 2,
@@ -65,12 +65,9 @@ SMOKE = {"L": 4, "train_steps": 3, "batch": 4, "channels": 4, "path_steps": 5, "
 SNAPSHOTS = 6
 
 
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The module docstring as written, and each option's default."""
-
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=_HelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--kappa", type=float, default=0.21, help="hopping parameter (lambda = 0.022)")
     p.add_argument("--L", type=int, default=16, help="lattice size L x L")
     p.add_argument("--model", type=Path, help="OSQ model file (trained or resumed up to --train-steps)")
@@ -94,8 +91,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the training and sampling generators")
     p.add_argument("--out", type=Path, help="the snapshot figure (default osq_phi4_k<kappa>_L<L>.png)")
     p.add_argument("--json", type=Path, help="write the numbers to this JSON file")
-    p.add_argument("--smoke", action="store_true", help=f"{SMOKE_HELP}; sizes: "
-                   + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in SMOKE.items()))
     return p
 
 
@@ -133,12 +128,7 @@ def train(args: argparse.Namespace, action: Phi4Action, model: Path) -> None:
 def main() -> None:
     smoke = wants_smoke(sys.argv[1:])
     p = parser()
-    if smoke:
-        p.set_defaults(**SMOKE)
-    args = p.parse_args()
-    if smoke:
-        for name, size in SMOKE.items():
-            setattr(args, name, min(getattr(args, name), size))
+    args = parse_sized(p, SMOKE, smoke=smoke)
     torch.set_num_threads(1)
     action = Phi4Action(kappa=args.kappa, lam=LAM)
     tag = f"osq_phi4_k{args.kappa:g}_L{args.L}"

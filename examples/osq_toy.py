@@ -62,7 +62,7 @@ from lgdiff._samplers.osq import Drift, OSQPathIMH, OSQProcess, osq_path, zero_d
 from lgdiff._stats import effective_sample_size, reweighted_mean  # noqa: E402
 from lgdiff._train.osq import OSQTrainConfig, train_osq  # noqa: E402
 
-from _smoke import SMOKE_HELP, wants_smoke  # noqa: E402  (examples/_smoke.py)
+from _smoke import HelpFormatter, parse_sized, wants_smoke  # noqa: E402  (examples/_smoke.py)
 
 POTENTIALS: dict[str, AbstractScalarAction] = {"double well": ToyAction(m2=-4.0, g=24.0),
                                                "cosine": CosineAction(k=5.0)}
@@ -285,9 +285,6 @@ SMOKE = {"steps": 4, "batch": 16, "budget": 0.3, "curve_every": 4, "chains": 200
          "snis": 2000, "samples": 20000, "grid_points": 400}
 
 
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The module docstring as written, and each option's default."""
-
 
 def fmt(mean: float, err: float, exact: float) -> str:
     return f"{mean:.4f} +- {err:.4f}   exact {exact:.4f}   ({(mean - exact) / err:+.1f} sigma)"
@@ -453,7 +450,7 @@ def figure(results: dict[str, dict], out: Path) -> None:
 
 def main() -> None:
     smoke = wants_smoke(sys.argv[1:])
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=_HelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--out", type=Path, help="the figure (default osq_toy.png; --smoke: in a fresh temporary "
                                                  "directory)")
     parser.add_argument("--steps", type=int, default=500, help="Adam steps of each trained drift")
@@ -471,14 +468,7 @@ def main() -> None:
     parser.add_argument("--grid-points", type=int, default=1400,
                         help="quadrature points on [-6, 6] (an even number: 0 is not a grid point)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the training and sampling generators")
-    parser.add_argument("--smoke", action="store_true", help=f"{SMOKE_HELP}; sizes: "
-                        + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in SMOKE.items()))
-    if smoke:
-        parser.set_defaults(**SMOKE)
-    args = parser.parse_args()
-    if smoke:
-        for name, size in SMOKE.items():
-            setattr(args, name, min(getattr(args, name), size))
+    args = parse_sized(parser, SMOKE, smoke=smoke)
     if args.out is None:
         args.out = Path(tempfile.mkdtemp(prefix="lgdiff-smoke-")) / "osq_toy.png" if smoke else Path("osq_toy.png")
     torch.set_num_threads(1)

@@ -42,15 +42,12 @@ from lgdiff._io.ensemble import Ensemble  # noqa: E402
 from lgdiff._samplers.maala import maala, path_imh  # noqa: E402
 from lgdiff._samplers.reverse import log_likelihood, reverse_sde  # noqa: E402
 
-from _smoke import SMOKE_HELP, wants_smoke  # noqa: E402  (examples/_smoke.py)
+from _smoke import HelpFormatter, parse_sized, wants_smoke  # noqa: E402  (examples/_smoke.py)
 
 # --smoke: every route at tiny sizes (explicit sizes are capped at these)
 SMOKE = {"L": 8, "n_sde": 8, "batch": 8, "steps": 4, "n_r2": 8, "r2_steps": 2, "path_chains": 2, "path_n": 2,
          "maala_chains": 2, "maala_n": 4, "maala_therm": 2}
 
-
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The module docstring as written, and each option's default."""
 
 
 def smoke_test_set(work: Path) -> Path:
@@ -63,7 +60,7 @@ def smoke_test_set(work: Path) -> Path:
 
 def main() -> None:
     smoke = wants_smoke(sys.argv[1:])
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=_HelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--model", type=Path, default=MODELS / "phi4_k0.21_L32.safetensors", help="score model file")
     p.add_argument("--test", type=Path, required=not smoke,
                    help="independent HMC ensemble at the same couplings (--smoke: generated if not given)")
@@ -83,13 +80,7 @@ def main() -> None:
     p.add_argument("--maala-therm", type=int, default=50, help="MAALA steps discarded")
     p.add_argument("--seed", type=int, default=0, help="seed of the one generator")
     p.add_argument("--json", type=Path, help="also write the numbers to this JSON file")
-    p.add_argument("--smoke", action="store_true", help=f"{SMOKE_HELP}; sizes: " + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in SMOKE.items()))
-    if smoke:
-        p.set_defaults(**SMOKE)
-    args = p.parse_args()
-    if smoke:
-        for name, size in SMOKE.items():
-            setattr(args, name, min(getattr(args, name), size))
+    args = parse_sized(p, SMOKE, smoke=smoke)
     for option, path in (("--model", args.model), ("--test", args.test)):
         if path is not None and not path.is_file():
             p.error(f"{option} {path}: no such file (the test set is made by train_phi4_models.py data; "

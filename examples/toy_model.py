@@ -45,7 +45,7 @@ from lgdiff._samplers.reverse import reverse_sde  # noqa: E402
 from lgdiff._sde.ve import VESDE  # noqa: E402
 from lgdiff._train.dsm import dsm_loss  # noqa: E402
 
-from _smoke import SMOKE_HELP, wants_smoke  # noqa: E402  (examples/_smoke.py)
+from _smoke import HelpFormatter, parse_sized, wants_smoke  # noqa: E402  (examples/_smoke.py)
 
 G = 0.4
 TIMES = (0.05, 0.2, 0.4, 0.6, 1.0)
@@ -130,13 +130,10 @@ def learned_action(model: MLPScore, grid: Tensor, t: float) -> tuple[Tensor, Ten
 SMOKE = {"steps": 20, "width": 8, "samples": 200, "sde_steps": 20, "quad_points": 1601}
 
 
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The module docstring as written, and each option's default."""
-
 
 def main() -> None:
     smoke = wants_smoke(sys.argv[1:])
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=_HelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--out", type=Path, help="the figure (default toy_model.png; --smoke: in a fresh "
                                                  "temporary directory)")
     parser.add_argument("--steps", type=int, default=3000, help="DSM training steps per model")
@@ -146,14 +143,7 @@ def main() -> None:
     parser.add_argument("--quad-points", type=int, default=8001,
                         help="quadrature points on [-40, 40] for the exact p_t (memory grows as their square)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the training and sampling generators")
-    parser.add_argument("--smoke", action="store_true", help=f"{SMOKE_HELP}; sizes: "
-                        + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in SMOKE.items()))
-    if smoke:
-        parser.set_defaults(**SMOKE)
-    args = parser.parse_args()
-    if smoke:
-        for name, size in SMOKE.items():
-            setattr(args, name, min(getattr(args, name), size))
+    args = parse_sized(parser, SMOKE, smoke=smoke)
     if args.out is None:
         args.out = Path(tempfile.mkdtemp(prefix="lgdiff-smoke-")) / "toy_model.png" if smoke else Path("toy_model.png")
     torch.set_num_threads(1)
