@@ -1,11 +1,15 @@
 #!/usr/bin/env python
 """Core performance benchmark: SU(3) Wilson plaquette and force throughput (4D, batched).
 
-For L = 4, 6, 8 it reports, in one run:
+For L = 4, 6, 8, 12, 16 it reports, in one run:
 
-- sites/s of lgdiff's ``WilsonAction.density`` (the plaquette kernel) and ``WilsonAction.force``;
-- the fraction of the machine's memory-bandwidth bound that this is: (bytes the kernel must move) /
-  (copy bandwidth measured in the same run), see ``BYTE MODEL`` below;
+- sites/s of lgdiff's ``WilsonAction.density`` (the plaquette kernel) and ``WilsonAction.force``, for each
+  code path the machine has: the fused native C++ kernels (``/native``, CPU) or Triton kernels (``/triton``,
+  CUDA), and the eager PyTorch code (``/eager``);
+- the roofline bound: the lesser of (copy bandwidth / bytes per site) and (peak flop rate / flops per site),
+  with the copy bandwidth and the peak (a large real matmul of the same precision) measured in the same run,
+  see ``BYTE MODEL`` and ``FLOP MODEL`` below, and the fraction of it that lgdiff reaches;
+- the cost per site against the volume (ns/site);
 - the speed-up over a naive implementation (plain ``torch.roll`` + complex ``@``, written here);
 - the cost of the runtime type checks of the test suite (jaxtyping's import hook with beartype) in a
   100-step HMC-like loop of force evaluations, from two subprocesses, with and without the hook.
@@ -17,6 +21,18 @@ BYTE MODEL (the least a kernel must move through main memory):
       2 B D V N^2 c         bytes
   bandwidth bound (sites/s) = copy bandwidth / (bytes per site); the copy bandwidth counts bytes
   read plus bytes written (``dst.copy_(src)`` on a buffer much larger than the caches).
+
+FLOP MODEL (real floating-point operations of the least arithmetic known, P = D(D-1)/2 planes; an N x N complex
+product is N^3 complex multiply-adds, 8 N^3 flops):
+  plaquette/density: two products per plane, X = U_mu U_nu(x+mu) and Y = U_nu U_mu(x+nu), and Re tr(X Y^dag):
+      P (16 N^3 + 4 N^2)                                       (SU(3), D = 4: 2808 flops per site)
+  force: the products of a plane shared by its plaquette, its four staples and both orientations (6 per plane),
+  one closing product U_mu A_mu per direction, the staple sum's additions:
+      6 P 8 N^3 + D 8 N^3 + D (2D - 2) 2 N^2                   (SU(3), D = 4: 9072 flops per site)
+  The fused kernels compute each site's staples on their own (8 products per plane, 11 kflop per site): more
+  arithmetic than the model counts, so their fraction of the bound is conservative.
+  compute bound (sites/s) = peak flop rate / (flops per site); the peak is the best rate of a real matmul
+  (float64 for complex128, float32 for complex64) of 2048^2 (CPU) or 8192^2 (GPU) in the same run.
 
 Usage:
   python benchmarks/bench_core.py [--quick] [--device cpu|cuda] [--dtype complex128|complex64]
@@ -106,6 +122,25 @@ def best_of(fn: Callable[[], object], device: torch.device, repeats: int, warmup
     return min(times), statistics.median(times)
 
 
+def flops_per_site(kernel: str, n: int = N, d: int = D) -> int:
+    """The FLOP MODEL above."""
+    planes = d * (d - 1) // 2
+    if kernel == "plaquette":
+        return planes * (16 * n**3 + 4 * n**2)
+    return 6 * planes * 8 * n**3 + d * 8 * n**3 + d * (2 * d - 2) * 2 * n**2
+
+
+def peak_flops(device: torch.device, dtype: torch.dtype, repeats: int, quick: bool) -> float:
+    """Best flop rate of a large real matmul ``a @ b`` in the real type of ``dtype``."""
+    size = (1024 if quick else 2048) if device.type == "cpu" else 8192
+    real = torch.empty((), dtype=dtype).real.dtype
+    gen = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(size, size, dtype=real, device=device, generator=gen)
+    b = torch.randn(size, size, dtype=real, device=device, generator=gen)
+    best, _ = best_of(lambda: a @ b, device, repeats, warmup=1)
+    return 2 * size**3 / best
+
+
 def copy_bandwidth(device: torch.device, mbytes: int, repeats: int) -> tuple[float, float]:
     """Bytes read + written per second by ``dst.copy_(src)``: (best, median) in bytes/s."""
     n = mbytes * 2**20 // 8
@@ -176,7 +211,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's default)")
     ap.add_argument("--mbytes", type=float, default=None,
                     help="size of the link tensor per lattice in MB (default: 40 on the CPU, 1024 on CUDA)")
-    ap.add_argument("--sizes", type=int, nargs="+", default=[4, 6, 8])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[4, 6, 8, 12, 16])
     ap.add_argument("--json", default=None, help="write all numbers to this file")
     ap.add_argument("--no-typecheck", action="store_true", help="skip the type-check overhead measurement")
     ap.add_argument("--clock", default="wall", choices=["wall", "cpu"],
@@ -202,15 +237,25 @@ def main() -> None:
         return
 
     import lgdiff
+    from lgdiff import _native
     from lgdiff._geometry import _paths_triton
 
-    def fused_available(u: torch.Tensor) -> bool:
-        enabled = _paths_triton.ENABLED
-        _paths_triton.ENABLED = True
-        try:
-            return _paths_triton.available(u)
-        finally:
-            _paths_triton.ENABLED = enabled
+    defaults = (_paths_triton.ENABLED, _native.ENABLED)
+
+    def use(path: str) -> None:
+        """Switch lgdiff's kernels: "/triton" (CUDA), "/native" (CPU), "/eager" (neither), "" (the defaults)."""
+        _paths_triton.ENABLED, _native.ENABLED = {"/triton": (True, False), "/native": (False, True),
+                                                  "/eager": (False, False), "": defaults}[path]
+
+    def fused_path(u: torch.Tensor) -> str | None:
+        """The fused kernels this machine has for ``u``, if any."""
+        for path, module in (("/triton", _paths_triton), ("/native", _native)):
+            use(path)
+            ok = module.available(u)
+            use("")
+            if ok:
+                return path
+        return None
 
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -228,7 +273,9 @@ def main() -> None:
     threads = torch.get_num_threads()
 
     bw_best, bw_med = copy_bandwidth(device, bw_mb, repeats + 3)
+    peak = peak_flops(device, dtype, repeats, args.quick)
     info = {
+        "peak_GFLOPs": peak / 1e9,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "torch": torch.__version__, "threads": threads, "dtype": args.dtype, "group": f"SU({N})", "D": D,
         "copy_bandwidth_GBps": bw_best / 1e9, "copy_bandwidth_median_GBps": bw_med / 1e9,
@@ -239,15 +286,20 @@ def main() -> None:
           f"{threads} threads, {args.clock} clock, load average {info['loadavg']}")
     print(f"# copy bandwidth (read + write, {bw_mb} MB buffer): best {bw_best / 1e9:.1f} GB/s, "
           f"median {bw_med / 1e9:.1f} GB/s")
+    real_name = str(torch.empty((), dtype=dtype).real.dtype).removeprefix("torch.")
+    print(f"# peak flop rate ({real_name} matmul): {peak / 1e9:.1f} GFLOP/s")
+    for name, bytes_per_site in (("plaquette", D * N * N * c + r), ("force", 2 * D * N * N * c)):
+        flops = flops_per_site(name)
+        print(f"# {name}: {bytes_per_site} B/site, {flops} flop/site: bandwidth bound "
+              f"{bw_best / bytes_per_site:.3g} sites/s, compute bound {peak / flops:.3g} sites/s")
 
-    enabled_default = _paths_triton.ENABLED
-    header = (f"{'kernel':<16}{'L':>3}{'B':>6}{'sites/s':>11}{'naive':>11}{'bound':>11}"
-              f"{'%bound':>8}{'naive%':>8}{'x naive':>9}{'noise':>7}")
+    header = (f"{'kernel':<18}{'L':>3}{'B':>6}{'sites/s':>11}{'ns/site':>9}{'naive':>11}{'roofline':>11}"
+              f"{'%roof':>7}{'naive%':>8}{'x naive':>9}{'noise':>7}")
 
     def line(w: dict) -> str:
         noise = w["seconds_median"] / w["seconds"] - 1
-        return (f"{w['kernel']:<16}{w['L']:>3}{w['batch']:>6}{w['sites_per_s']:>11.3g}{w['naive_sites_per_s']:>11.3g}"
-                f"{w['bound_sites_per_s']:>11.3g}{100 * w['fraction_of_bound']:>7.1f}%"
+        return (f"{w['kernel']:<18}{w['L']:>3}{w['batch']:>6}{w['sites_per_s']:>11.3g}{1e9 / w['sites_per_s']:>9.0f}"
+                f"{w['naive_sites_per_s']:>11.3g}{w['bound_sites_per_s']:>11.3g}{100 * w['fraction_of_bound']:>6.1f}%"
                 f"{100 * w['naive_fraction_of_bound']:>7.1f}%{w['speedup_vs_naive']:>8.2f}x{100 * noise:>6.0f}%")
 
     print()
@@ -267,32 +319,36 @@ def main() -> None:
         del x
         u = U.data
         sites = batch * V
-        fused = fused_available(u)
+        fused = fused_path(u)
+        # lgdiff's fused kernels where the machine has them, and its device-agnostic eager code
+        variants = [fused, "/eager"] if fused else ["/eager"]
         # correctness first: lgdiff (each code path) against the naive code
         tol = 1e-4 if dtype == torch.complex64 else 1e-10
-        for enabled in ((True, False) if fused else (False,)):
-            _paths_triton.ENABLED = enabled
+        for path in variants:
+            use(path)
             torch.testing.assert_close(action.density(U), naive_density(u, BETA), rtol=tol, atol=tol)
             torch.testing.assert_close(action.force(U).data, naive_force(u, BETA), rtol=tol, atol=tol)
-        _paths_triton.ENABLED = enabled_default
+        use("")
         kernels = {
             "plaquette": (lambda: naive_density(u, BETA), lambda: action.density(U), D * N * N * c + r),
             "force": (lambda: naive_force(u, BETA), lambda: action.force(U), 2 * D * N * N * c),
         }
-        # on CUDA lgdiff runs fused Triton kernels; time its device-agnostic eager code as well
         naive_times: dict[str, tuple[float, float]] = {}
-        variants = [("/triton", True), ("/eager", False)] if fused else [("", False)]
-        for (name, (naive, fast, bytes_per_site)), (suffix, use_fused) in itertools.product(kernels.items(), variants):
+        for (name, (naive, fast, bytes_per_site)), suffix in itertools.product(kernels.items(), variants):
             if name not in naive_times:
                 naive_times[name] = best_of(naive, device, max(2, repeats // 2))
             t_naive, t_naive_med = naive_times[name]
-            _paths_triton.ENABLED = use_fused
+            use(suffix)
             t_fast, t_fast_med = best_of(fast, device, repeats)
-            _paths_triton.ENABLED = enabled_default
+            use("")
+            flops = flops_per_site(name)
             name = name + suffix
-            bound = bw_best / bytes_per_site  # sites/s at the copy bandwidth
+            # the roofline: bandwidth or arithmetic, whichever binds first
+            bound = min(bw_best / bytes_per_site, peak / flops)
             row = {
                 "kernel": name, "L": L, "batch": batch, "sites": sites, "bytes_per_site": bytes_per_site,
+                "flops_per_site": flops, "bandwidth_bound_sites_per_s": bw_best / bytes_per_site,
+                "compute_bound_sites_per_s": peak / flops,
                 "seconds": t_fast, "seconds_median": t_fast_med, "sites_per_s": sites / t_fast,
                 "naive_seconds": t_naive, "naive_seconds_median": t_naive_med, "naive_sites_per_s": sites / t_naive,
                 "bound_sites_per_s": bound, "fraction_of_bound": sites / t_fast / bound,
@@ -301,6 +357,15 @@ def main() -> None:
             rows.append(row)
             print(line(row), flush=True)
         del U, u
+
+    # the cost per site against the volume: the spread of each kernel's rate over the sizes
+    print()
+    for name in dict.fromkeys(w["kernel"] for w in rows):
+        rates = [w["sites_per_s"] for w in rows if w["kernel"] == name]
+        if len(rates) > 1:
+            print(f"# {name}: ns/site from {1e9 / max(rates):.0f} to {1e9 / min(rates):.0f} over L = "
+                  f"{', '.join(str(w['L']) for w in rows if w['kernel'] == name)}: "
+                  f"max/min - 1 = {100 * (max(rates) / min(rates) - 1):.0f}%")
 
     overhead = []
     if not args.no_typecheck:

@@ -18,6 +18,7 @@ from cli._files import describe_file, load_ensemble
 from cli._options import DEVICE, FINITE, POSITIVE, SEED
 from cli._progress import progress as _progress
 from lgdiff import _dist
+from lgdiff._native import status as native_status
 from lgdiff._geometry.lattice import Lattice
 from lgdiff._io.ensemble import Ensemble, EnsembleError
 from lgdiff._run.generate import ALGORITHMS, GenerateConfig
@@ -83,6 +84,7 @@ def info_cmd(file: Path | None, as_json: bool) -> None:
             "python": platform.python_version(),
             "torch": torch.__version__,
             "cuda_available": torch.cuda.is_available(),
+            "native_kernels": native_status(),
             "groups": ["U(1)", "SU(2)", "SU(3)", "SU(N)"],
             "theories": list(THEORIES),
         }

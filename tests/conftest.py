@@ -27,3 +27,14 @@ def device(request) -> torch.device:
     if request.param == "cuda" and not torch.cuda.is_available():
         pytest.skip("CUDA not available")
     return torch.device(request.param)
+
+
+@pytest.fixture(params=["native", "eager"])
+def kernel_path(request, monkeypatch):
+    """Run a test with lgdiff's fused native CPU kernels (the default where a compiler is present) and without."""
+    from lgdiff import _native
+
+    monkeypatch.setattr(_native, "ENABLED", request.param == "native")
+    if request.param == "native" and _native.library() is None:
+        pytest.skip(f"native kernels: {_native.status()}")
+    return request.param

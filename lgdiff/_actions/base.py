@@ -20,6 +20,11 @@ class AbstractScalarAction(abc.ABC):
     def gradient(self, phi: Field) -> Field:
         """The force dS/dphi(x), ``[B, *L]`` (analytic, no autograd)."""
 
+    def negative_gradient(self, phi: Field) -> Tensor:
+        """``-dS/dphi(x)`` as a plain tensor ``[B, *L]``: the momentum change per unit time of HMC. Actions with
+        a fused kernel override it to skip the extra pass of the negation."""
+        return -self.gradient(phi).data
+
     @abc.abstractmethod
     def local_action(self, value: Tensor, neighbour_sum: Tensor) -> Tensor:
         r"""The part of S that depends on phi(x) when every other site is held fixed.

@@ -11,8 +11,9 @@ is converted once on the way in and once on the way out; the products ``U_mu(x) 
 ``U_nu(x) U_mu(x+nu)`` of a plane are shared between the plaquette, its four staples and its two
 orientations; on the CPU the batch is processed in cache-sized chunks (``CHUNK_SITES``). The code
 is generic in N (U(1) is N = 1, where a product is one complex multiply), device-agnostic, and
-differentiable. On CUDA, fused Triton kernels (``_paths_triton``, opt-in with ``LGDIFF_TRITON=1``)
-replace the plaquette trace sum and the projected force when no gradient is needed.
+differentiable. When no gradient is needed, fused kernels replace the plaquette trace sum and the projected
+force: on the CPU the native C++ kernels (``lgdiff._native``, on by default, ``LGDIFF_NATIVE=0`` switches them
+off), on CUDA the Triton kernels (``_paths_triton``, opt-in with ``LGDIFF_TRITON=1``).
 
 Every function here is marked ``@typing.no_type_check``: the test suite's jaxtyping import hook
 wraps every other function of lgdiff in a runtime check of about 50-100 us a call, and a force
@@ -25,6 +26,7 @@ import typing
 import torch
 from torch import Tensor
 
+from .. import _native
 from . import _paths_triton
 
 _SOA_SITE_AXIS = 3  # in the matrix-index-first layout [N, N, B, *L] they start at axis 3
@@ -137,6 +139,8 @@ def plaquette_trace_sum(u: Tensor) -> Tensor:
     """
     if _paths_triton.available(u):
         return _paths_triton.plaquette_trace_sum(u)
+    if _native.available(u):
+        return _native.plaquette_trace_sum(u)
     parts = [_plaquette_trace_sum(u[chunk]) for chunk in _chunks(u)]
     return parts[0] if len(parts) == 1 else torch.cat(parts)
 
@@ -260,6 +264,8 @@ def projected_closed_staples(u: Tensor, *, traceless: bool, scale: float) -> Ten
     """
     if _paths_triton.available(u):
         return _paths_triton.projected_closed_staples(u, scale, traceless)
+    if _native.available(u):
+        return _native.projected_closed_staples(u, scale, traceless)
     out = u.new_empty(u.shape)
     for chunk in _chunks(u):
         m = _closed_staples(u[chunk])

@@ -258,7 +258,7 @@ class HMC(AbstractHMC[Field]):
     def _force(self, q: Field) -> Tensor:
         """The momentum change per unit time: ``-grad S``, or the drift."""
         if self.drift is None:
-            return -self.action.gradient(q).data
+            return self.action.negative_gradient(q)
         with torch.no_grad():
             return self.drift(q.data, torch.full((q.data.shape[0],), self.drift_time, dtype=q.data.dtype,
                                                  device=q.data.device))

@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+from lgdiff import _native
 from lgdiff import SU, U1, Field, GaugeTransform, Lattice, LinkField, Phi4Action, ToyAction, WilsonAction
 from lgdiff._geometry.paths import plaquette, staples
 from lgdiff._groups.base import trace
@@ -24,10 +25,33 @@ def links(group, shape, dtype, generator, batch=2):
 
 # ---- scalar -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("shape", [(6,), (4, 4), (3, 4, 2), (2, 2, 2, 3)])
-def test_phi4_gradient_matches_autodiff(shape, generator):
+PHI4_SHAPES = [(6,), (5,), (4, 4), (3, 4, 2), (2, 2, 2, 3)]  # unequal extents catch swapped axes
+
+
+@pytest.mark.parametrize("shape", PHI4_SHAPES, ids=str)
+def test_phi4_gradient_matches_autodiff(shape, generator, kernel_path):
+    # the analytic gradient (fused native kernel or eager code) against autodiff of the eager action
     phi = Field.randn(Lattice(shape=shape), batch=3, generator=generator)
-    assert_force_is_gradient(Phi4Action(kappa=0.21, lam=0.022), phi, generator=generator)
+    assert _native.available_scalar(phi.data) == (kernel_path == "native")
+    action = Phi4Action(kappa=0.21, lam=0.022)
+    assert_force_is_gradient(action, phi, generator=generator)
+    torch.testing.assert_close(action.negative_gradient(phi), -action.gradient(phi).data, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("shape", PHI4_SHAPES, ids=str)
+def test_phi4_native_kernels_match_the_eager_code(shape, dtype, generator, monkeypatch):
+    monkeypatch.setattr(_native, "ENABLED", True)
+    if _native.library() is None:
+        pytest.skip(f"native kernels: {_native.status()}")
+    phi = Field.randn(Lattice(shape=shape), batch=3, generator=generator, dtype=dtype)
+    action = Phi4Action(kappa=0.27, lam=0.5)
+    native = (action.density(phi), action.gradient(phi).data, action.negative_gradient(phi))
+    monkeypatch.setattr(_native, "ENABLED", False)
+    eager = (action.density(phi), action.gradient(phi).data, action.negative_gradient(phi))
+    tol = 1e-5 if dtype == torch.float32 else 1e-13
+    for a, b in zip(native, eager, strict=True):
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol)
 
 
 def test_phi4_against_hand_count():
@@ -127,3 +151,21 @@ def test_wilson_wrong_group_and_dimension_errors(generator):
     U1d = LinkField.identity(U1(), Lattice(shape=(5,)), batch=1)
     with pytest.raises(ValueError, match=r"needs D >= 2.*D = 1"):
         WilsonAction(beta=2.0, group=U1())(U1d)
+
+
+def test_phi4_native_kernels_split_over_threads_bit_for_bit(generator, monkeypatch):
+    monkeypatch.setattr(_native, "ENABLED", True)
+    if _native.library() is None:
+        pytest.skip(f"native kernels: {_native.status()}")
+    phi = Field.randn(Lattice(shape=(5, 3, 4)), batch=3, generator=generator, dtype=torch.float64)  # 45 rows
+    action = Phi4Action(kappa=0.27, lam=0.022)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = (action.density(phi), action.gradient(phi).data)
+        torch.set_num_threads(4)
+        monkeypatch.setattr(_native, "MIN_SITES_PER_THREAD", 1)
+        four = (action.density(phi), action.gradient(phi).data)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one[0], four[0]) and torch.equal(one[1], four[1])

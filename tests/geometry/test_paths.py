@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from lgdiff import SU, U1, Lattice, LinkField, WilsonAction
+from lgdiff import _native
 from lgdiff._geometry import _paths_triton, paths
 from lgdiff._geometry.paths import (
     closed_staples,
@@ -18,7 +19,8 @@ from lgdiff._geometry.paths import (
 
 GROUPS = [U1(), SU(2), SU(3)]
 DTYPES = [torch.complex64, torch.complex128]
-SHAPES = [(3, 4), (2, 3, 4), (3, 2, 4, 2)]  # D = 2, 3, 4; unequal sizes catch swapped axes
+SHAPES = [(3, 4), (3, 5), (2, 3, 4), (3, 2, 4, 2)]  # D = 2, 3, 4; unequal sizes catch swapped axes
+# (3, 5): 2 x 15 sites, not a multiple of the native kernels' SIMD width (a partial last block)
 TOL = {torch.complex64: 2e-5, torch.complex128: 1e-13}
 
 
@@ -56,6 +58,11 @@ def random_links(group, shape, dtype, generator, batch=2):
     return LinkField.random(group, Lattice(shape=shape), batch=batch, generator=generator, dtype=dtype).data
 
 
+def assert_path(u, kernel_path):
+    """The kernel under test is the one that runs."""
+    assert _native.available(u) == (kernel_path == "native")
+
+
 def assert_close(fast, naive, dtype):
     assert fast.shape == naive.shape and fast.dtype == naive.dtype
     torch.testing.assert_close(fast, naive, rtol=TOL[dtype], atol=TOL[dtype])
@@ -77,8 +84,9 @@ def test_plaquette_matches_naive(group, shape, dtype, generator):
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize("group", GROUPS, ids=str)
-def test_plaquette_trace_sum_matches_naive(group, shape, dtype, generator):
+def test_plaquette_trace_sum_matches_naive(group, shape, dtype, generator, kernel_path):
     u = random_links(group, shape, dtype, generator)
+    assert_path(u, kernel_path)
     planes = Lattice(shape=shape).planes
     naive = sum(naive_plaquette(u, mu, nu).diagonal(dim1=-2, dim2=-1).sum(-1).real for mu, nu in planes)
     assert_close(plaquette_trace_sum(u), naive, dtype)
@@ -97,10 +105,12 @@ def test_staples_and_closed_staples_match_naive(group, shape, dtype, generator):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize("group", GROUPS, ids=str)
-def test_projected_closed_staples_is_scaled_projection(group, dtype, generator):
-    u = random_links(group, (2, 3, 2, 3), dtype, generator)
-    naive = torch.stack([group.project_algebra(u[:, mu] @ naive_staples(u, mu)) for mu in range(4)], 1)
+def test_projected_closed_staples_is_scaled_projection(group, shape, dtype, generator, kernel_path):
+    u = random_links(group, shape, dtype, generator)
+    assert_path(u, kernel_path)
+    naive = torch.stack([group.project_algebra(u[:, mu] @ naive_staples(u, mu)) for mu in range(len(shape))], 1)
     fast = projected_closed_staples(u, traceless=group.n > 1, scale=0.37)
     assert_close(fast, 0.37 * naive, dtype)
 
@@ -127,6 +137,7 @@ def test_wilson_action_density_and_force_match_naive(generator):
 
 @pytest.mark.parametrize("chunk_sites", [1, 30])  # one configuration per chunk; 2 + 2 + 1 configurations
 def test_cpu_batch_chunks_match_naive(chunk_sites, generator, monkeypatch):
+    monkeypatch.setattr(_native, "ENABLED", False)  # the chunks are the eager code's
     monkeypatch.setattr(paths, "CHUNK_SITES", chunk_sites)
     group = SU(3)
     u = random_links(group, (3, 2, 2), torch.complex128, generator, batch=5)  # V = 12
@@ -143,12 +154,16 @@ def test_cpu_batch_chunks_match_naive(chunk_sites, generator, monkeypatch):
         assert_close(forces[:, mu], 2.0 * group.project_algebra(u[:, mu] @ a), torch.complex128)
 
 
-def test_kernels_accept_any_strides(generator):
-    # Haar links come out of QR with transposed matrices; a batch slice is non-contiguous too
+def test_kernels_accept_any_strides(generator, kernel_path):
+    # Haar links come out of QR with transposed matrices; a batch slice is non-contiguous; a conjugate view
+    # is lazily conjugated (its memory holds U, not U^*)
     u = random_links(SU(3), (3, 2, 2, 2), torch.complex128, generator, batch=4)
-    for v in (u.transpose(-2, -1).contiguous().transpose(-2, -1), u[::2], u.contiguous()):
-        assert_close(plaquette_trace_sum(v), plaquette_trace_sum(v.contiguous()), torch.complex128)
-        assert_close(closed_staples(v), closed_staples(v.contiguous()), torch.complex128)
+    for v in (u.transpose(-2, -1).contiguous().transpose(-2, -1), u[::2], u.conj(), u.contiguous()):
+        plain = v.resolve_conj().contiguous()
+        assert_close(plaquette_trace_sum(v), plaquette_trace_sum(plain), torch.complex128)
+        assert_close(closed_staples(v), closed_staples(plain), torch.complex128)
+        assert_close(projected_closed_staples(v, traceless=True, scale=1.0),
+                     projected_closed_staples(plain, traceless=True, scale=1.0), torch.complex128)
 
 
 def test_kernels_are_differentiable(generator):
@@ -163,6 +178,69 @@ def test_kernels_are_differentiable(generator):
     fd = (plaquette_trace_sum(torch.linalg.matrix_exp(h * x) @ u).sum()
           - plaquette_trace_sum(torch.linalg.matrix_exp(-h * x) @ u).sum()) / (2 * h)
     torch.testing.assert_close(ds, fd, rtol=1e-7, atol=1e-8)
+
+
+# ---- the native CPU kernels: where they run, threads, and what happens without a compiler ----------
+
+def test_native_kernels_run_only_where_they_apply(generator, kernel_path):
+    u = random_links(SU(3), (2, 3, 2), torch.complex128, generator)
+    assert_path(u, kernel_path)
+    # SU(4) (N > 3), float links and a gradient-carrying input take the eager code, which is exact there too
+    assert not _native.available(random_links(SU(4), (2, 3), torch.complex128, generator))
+    assert not _native.available(u.clone().requires_grad_())
+    with torch.no_grad():
+        assert _native.available(u.clone().requires_grad_()) == (kernel_path == "native")
+    # inside torch.func transforms the eager code runs (a wrapped tensor has no memory to hand to C++)
+    seen = []
+    torch.func.vmap(lambda x: seen.append(_native.available(x[None])) or x.sum())(u)
+    assert seen == [False]
+    v = random_links(SU(4), (2, 3), torch.complex128, generator)
+    naive = torch.stack([SU(4).project_algebra(v[:, mu] @ naive_staples(v, mu)) for mu in range(2)], 1)
+    assert_close(projected_closed_staples(v, traceless=True, scale=1.0), naive, torch.complex128)
+
+
+def test_native_kernels_split_over_threads_bit_for_bit(generator, monkeypatch):
+    monkeypatch.setattr(_native, "ENABLED", True)
+    if _native.library() is None:
+        pytest.skip(f"native kernels: {_native.status()}")
+    u = random_links(SU(3), (3, 2, 4, 2), torch.complex128, generator, batch=3)  # 144 sites: 36 blocks of 4
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = (plaquette_trace_sum(u), projected_closed_staples(u, traceless=True, scale=1.0))
+        torch.set_num_threads(3)
+        monkeypatch.setattr(_native, "MIN_SITES_PER_THREAD", 1)
+        three = (plaquette_trace_sum(u), projected_closed_staples(u, traceless=True, scale=1.0))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one[0], three[0]) and torch.equal(one[1], three[1])
+
+
+def test_without_a_compiler_the_eager_kernels_run(generator, monkeypatch, tmp_path):
+    monkeypatch.setattr(_native, "ENABLED", True)
+    monkeypatch.setattr(_native, "_lib", None)
+    monkeypatch.setattr(_native, "_error", None)
+    monkeypatch.setattr(_native, "_compiler", lambda: None)
+    u = random_links(SU(2), (3, 2), torch.complex128, generator)
+    assert not _native.available(u)
+    assert _native.status() == "unavailable (no C++ compiler found (set CXX, or install g++ or clang++)); using the eager PyTorch kernels"
+    planes = ((0, 1),)
+    naive = sum(naive_plaquette(u, mu, nu).diagonal(dim1=-2, dim2=-1).sum(-1).real for mu, nu in planes)
+    assert_close(plaquette_trace_sum(u), naive, torch.complex128)
+
+
+def test_a_failed_build_is_reported_in_one_line(monkeypatch, tmp_path):
+    if _native._compiler() is None:
+        pytest.skip("no C++ compiler")
+    bad = tmp_path / "kernels.cpp"
+    bad.write_text("this is not C++\n")
+    for name, value in (("ENABLED", True), ("_lib", None), ("_error", None), ("_SOURCE", bad)):
+        monkeypatch.setattr(_native, name, value)
+    monkeypatch.setenv("LGDIFF_CACHE", str(tmp_path / "cache"))
+    assert _native.library() is None
+    line = _native.status()
+    assert line.startswith("unavailable (") and "failed to compile kernels.cpp" in line and "\n" not in line
+    assert list((tmp_path / "cache" / "native").iterdir()) == []  # no partial library left behind
 
 
 # ---- the fused CUDA kernels against the eager code ------------------------------------------------

@@ -1,0 +1,412 @@
+// lgdiff's fused CPU kernels (private; built and loaded by lgdiff/_native/__init__.py).
+//
+// One pass over memory: each kernel reads the links [B, D, *L, N, N] (complex, interleaved re/im) and writes
+// only its result, keeping every N x N matrix in registers / L1. Sites are processed W at a time in SIMD
+// lanes (GCC/Clang vector extensions: one lane per site, so every complex multiply-add is a W-wide FMA);
+// neighbours come from per-call periodic index tables. No OpenMP: each call computes a range of blocks, and the
+// Python side splits the blocks over threads (ctypes releases the GIL during the call).
+// Plain C ABI (extern "C"), no torch headers: compiles in about a second and is called through ctypes.
+
+#include <cstdint>
+#include <cstdlib>
+#include <utility>
+#include <vector>
+
+namespace {
+
+template <typename T, int W>
+struct Vec {
+    typedef T type __attribute__((vector_size(sizeof(T) * W)));
+};
+
+template <typename T, int N, int W>
+struct Mat {
+    typedef typename Vec<T, W>::type V;
+    V re[N][N];
+    V im[N][N];
+};
+
+// {p[0][k], ..., p[W-1][k]} built in registers (writing lanes one by one through memory stalls store forwarding)
+template <typename T, int W, std::size_t... L>
+inline typename Vec<T, W>::type gather(const T* const* p, int k, std::index_sequence<L...>) {
+    return typename Vec<T, W>::type{p[L][k]...};
+}
+
+template <typename T, int N, int W>
+inline void load(Mat<T, N, W>& m, const T* const* p) {
+    for (int i = 0; i < N; ++i)
+        for (int j = 0; j < N; ++j) {
+            m.re[i][j] = gather<T, W>(p, 2 * (i * N + j), std::make_index_sequence<W>{});
+            m.im[i][j] = gather<T, W>(p, 2 * (i * N + j) + 1, std::make_index_sequence<W>{});
+        }
+}
+
+template <typename T, int N, int W>
+inline void zero(Mat<T, N, W>& m) {
+    for (int i = 0; i < N; ++i)
+        for (int j = 0; j < N; ++j) {
+            m.re[i][j] = typename Vec<T, W>::type{};
+            m.im[i][j] = typename Vec<T, W>::type{};
+        }
+}
+
+// C (+)= A B
+template <bool ACC, typename T, int N, int W>
+inline void mul_nn(Mat<T, N, W>& c, const Mat<T, N, W>& a, const Mat<T, N, W>& b) {
+    for (int i = 0; i < N; ++i)
+        for (int j = 0; j < N; ++j) {
+            auto r = a.re[i][0] * b.re[0][j] - a.im[i][0] * b.im[0][j];
+            auto s = a.re[i][0] * b.im[0][j] + a.im[i][0] * b.re[0][j];
+            for (int k = 1; k < N; ++k) {
+                r += a.re[i][k] * b.re[k][j] - a.im[i][k] * b.im[k][j];
+                s += a.re[i][k] * b.im[k][j] + a.im[i][k] * b.re[k][j];
+            }
+            if (ACC) { c.re[i][j] += r; c.im[i][j] += s; } else { c.re[i][j] = r; c.im[i][j] = s; }
+        }
+}
+
+// C (+)= A B^dagger:  C_ij = sum_k A_ik conj(B_jk)
+template <bool ACC, typename T, int N, int W>
+inline void mul_nd(Mat<T, N, W>& c, const Mat<T, N, W>& a, const Mat<T, N, W>& b) {
+    for (int i = 0; i < N; ++i)
+        for (int j = 0; j < N; ++j) {
+            auto r = a.re[i][0] * b.re[j][0] + a.im[i][0] * b.im[j][0];
+            auto s = a.im[i][0] * b.re[j][0] - a.re[i][0] * b.im[j][0];
+            for (int k = 1; k < N; ++k) {
+                r += a.re[i][k] * b.re[j][k] + a.im[i][k] * b.im[j][k];
+                s += a.im[i][k] * b.re[j][k] - a.re[i][k] * b.im[j][k];
+            }
+            if (ACC) { c.re[i][j] += r; c.im[i][j] += s; } else { c.re[i][j] = r; c.im[i][j] = s; }
+        }
+}
+
+// C (+)= A^dagger B:  C_ij = sum_k conj(A_ki) B_kj
+template <bool ACC, typename T, int N, int W>
+inline void mul_dn(Mat<T, N, W>& c, const Mat<T, N, W>& a, const Mat<T, N, W>& b) {
+    for (int i = 0; i < N; ++i)
+        for (int j = 0; j < N; ++j) {
+            auto r = a.re[0][i] * b.re[0][j] + a.im[0][i] * b.im[0][j];
+            auto s = a.re[0][i] * b.im[0][j] - a.im[0][i] * b.re[0][j];
+            for (int k = 1; k < N; ++k) {
+                r += a.re[k][i] * b.re[k][j] + a.im[k][i] * b.im[k][j];
+                s += a.re[k][i] * b.im[k][j] - a.im[k][i] * b.re[k][j];
+            }
+            if (ACC) { c.re[i][j] += r; c.im[i][j] += s; } else { c.re[i][j] = r; c.im[i][j] = s; }
+        }
+}
+
+// Periodic neighbour tables of one configuration: fwd[mu * V + s] = s + mu, bwd[mu * V + s] = s - mu.
+struct Geometry {
+    int d;
+    int64_t volume;
+    std::vector<int64_t> fwd, bwd;
+    Geometry(int d_, const int64_t* shape) : d(d_), volume(1) {
+        for (int mu = 0; mu < d; ++mu) volume *= shape[mu];
+        fwd.resize(d * volume);
+        bwd.resize(d * volume);
+        int64_t stride = 1;
+        for (int mu = d - 1; mu >= 0; --mu) {  // row-major: the last axis is the fastest
+            const int64_t n = shape[mu];
+            for (int64_t s = 0; s < volume; ++s) {
+                const int64_t x = (s / stride) % n;
+                fwd[mu * volume + s] = s + ((x + 1 == n) ? (1 - n) * stride : stride);
+                bwd[mu * volume + s] = s + ((x == 0) ? (n - 1) * stride : -stride);
+            }
+            stride *= n;
+        }
+    }
+};
+
+constexpr int MAX_D = 8;
+
+template <typename T, int N, int W>
+struct Kernels {
+    typedef Mat<T, N, W> M;
+    typedef typename Vec<T, W>::type V;
+    static constexpr int64_t LINK = 2 * N * N;  // reals per link
+
+    // The W lanes of block `blk`: global sites blk * W + l (= b * volume + s), the tail clamped to the last site.
+    static void lanes_of(int64_t blk, int64_t total, int64_t volume, int64_t* b, int64_t* s) {
+        for (int l = 0; l < W; ++l) {
+            int64_t gi = blk * W + l;
+            if (gi >= total) gi = total - 1;
+            b[l] = gi / volume;
+            s[l] = gi % volume;
+        }
+    }
+
+    // U_mu at the given sites of the lanes' configurations
+    static inline void load_link(M& m, const T* u, const Geometry& g, const int64_t* b, int mu, const int64_t* site) {
+        const T* p[W];
+        for (int l = 0; l < W; ++l) p[l] = u + ((b[l] * g.d + mu) * g.volume + site[l]) * LINK;
+        load<T, N, W>(m, p);
+    }
+
+    static inline void step(const Geometry& g, const std::vector<int64_t>& table, int mu, const int64_t* from,
+                            int64_t* to) {
+        for (int l = 0; l < W; ++l) to[l] = table[mu * g.volume + from[l]];
+    }
+
+    // out[b, s] = sum_{mu<nu} Re tr U_{mu nu}(s) for the blocks [blk0, blk1)
+    static void plaquette_trace_sum(const T* u, T* out, int64_t batch, const Geometry& g, int64_t blk0,
+                                    int64_t blk1) {
+        const int64_t total = batch * g.volume;
+        M local[MAX_D], a, x, y;
+        int64_t b[W], here[W], there[W];
+        for (int64_t blk = blk0; blk < blk1; ++blk) {
+            lanes_of(blk, total, g.volume, b, here);
+            for (int mu = 0; mu < g.d; ++mu) load_link(local[mu], u, g, b, mu, here);
+            V acc = {};
+            for (int mu = 0; mu < g.d; ++mu)
+                for (int nu = mu + 1; nu < g.d; ++nu) {
+                    // X = U_mu(x) U_nu(x+mu), Y = U_nu(x) U_mu(x+nu); Re tr X Y^dagger = sum_ij Re X_ij conj(Y_ij)
+                    step(g, g.fwd, mu, here, there);
+                    load_link(a, u, g, b, nu, there);
+                    mul_nn<false>(x, local[mu], a);
+                    step(g, g.fwd, nu, here, there);
+                    load_link(a, u, g, b, mu, there);
+                    mul_nn<false>(y, local[nu], a);
+                    for (int i = 0; i < N; ++i)
+                        for (int j = 0; j < N; ++j) acc += x.re[i][j] * y.re[i][j] + x.im[i][j] * y.im[i][j];
+                }
+            for (int l = 0; l < W && blk * W + l < total; ++l) out[blk * W + l] = acc[l];
+        }
+    }
+
+    // out[b, mu, s] = scale P(U_mu(s) A_mu(s)) with A the staple sum, P(M) = (M - M^dagger) / 2 minus its
+    // trace / N if traceless, for the blocks [blk0, blk1)
+    static void projected_closed_staples(const T* u, T* out, int64_t batch, const Geometry& g, T scale,
+                                         bool traceless, int64_t blk0, int64_t blk1) {
+        const int64_t total = batch * g.volume;
+        const T half = scale / 2;
+        M local[MAX_D], a, c, t, stap;
+        int64_t b[W], here[W], s1[W], s2[W], s3[W];
+        for (int64_t blk = blk0; blk < blk1; ++blk) {
+            lanes_of(blk, total, g.volume, b, here);
+            for (int mu = 0; mu < g.d; ++mu) load_link(local[mu], u, g, b, mu, here);
+            for (int mu = 0; mu < g.d; ++mu) {
+                zero(stap);
+                step(g, g.fwd, mu, here, s1);
+                for (int nu = 0; nu < g.d; ++nu) {
+                    if (nu == mu) continue;
+                    // upper: U_nu(x+mu) U_mu(x+nu)^dag U_nu(x)^dag
+                    step(g, g.fwd, nu, here, s2);
+                    load_link(a, u, g, b, nu, s1);
+                    load_link(c, u, g, b, mu, s2);
+                    mul_nd<false>(t, a, c);
+                    mul_nd<true>(stap, t, local[nu]);
+                    // lower: (U_mu(x-nu) U_nu(x-nu+mu))^dag U_nu(x-nu)
+                    step(g, g.bwd, nu, here, s2);
+                    step(g, g.fwd, mu, s2, s3);
+                    load_link(a, u, g, b, mu, s2);
+                    load_link(c, u, g, b, nu, s3);
+                    mul_nn<false>(t, a, c);
+                    load_link(c, u, g, b, nu, s2);
+                    mul_dn<true>(stap, t, c);
+                }
+                mul_nn<false>(t, local[mu], stap);
+                // P = half (M - M^dagger): re_ij = half (Re M_ij - Re M_ji), im_ij = half (Im M_ij + Im M_ji)
+                M p;
+                for (int i = 0; i < N; ++i)
+                    for (int j = 0; j < N; ++j) {
+                        p.re[i][j] = half * (t.re[i][j] - t.re[j][i]);
+                        p.im[i][j] = half * (t.im[i][j] + t.im[j][i]);
+                    }
+                if (traceless) {
+                    V tr = p.im[0][0];
+                    for (int i = 1; i < N; ++i) tr += p.im[i][i];
+                    tr = tr / (T)N;
+                    for (int i = 0; i < N; ++i) p.im[i][i] -= tr;
+                }
+                for (int l = 0; l < W && blk * W + l < total; ++l) {
+                    T* o = out + ((b[l] * g.d + mu) * g.volume + here[l]) * LINK;
+                    for (int i = 0; i < N; ++i)
+                        for (int j = 0; j < N; ++j) {
+                            o[2 * (i * N + j)] = p.re[i][j][l];
+                            o[2 * (i * N + j) + 1] = p.im[i][j][l];
+                        }
+                }
+            }
+        }
+    }
+};
+
+// Blocks of W sites, and the range [blk0, blk1) of them one call computes (callers split the range over threads).
+template <typename T, int W, typename F>
+int dispatch(int n, int d, const int64_t* shape, F&& run) {
+    if (d < 2 || d > MAX_D) return 2;
+    Geometry g(d, shape);
+    switch (n) {
+        case 1: run(Kernels<T, 1, W>(), g); return 0;
+        case 2: run(Kernels<T, 2, W>(), g); return 0;
+        case 3: run(Kernels<T, 3, W>(), g); return 0;
+        default: return 1;
+    }
+}
+
+template <typename T, int W>
+int plaquette_trace_sum(int n, const T* u, T* out, int64_t batch, int d, const int64_t* shape, int64_t blk0,
+                        int64_t blk1) {
+    return dispatch<T, W>(n, d, shape, [&](auto k, const Geometry& g) {
+        decltype(k)::plaquette_trace_sum(u, out, batch, g, blk0, blk1);
+    });
+}
+
+template <typename T, int W>
+int projected_closed_staples(int n, const T* u, T* out, int64_t batch, int d, const int64_t* shape, T scale,
+                             int traceless, int64_t blk0, int64_t blk1) {
+    return dispatch<T, W>(n, d, shape, [&](auto k, const Geometry& g) {
+        decltype(k)::projected_closed_staples(u, out, batch, g, scale, traceless != 0, blk0, blk1);
+    });
+}
+
+}  // namespace
+
+// SIMD lanes (sites per block): one 256-bit register (AVX2), or 512-bit where the compiler targets AVX-512
+#if defined(__AVX512F__)
+#define LGDIFF_W64 8
+#define LGDIFF_W32 16
+#else
+#define LGDIFF_W64 4
+#define LGDIFF_W32 8
+#endif
+
+extern "C" {
+
+// Return codes: 0 done, 1 unsupported N, 2 unsupported D. Blocks: ceil(B V / lanes).
+int lgdiff_lanes_f64() { return LGDIFF_W64; }
+int lgdiff_lanes_f32() { return LGDIFF_W32; }
+
+int lgdiff_plaquette_trace_sum_f64(int n, const double* u, double* out, int64_t batch, int d, const int64_t* shape,
+                                   int64_t blk0, int64_t blk1) {
+    return plaquette_trace_sum<double, LGDIFF_W64>(n, u, out, batch, d, shape, blk0, blk1);
+}
+int lgdiff_plaquette_trace_sum_f32(int n, const float* u, float* out, int64_t batch, int d, const int64_t* shape,
+                                   int64_t blk0, int64_t blk1) {
+    return plaquette_trace_sum<float, LGDIFF_W32>(n, u, out, batch, d, shape, blk0, blk1);
+}
+int lgdiff_projected_closed_staples_f64(int n, const double* u, double* out, int64_t batch, int d,
+                                        const int64_t* shape, double scale, int traceless, int64_t blk0,
+                                        int64_t blk1) {
+    return projected_closed_staples<double, LGDIFF_W64>(n, u, out, batch, d, shape, scale, traceless, blk0, blk1);
+}
+int lgdiff_projected_closed_staples_f32(int n, const float* u, float* out, int64_t batch, int d,
+                                        const int64_t* shape, float scale, int traceless, int64_t blk0,
+                                        int64_t blk1) {
+    return projected_closed_staples<float, LGDIFF_W32>(n, u, out, batch, d, shape, scale, traceless, blk0, blk1);
+}
+
+}
+
+// ---- scalar phi^4 (hopping form): S = sum_x [-2 kappa sum_mu phi(x) phi(x+mu) + (1 - 2 lam) phi^2 + lam phi^4] ----
+// Fields [B, *L] real. Rows along the last axis (contiguous, vectorised by the compiler); the neighbours along the
+// other axes are whole rows, and along the last axis i +- 1 with the two ends wrapped by hand.
+
+namespace {
+
+template <typename T>
+struct Rows {
+    int d;
+    int64_t n, rows;  // n: extent of the last axis; rows: sites per configuration / n
+    std::vector<int64_t> stride;
+    const int64_t* shape;
+    Rows(int d_, const int64_t* shape_) : d(d_), n(shape_[d_ - 1]), rows(1), stride(d_), shape(shape_) {
+        int64_t s = 1;
+        for (int mu = d - 1; mu >= 0; --mu) {
+            stride[mu] = s;
+            s *= shape[mu];
+        }
+        rows = s / n;
+    }
+    // offset of row r shifted by +-1 along axis mu < d - 1 (periodic), in sites
+    int64_t shifted(int64_t r, int mu, int sign) const {
+        const int64_t site = r * n;
+        const int64_t x = (site / stride[mu]) % shape[mu];
+        const int64_t xs = (x + sign + shape[mu]) % shape[mu];
+        return site + (xs - x) * stride[mu];
+    }
+};
+
+// Calls body(cfg, row, r, out_row, acc) for the rows [r0, r1) of B * rows: cfg the row's configuration, acc a
+// scratch row for the neighbour sums
+template <typename T, typename F>
+void for_rows(const T* x, T* out, const Rows<T>& g, int64_t r0, int64_t r1, F&& body) {
+    const int64_t n = g.n, volume = g.rows * n;
+    std::vector<T> scratch(n);
+    for (int64_t rr = r0; rr < r1; ++rr) {
+        const int64_t b = rr / g.rows, r = rr % g.rows;
+        const T* cfg = x + b * volume;
+        body(cfg, cfg + r * n, r, out + b * volume + r * n, scratch.data());
+    }
+}
+
+// out = sign dS/dphi = sign (-2 kappa sum_mu [phi(x+mu) + phi(x-mu)] + 2 (1 - 2 lam) phi + 4 lam phi^3), sign = +-1
+// (-1: the HMC force, without a second pass to negate), rows [r0, r1) of B * rows
+template <typename T>
+void phi4_gradient(const T* x, T* out, int d, const int64_t* shape, T kappa, T lam, T sign, int64_t r0, int64_t r1) {
+    const Rows<T> g(d, shape);
+    const int64_t n = g.n;
+    const T c2 = sign * 2 * (1 - 2 * lam), c4 = sign * 4 * lam, hop = sign * -2 * kappa;
+    for_rows(x, out, g, r0, r1, [&](const T* cfg, const T* row, int64_t r, T* o, T* acc) {
+        if (n == 1) {  // neighbours along the last axis
+            acc[0] = 2 * row[0];
+        } else {
+            acc[0] = row[1] + row[n - 1];
+            for (int64_t i = 1; i < n - 1; ++i) acc[i] = row[i + 1] + row[i - 1];
+            acc[n - 1] = row[0] + row[n - 2];
+        }
+        for (int mu = 0; mu < d - 1; ++mu) {  // whole neighbouring rows along the other axes
+            const T* up = cfg + g.shifted(r, mu, +1);
+            const T* dn = cfg + g.shifted(r, mu, -1);
+            for (int64_t i = 0; i < n; ++i) acc[i] += up[i] + dn[i];
+        }
+        for (int64_t i = 0; i < n; ++i) {
+            const T v = row[i];
+            o[i] = v * (c2 + c4 * v * v) + hop * acc[i];
+        }
+    });
+}
+
+// out = the action density -2 kappa phi sum_mu phi(x+mu) + (1 - 2 lam) phi^2 + lam phi^4, rows [r0, r1)
+template <typename T>
+void phi4_density(const T* x, T* out, int d, const int64_t* shape, T kappa, T lam, int64_t r0, int64_t r1) {
+    const Rows<T> g(d, shape);
+    const int64_t n = g.n;
+    const T c2 = 1 - 2 * lam, hop = -2 * kappa;
+    for_rows(x, out, g, r0, r1, [&](const T* cfg, const T* row, int64_t r, T* o, T* acc) {
+        for (int64_t i = 0; i < n - 1; ++i) acc[i] = row[i + 1];
+        acc[n - 1] = row[0];
+        for (int mu = 0; mu < d - 1; ++mu) {
+            const T* up = cfg + g.shifted(r, mu, +1);
+            for (int64_t i = 0; i < n; ++i) acc[i] += up[i];
+        }
+        for (int64_t i = 0; i < n; ++i) {
+            const T v = row[i], v2 = v * v;
+            o[i] = hop * v * acc[i] + c2 * v2 + lam * v2 * v2;
+        }
+    });
+}
+
+}  // namespace
+
+extern "C" {
+
+// Rows: B * prod(L[:-1]); [r0, r1) is the range one call computes.
+void lgdiff_phi4_gradient_f64(const double* x, double* out, int d, const int64_t* shape, double kappa,
+                              double lam, double sign, int64_t r0, int64_t r1) {
+    phi4_gradient<double>(x, out, d, shape, kappa, lam, sign, r0, r1);
+}
+void lgdiff_phi4_gradient_f32(const float* x, float* out, int d, const int64_t* shape, float kappa,
+                              float lam, float sign, int64_t r0, int64_t r1) {
+    phi4_gradient<float>(x, out, d, shape, kappa, lam, sign, r0, r1);
+}
+void lgdiff_phi4_density_f64(const double* x, double* out, int d, const int64_t* shape, double kappa,
+                             double lam, int64_t r0, int64_t r1) {
+    phi4_density<double>(x, out, d, shape, kappa, lam, r0, r1);
+}
+void lgdiff_phi4_density_f32(const float* x, float* out, int d, const int64_t* shape, float kappa,
+                             float lam, int64_t r0, int64_t r1) {
+    phi4_density<float>(x, out, d, shape, kappa, lam, r0, r1);
+}
+
+}
