@@ -11,9 +11,9 @@ is converted once on the way in and once on the way out; the products ``U_mu(x) 
 ``U_nu(x) U_mu(x+nu)`` of a plane are shared between the plaquette, its four staples and its two
 orientations; on the CPU the batch is processed in cache-sized chunks (``CHUNK_SITES``). The code
 is generic in N (U(1) is N = 1, where a product is one complex multiply), device-agnostic, and
-differentiable. When no gradient is needed, fused kernels replace the plaquette trace sum and the projected
-force: on the CPU the native C++ kernels (``lgdiff._native``, on by default, ``LGDIFF_NATIVE=0`` switches them
-off), on CUDA the Triton kernels (``_paths_triton``, opt-in with ``LGDIFF_TRITON=1``).
+differentiable. When no gradient is needed, fused kernels replace the plaquette trace sum, the staple sum of
+one direction and the projected force: on the CPU (all three) the native C++ kernels (``lgdiff._native``, on by default, ``LGDIFF_NATIVE=0`` switches them
+off), on CUDA the Triton kernels (``_paths_triton``, opt-in with ``LGDIFF_TRITON=1``; trace sum and force).
 
 Every function here is marked ``@typing.no_type_check``: the test suite's jaxtyping import hook
 wraps every other function of lgdiff in a runtime check of about 50-100 us a call, and a force
@@ -206,6 +206,8 @@ def staples(u: Tensor, mu: int) -> Tensor:
     """
     if u.shape[1] < 2:
         return torch.zeros_like(u[:, mu])
+    if _native.available(u):
+        return _native.staples(u, mu)
     out = u.new_empty(u[:, mu].shape)
     for chunk in _chunks(u):
         a = _staples_one([_to_soa(u[chunk, nu]) for nu in range(u.shape[1])], mu)

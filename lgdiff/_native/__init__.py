@@ -1,4 +1,5 @@
-"""Fused native CPU kernels, one pass each (private): the SU(N)/U(1) plaquette trace sum and Wilson force, and
+"""Fused native CPU kernels, one pass each (private): the SU(N)/U(1) plaquette trace sum, staple sum and
+Wilson force, and
 the phi^4 action density and gradient.
 
 ``kernels.cpp`` is plain C++ with a C ABI (no torch or Python headers): it is compiled on first use with the
@@ -98,6 +99,9 @@ def _build() -> ctypes.CDLL:
         f = getattr(lib, f"lgdiff_plaquette_trace_sum_{suffix}")
         f.argtypes = [c_int, ptr, ptr, i64, c_int, ptr, i64, i64]
         f.restype = c_int
+        f = getattr(lib, f"lgdiff_staples_{suffix}")
+        f.argtypes = [c_int, ptr, ptr, i64, c_int, ptr, c_int, i64, i64]
+        f.restype = c_int
         f = getattr(lib, f"lgdiff_projected_closed_staples_{suffix}")
         f.argtypes = [c_int, ptr, ptr, i64, c_int, ptr, real, c_int, i64, i64]
         f.restype = c_int
@@ -131,7 +135,7 @@ def status() -> str:
         return "off (LGDIFF_NATIVE=0)"
     if library() is None:
         return f"unavailable ({_error}); using the eager PyTorch kernels"
-    return "on (fused C++ plaquette, Wilson force and phi^4 kernels on the CPU)"
+    return "on (fused C++ plaquette, staples, Wilson force and phi^4 kernels on the CPU)"
 
 
 _SUFFIX = {torch.complex128: "f64", torch.complex64: "f32", torch.float64: "f64", torch.float32: "f32"}
@@ -227,6 +231,15 @@ def plaquette_trace_sum(u: Tensor) -> Tensor:
     u = u.resolve_conj().contiguous()
     out = torch.empty((u.shape[0], *u.shape[2:-2]), dtype=u.real.dtype)
     _run(getattr(_lib, f"lgdiff_plaquette_trace_sum_{_SUFFIX[u.dtype]}"), u, out)
+    return out
+
+
+@typing.no_type_check
+def staples(u: Tensor, mu: int) -> Tensor:
+    """The staple sum ``A_mu(x)`` of one direction, ``[B, *L, N, N]``, in one pass over the links."""
+    u = u.resolve_conj().contiguous()
+    out = torch.empty((u.shape[0], *u.shape[2:]), dtype=u.dtype)
+    _run(getattr(_lib, f"lgdiff_staples_{_SUFFIX[u.dtype]}"), u, out, mu)
     return out
 
 

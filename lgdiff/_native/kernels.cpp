@@ -8,7 +8,9 @@
 // Plain C ABI (extern "C"), no torch headers: compiles in about a second and is called through ctypes.
 
 #include <cstdint>
+#include <algorithm>
 #include <cstdlib>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -95,12 +97,14 @@ inline void mul_dn(Mat<T, N, W>& c, const Mat<T, N, W>& a, const Mat<T, N, W>& b
         }
 }
 
-// Periodic neighbour tables of one configuration: fwd[mu * V + s] = s + mu, bwd[mu * V + s] = s - mu.
+// Periodic neighbour tables of one configuration: fwd[mu * V + s] = s + mu, bwd[mu * V + s] = s - mu. (Visiting the
+// sites in tiles of the middle axes, so that the neighbours along the slowest axis stay in the inner caches, was
+// measured at L = 4..16 and gained nothing: docs/performance.md.)
 struct Geometry {
     int d;
     int64_t volume;
-    std::vector<int64_t> fwd, bwd;
-    Geometry(int d_, const int64_t* shape) : d(d_), volume(1) {
+    std::vector<int64_t> shape, fwd, bwd;
+    Geometry(int d_, const int64_t* shape_) : d(d_), volume(1), shape(shape_, shape_ + d_) {
         for (int mu = 0; mu < d; ++mu) volume *= shape[mu];
         fwd.resize(d * volume);
         bwd.resize(d * volume);
@@ -115,6 +119,13 @@ struct Geometry {
             stride *= n;
         }
     }
+
+    // The geometry of the last call on this thread (kernels are called many times on one lattice)
+    static const Geometry& cached(int d, const int64_t* shape) {
+        thread_local std::unique_ptr<Geometry> last;
+        if (!last || last->d != d || !std::equal(shape, shape + d, last->shape.begin())) last.reset(new Geometry(d, shape));
+        return *last;
+    }
 };
 
 constexpr int MAX_D = 8;
@@ -126,7 +137,8 @@ struct Kernels {
     static constexpr int64_t LINK = 2 * N * N;  // reals per link
 
     // The W lanes of block `blk`: global sites blk * W + l (= b * volume + s), the tail clamped to the last site.
-    static void lanes_of(int64_t blk, int64_t total, int64_t volume, int64_t* b, int64_t* s) {
+    static void lanes_of(const Geometry& g, int64_t blk, int64_t total, int64_t* b, int64_t* s) {
+        const int64_t volume = g.volume;
         for (int l = 0; l < W; ++l) {
             int64_t gi = blk * W + l;
             if (gi >= total) gi = total - 1;
@@ -147,6 +159,55 @@ struct Kernels {
         for (int l = 0; l < W; ++l) to[l] = table[mu * g.volume + from[l]];
     }
 
+    // stap = A_mu(x) = sum_{nu != mu} U_nu(x+mu) U_mu(x+nu)^dag U_nu(x)^dag + U_nu(x+mu-nu)^dag U_mu(x-nu)^dag U_nu(x-nu),
+    // with local[nu] = U_nu(x) already loaded
+    static inline void staple_sum(M& stap, const T* u, const Geometry& g, const int64_t* b, const int64_t* here, int mu,
+                                  const M* local) {
+        M a, c, t;
+        int64_t s1[W], s2[W], s3[W];
+        zero(stap);
+        step(g, g.fwd, mu, here, s1);
+        for (int nu = 0; nu < g.d; ++nu) {
+            if (nu == mu) continue;
+            // upper: U_nu(x+mu) U_mu(x+nu)^dag U_nu(x)^dag
+            step(g, g.fwd, nu, here, s2);
+            load_link(a, u, g, b, nu, s1);
+            load_link(c, u, g, b, mu, s2);
+            mul_nd<false>(t, a, c);
+            mul_nd<true>(stap, t, local[nu]);
+            // lower: (U_mu(x-nu) U_nu(x-nu+mu))^dag U_nu(x-nu)
+            step(g, g.bwd, nu, here, s2);
+            step(g, g.fwd, mu, s2, s3);
+            load_link(a, u, g, b, mu, s2);
+            load_link(c, u, g, b, nu, s3);
+            mul_nn<false>(t, a, c);
+            load_link(c, u, g, b, nu, s2);
+            mul_dn<true>(stap, t, c);
+        }
+    }
+
+    static inline void store(T* o, const M& m, int l) {
+        for (int i = 0; i < N; ++i)
+            for (int j = 0; j < N; ++j) {
+                o[2 * (i * N + j)] = m.re[i][j][l];
+                o[2 * (i * N + j) + 1] = m.im[i][j][l];
+            }
+    }
+
+    // out[b, s] = A_mu(s) (one direction), [B, V, N, N], for the blocks [blk0, blk1)
+    static void staples(const T* u, T* out, int64_t batch, const Geometry& g, int mu, int64_t blk0, int64_t blk1) {
+        const int64_t total = batch * g.volume;
+        M local[MAX_D], stap;
+        int64_t b[W], here[W];
+        for (int64_t blk = blk0; blk < blk1; ++blk) {
+            lanes_of(g, blk, total, b, here);
+            for (int nu = 0; nu < g.d; ++nu)
+                if (nu != mu) load_link(local[nu], u, g, b, nu, here);
+            staple_sum(stap, u, g, b, here, mu, local);
+            for (int l = 0; l < W && blk * W + l < total; ++l) store(out + (b[l] * g.volume + here[l]) * LINK, stap, l);
+        }
+    }
+
     // out[b, s] = sum_{mu<nu} Re tr U_{mu nu}(s) for the blocks [blk0, blk1)
     static void plaquette_trace_sum(const T* u, T* out, int64_t batch, const Geometry& g, int64_t blk0,
                                     int64_t blk1) {
@@ -154,7 +215,7 @@ struct Kernels {
         M local[MAX_D], a, x, y;
         int64_t b[W], here[W], there[W];
         for (int64_t blk = blk0; blk < blk1; ++blk) {
-            lanes_of(blk, total, g.volume, b, here);
+            lanes_of(g, blk, total, b, here);
             for (int mu = 0; mu < g.d; ++mu) load_link(local[mu], u, g, b, mu, here);
             V acc = {};
             for (int mu = 0; mu < g.d; ++mu)
@@ -169,7 +230,7 @@ struct Kernels {
                     for (int i = 0; i < N; ++i)
                         for (int j = 0; j < N; ++j) acc += x.re[i][j] * y.re[i][j] + x.im[i][j] * y.im[i][j];
                 }
-            for (int l = 0; l < W && blk * W + l < total; ++l) out[blk * W + l] = acc[l];
+            for (int l = 0; l < W && blk * W + l < total; ++l) out[b[l] * g.volume + here[l]] = acc[l];
         }
     }
 
@@ -179,31 +240,13 @@ struct Kernels {
                                          bool traceless, int64_t blk0, int64_t blk1) {
         const int64_t total = batch * g.volume;
         const T half = scale / 2;
-        M local[MAX_D], a, c, t, stap;
-        int64_t b[W], here[W], s1[W], s2[W], s3[W];
+        M local[MAX_D], t, stap;
+        int64_t b[W], here[W];
         for (int64_t blk = blk0; blk < blk1; ++blk) {
-            lanes_of(blk, total, g.volume, b, here);
+            lanes_of(g, blk, total, b, here);
             for (int mu = 0; mu < g.d; ++mu) load_link(local[mu], u, g, b, mu, here);
             for (int mu = 0; mu < g.d; ++mu) {
-                zero(stap);
-                step(g, g.fwd, mu, here, s1);
-                for (int nu = 0; nu < g.d; ++nu) {
-                    if (nu == mu) continue;
-                    // upper: U_nu(x+mu) U_mu(x+nu)^dag U_nu(x)^dag
-                    step(g, g.fwd, nu, here, s2);
-                    load_link(a, u, g, b, nu, s1);
-                    load_link(c, u, g, b, mu, s2);
-                    mul_nd<false>(t, a, c);
-                    mul_nd<true>(stap, t, local[nu]);
-                    // lower: (U_mu(x-nu) U_nu(x-nu+mu))^dag U_nu(x-nu)
-                    step(g, g.bwd, nu, here, s2);
-                    step(g, g.fwd, mu, s2, s3);
-                    load_link(a, u, g, b, mu, s2);
-                    load_link(c, u, g, b, nu, s3);
-                    mul_nn<false>(t, a, c);
-                    load_link(c, u, g, b, nu, s2);
-                    mul_dn<true>(stap, t, c);
-                }
+                staple_sum(stap, u, g, b, here, mu, local);
                 mul_nn<false>(t, local[mu], stap);
                 // P = half (M - M^dagger): re_ij = half (Re M_ij - Re M_ji), im_ij = half (Im M_ij + Im M_ji)
                 M p;
@@ -218,14 +261,8 @@ struct Kernels {
                     tr = tr / (T)N;
                     for (int i = 0; i < N; ++i) p.im[i][i] -= tr;
                 }
-                for (int l = 0; l < W && blk * W + l < total; ++l) {
-                    T* o = out + ((b[l] * g.d + mu) * g.volume + here[l]) * LINK;
-                    for (int i = 0; i < N; ++i)
-                        for (int j = 0; j < N; ++j) {
-                            o[2 * (i * N + j)] = p.re[i][j][l];
-                            o[2 * (i * N + j) + 1] = p.im[i][j][l];
-                        }
-                }
+                for (int l = 0; l < W && blk * W + l < total; ++l)
+                    store(out + ((b[l] * g.d + mu) * g.volume + here[l]) * LINK, p, l);
             }
         }
     }
@@ -235,7 +272,7 @@ struct Kernels {
 template <typename T, int W, typename F>
 int dispatch(int n, int d, const int64_t* shape, F&& run) {
     if (d < 2 || d > MAX_D) return 2;
-    Geometry g(d, shape);
+    const Geometry& g = Geometry::cached(d, shape);
     switch (n) {
         case 1: run(Kernels<T, 1, W>(), g); return 0;
         case 2: run(Kernels<T, 2, W>(), g); return 0;
@@ -249,6 +286,14 @@ int plaquette_trace_sum(int n, const T* u, T* out, int64_t batch, int d, const i
                         int64_t blk1) {
     return dispatch<T, W>(n, d, shape, [&](auto k, const Geometry& g) {
         decltype(k)::plaquette_trace_sum(u, out, batch, g, blk0, blk1);
+    });
+}
+
+template <typename T, int W>
+int staples(int n, const T* u, T* out, int64_t batch, int d, const int64_t* shape, int mu, int64_t blk0,
+            int64_t blk1) {
+    return dispatch<T, W>(n, d, shape, [&](auto k, const Geometry& g) {
+        decltype(k)::staples(u, out, batch, g, mu, blk0, blk1);
     });
 }
 
@@ -284,6 +329,14 @@ int lgdiff_plaquette_trace_sum_f64(int n, const double* u, double* out, int64_t 
 int lgdiff_plaquette_trace_sum_f32(int n, const float* u, float* out, int64_t batch, int d, const int64_t* shape,
                                    int64_t blk0, int64_t blk1) {
     return plaquette_trace_sum<float, LGDIFF_W32>(n, u, out, batch, d, shape, blk0, blk1);
+}
+int lgdiff_staples_f64(int n, const double* u, double* out, int64_t batch, int d, const int64_t* shape, int mu,
+                       int64_t blk0, int64_t blk1) {
+    return staples<double, LGDIFF_W64>(n, u, out, batch, d, shape, mu, blk0, blk1);
+}
+int lgdiff_staples_f32(int n, const float* u, float* out, int64_t batch, int d, const int64_t* shape, int mu,
+                       int64_t blk0, int64_t blk1) {
+    return staples<float, LGDIFF_W32>(n, u, out, batch, d, shape, mu, blk0, blk1);
 }
 int lgdiff_projected_closed_staples_f64(int n, const double* u, double* out, int64_t batch, int d,
                                         const int64_t* shape, double scale, int traceless, int64_t blk0,

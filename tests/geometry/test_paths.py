@@ -95,8 +95,9 @@ def test_plaquette_trace_sum_matches_naive(group, shape, dtype, generator, kerne
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize("group", GROUPS, ids=str)
-def test_staples_and_closed_staples_match_naive(group, shape, dtype, generator):
+def test_staples_and_closed_staples_match_naive(group, shape, dtype, generator, kernel_path):
     u = random_links(group, shape, dtype, generator)
+    assert_path(u, kernel_path)
     closed = closed_staples(u)
     for mu in range(len(shape)):
         a = naive_staples(u, mu)
@@ -207,13 +208,13 @@ def test_native_kernels_split_over_threads_bit_for_bit(generator, monkeypatch):
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = (plaquette_trace_sum(u), projected_closed_staples(u, traceless=True, scale=1.0))
+        one = (plaquette_trace_sum(u), projected_closed_staples(u, traceless=True, scale=1.0), staples(u, 2))
         torch.set_num_threads(3)
         monkeypatch.setattr(_native, "MIN_SITES_PER_THREAD", 1)
-        three = (plaquette_trace_sum(u), projected_closed_staples(u, traceless=True, scale=1.0))
+        three = (plaquette_trace_sum(u), projected_closed_staples(u, traceless=True, scale=1.0), staples(u, 2))
     finally:
         torch.set_num_threads(threads)
-    assert torch.equal(one[0], three[0]) and torch.equal(one[1], three[1])
+    assert all(torch.equal(a, b) for a, b in zip(one, three, strict=True))
 
 
 def test_without_a_compiler_the_eager_kernels_run(generator, monkeypatch, tmp_path):
