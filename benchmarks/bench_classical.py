@@ -250,27 +250,29 @@ def numpy_heatbath_sweep(U: np.ndarray, beta: float, rng: np.random.Generator) -
 Sweep = Callable[[np.ndarray, float, np.random.Generator], np.ndarray]
 
 
-def check_numpy_heatbath(*, L: int, therm: int, n: int, sweep: Sweep = numpy_heatbath_sweep) -> dict:
-    """The check of the numpy reference: its <P> (one chain from the cold start) against lgdiff's heatbath (4
-    chains from the cold start), ``therm`` sweeps dropped, ``n`` measured; ``sweep`` is the reference's."""
+def check_numpy_heatbath(*, L: int, therm: int, n: int, chains: int, sweep: Sweep = numpy_heatbath_sweep) -> dict:
+    """The check of the numpy reference: its <P> against lgdiff's heatbath, ``chains`` chains of each from the cold
+    start, ``therm`` sweeps dropped and ``n`` measured; ``sweep`` is the reference's."""
     lattice = Lattice(shape=(L,) * 4)
     rng = np.random.default_rng(4)
-    U = np.broadcast_to(np.eye(3, dtype=np.complex128), (4, *lattice.shape, 3, 3)).copy()
-    ref = []
-    for t in range(therm + n):
-        U = sweep(U, BETA, rng)
-        if t >= therm:
-            ref.append(float(mean_plaquette(LinkField(torch.from_numpy(U[None]), SU(3), lattice))[0]))
+    ref = np.empty((n, chains))
+    for c in range(chains):
+        U = np.broadcast_to(np.eye(3, dtype=np.complex128), (4, *lattice.shape, 3, 3)).copy()
+        for t in range(therm + n):
+            U = sweep(U, BETA, rng)
+            if t >= therm:
+                ref[t - therm, c] = float(mean_plaquette(LinkField(torch.from_numpy(U[None]), SU(3), lattice))[0])
     hb = Heatbath(WilsonAction(beta=BETA, group=SU(3)), n_overrelax=0)
     g = torch.Generator().manual_seed(5)
-    V = LinkField.identity(SU(3), lattice, batch=4)
-    lg = []
+    V = LinkField.identity(SU(3), lattice, batch=chains)
+    lg = np.empty((n, chains))
     for t in range(therm + n):
         V, _ = hb.step(V, generator=g)
         if t >= therm:
-            lg.append(mean_plaquette(V).numpy())
-    (v, dv), (e, de) = _gamma(np.array(ref)[:, None]), _gamma(np.stack(lg))
-    return {"L": L, "beta": BETA, "therm": therm, "n": n, "value": v, "error": dv, "expected": e, "expected_error": de,
+            lg[t - therm] = mean_plaquette(V).numpy()
+    (v, dv), (e, de) = _gamma(ref), _gamma(lg)
+    return {"L": L, "beta": BETA, "chains": chains, "therm": therm, "n": n, "value": v, "error": dv, "expected": e,
+            "expected_error": de,
             "z": check_agreement(f"numpy SU(3) heatbath plaquette ({L}^4, beta = {BETA}) against lgdiff's heatbath",
                                  v, dv, e, de)}
 
@@ -344,7 +346,7 @@ def main() -> None:
         g = torch.Generator().manual_seed(0)
         for chains in (1, 64):
             phi = Field.randn(Lattice(shape=(L, L)), batch=chains, generator=g, dtype=torch.float64)
-            k = max(1, 2**16 // (chains * V))
+            k = max(1, 2**18 // (chains * V))
 
             def run() -> None:
                 x = phi
@@ -367,11 +369,12 @@ def main() -> None:
     # ---- SU(3) heatbath
     L_check = 4
     try:
-        check = check_numpy_heatbath(L=L_check, therm=10 if args.quick else 20, n=20 if args.quick else 100)
+        check = check_numpy_heatbath(L=L_check, therm=10 if args.quick else 20, n=20 if args.quick else 300,
+                                     chains=2 if args.quick else 4)
     except ReferenceMismatch as e:
         sys.exit(f"bench_classical.py: {e}")
-    print(f"check: numpy SU(3) heatbath, {L_check}^4, beta = {BETA}, cold start, {check['therm']} + {check['n']} "
-          f"sweeps: <P> numpy {fmt(check['value'], check['error'])}, lgdiff "
+    print(f"check: numpy SU(3) heatbath, {L_check}^4, beta = {BETA}, {check['chains']} chains from the cold start, "
+          f"{check['therm']} + {check['n']} sweeps: <P> numpy {fmt(check['value'], check['error'])}, lgdiff "
           f"{fmt(check['expected'], check['expected_error'])} ({check['z']:.1f} sigma)")
     out["heatbath"] = {"beta": BETA, "check": check, "rows": []}
     print(f"{'SU(3) heatbath':18s}{'L':>4}{'numpy 1 config':>15}{'lgdiff 1 config':>16}{'ratio':>7}"
