@@ -298,6 +298,8 @@ def main() -> None:
                     help="cpu: process CPU time (default; one thread, so one core's time); wall: elapsed time")
     ap.add_argument("--json", type=Path, default=None, help="also write the numbers to this file")
     args = ap.parse_args()
+    if args.json is not None and not args.json.parent.is_dir():
+        ap.error(f"--json {args.json}: the directory {args.json.parent} does not exist")
     clock = CLOCKS[args.clock]
     torch.set_num_threads(1)
     reps = 2 if args.quick else 5

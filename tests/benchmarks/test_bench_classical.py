@@ -75,6 +75,16 @@ def test_bench_classical_quick_with_numba_checks_and_times_the_compiled_referenc
     _check_heatbath(report)
 
 
+def test_bench_classical_refuses_a_json_path_in_a_missing_directory_in_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--json", str(tmp_path / "no" / "out.json")],
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.splitlines()[-1].endswith(f"--json {tmp_path / 'no' / 'out.json'}: the directory "
+                                                 f"{tmp_path / 'no'} does not exist")
+    assert proc.stdout == ""  # refused before anything ran
+
+
 @pytest.fixture
 def bench_classical():
     sys.path.insert(0, str(REPO / "benchmarks"))
