@@ -9,7 +9,7 @@ absolute rates on a shared machine are noise):
   links of one direction and parity, ``np.roll`` staples: written the way a seed script would be), L = 4, 6,
   beta = 5.5: link updates per second.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_classical.py                  # about a minute
+    OMP_NUM_THREADS=1 python benchmarks/bench_classical.py                  # about 20 seconds
     OMP_NUM_THREADS=1 python benchmarks/bench_classical.py --quick          # smoke run (seconds)
     OMP_NUM_THREADS=1 python benchmarks/bench_classical.py --json out.json  # also write the numbers to a file
 
