@@ -303,8 +303,9 @@ def main() -> None:
     clock = CLOCKS[args.clock]
     torch.set_num_threads(1)
     reps = 2 if args.quick else 5
-    out: dict = {"threads": torch.get_num_threads(), "clock": args.clock, "cpu": _cpu_model(), "torch": torch.__version__,
-                 "numpy": np.__version__, "quick": args.quick, "loadavg_start": list(os.getloadavg())}
+    out: dict = {"threads": torch.get_num_threads(), "clock": args.clock, "cpu": _cpu_model(),
+                 "torch": torch.__version__, "numpy": np.__version__, "quick": args.quick,
+                 "loadavg_start": list(os.getloadavg())}
     print(f"# lgdiff classical samplers against single-thread references: {out['threads']} thread, {args.clock} clock, "
           f"{out['cpu']}, torch {torch.__version__}, numpy {np.__version__}, load average {out['loadavg_start']}")
 
