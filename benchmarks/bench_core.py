@@ -29,7 +29,7 @@ product is N^3 complex multiply-adds, 8 N^3 flops):
   force: the products of a plane shared by its plaquette, its four staples and both orientations (6 per plane),
   one closing product U_mu A_mu per direction, the staple sum's additions:
       6 P 8 N^3 + D 8 N^3 + D (2D - 2) 2 N^2                   (SU(3), D = 4: 9072 flops per site)
-  The fused kernels compute each site's staples on their own (8 products per plane, 11 kflop per site): more
+  The fused CPU kernels compute each site's staples on their own (46 products per site, 10 kflop): more
   arithmetic than the model counts, so their fraction of the bound is conservative.
   compute bound (sites/s) = peak flop rate / (flops per site); the peak is the best rate of a real matmul
   (float64 for complex128, float32 for complex64) of 2048^2 (CPU) or 8192^2 (GPU) in the same run.

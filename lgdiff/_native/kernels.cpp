@@ -97,6 +97,21 @@ inline void mul_dn(Mat<T, N, W>& c, const Mat<T, N, W>& a, const Mat<T, N, W>& b
         }
 }
 
+// C (+)= A^dagger B^dagger = (B A)^dagger:  C_ij = sum_k conj(A_ki) conj(B_jk)
+template <bool ACC, typename T, int N, int W>
+inline void mul_dd(Mat<T, N, W>& c, const Mat<T, N, W>& a, const Mat<T, N, W>& b) {
+    for (int i = 0; i < N; ++i)
+        for (int j = 0; j < N; ++j) {
+            auto r = a.re[0][i] * b.re[j][0] - a.im[0][i] * b.im[j][0];
+            auto s = a.re[0][i] * b.im[j][0] + a.im[0][i] * b.re[j][0];
+            for (int k = 1; k < N; ++k) {
+                r += a.re[k][i] * b.re[j][k] - a.im[k][i] * b.im[j][k];
+                s += a.re[k][i] * b.im[j][k] + a.im[k][i] * b.re[j][k];
+            }
+            if (ACC) { c.re[i][j] += r; c.im[i][j] -= s; } else { c.re[i][j] = r; c.im[i][j] = -s; }
+        }
+}
+
 // Periodic neighbour tables of one configuration: fwd[mu * V + s] = s + mu, bwd[mu * V + s] = s - mu. (Visiting the
 // sites in tiles of the middle axes, so that the neighbours along the slowest axis stay in the inner caches, was
 // measured at L = 4..16 and gained nothing: docs/performance.md.)
@@ -240,14 +255,45 @@ struct Kernels {
                                          bool traceless, int64_t blk0, int64_t blk1) {
         const int64_t total = batch * g.volume;
         const T half = scale / 2;
-        M local[MAX_D], t, stap;
-        int64_t b[W], here[W];
+        // local[mu] = U_mu(x), back[mu] = U_mu(x - mu), stap[mu] = A_mu(x)
+        M local[MAX_D], back[MAX_D], stap[MAX_D], a, c, t;
+        int64_t b[W], here[W], s1[W], s2[W];
         for (int64_t blk = blk0; blk < blk1; ++blk) {
             lanes_of(g, blk, total, b, here);
-            for (int mu = 0; mu < g.d; ++mu) load_link(local[mu], u, g, b, mu, here);
             for (int mu = 0; mu < g.d; ++mu) {
-                staple_sum(stap, u, g, b, here, mu, local);
-                mul_nn<false>(t, local[mu], stap);
+                load_link(local[mu], u, g, b, mu, here);
+                step(g, g.bwd, mu, here, s1);
+                load_link(back[mu], u, g, b, mu, s1);
+                zero(stap[mu]);
+            }
+            // plane by plane: the two upper staples share T = U_nu(x+mu) U_mu(x+nu)^dag, since
+            // U_nu(x+mu) U_mu(x+nu)^dag U_nu(x)^dag = T U_nu(x)^dag and U_mu(x+nu) U_nu(x+mu)^dag U_mu(x)^dag = T^dag U_mu(x)^dag
+            for (int mu = 0; mu < g.d; ++mu)
+                for (int nu = mu + 1; nu < g.d; ++nu) {
+                    step(g, g.fwd, mu, here, s1);
+                    step(g, g.fwd, nu, here, s2);
+                    load_link(a, u, g, b, nu, s1);
+                    load_link(c, u, g, b, mu, s2);
+                    mul_nd<false>(t, a, c);
+                    mul_nd<true>(stap[mu], t, local[nu]);
+                    mul_dd<true>(stap[nu], t, local[mu]);
+                    // lower staple of U_mu: (U_mu(x-nu) U_nu(x-nu+mu))^dag U_nu(x-nu)
+                    step(g, g.bwd, nu, here, s1);
+                    step(g, g.fwd, mu, s1, s2);
+                    load_link(a, u, g, b, mu, s1);
+                    load_link(c, u, g, b, nu, s2);
+                    mul_nn<false>(t, a, c);
+                    mul_dn<true>(stap[mu], t, back[nu]);
+                    // lower staple of U_nu: (U_nu(x-mu) U_mu(x-mu+nu))^dag U_mu(x-mu)
+                    step(g, g.bwd, mu, here, s1);
+                    step(g, g.fwd, nu, s1, s2);
+                    load_link(a, u, g, b, nu, s1);
+                    load_link(c, u, g, b, mu, s2);
+                    mul_nn<false>(t, a, c);
+                    mul_dn<true>(stap[nu], t, back[mu]);
+                }
+            for (int mu = 0; mu < g.d; ++mu) {
+                mul_nn<false>(t, local[mu], stap[mu]);
                 // P = half (M - M^dagger): re_ij = half (Re M_ij - Re M_ji), im_ij = half (Im M_ij + Im M_ji)
                 M p;
                 for (int i = 0; i < N; ++i)
