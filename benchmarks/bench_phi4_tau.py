@@ -5,7 +5,8 @@ lattice. For each: acceptance, <|M|>, the integrated autocorrelation time of |M|
 (independent chains as replicas), N_eff = N / (2 tau_int), the process CPU seconds of the sampling (training
 cost not included) and effective samples per CPU-second. tau_int is counted in updates: one HMC trajectory,
 one Metropolis sweep, one HMC trajectory + one Wolff cluster, one DM proposal (path IMH: one reverse-SDE
-generation), one MAALA Langevin step (every site moves).
+generation), one MAALA Langevin step (every site moves), one mixture step (``--mix-local`` FA-HMC trajectories, then
+one global path-space proposal against the current configuration re-weighed with a fresh path: `GlobalLocal`).
 
     OMP_NUM_THREADS=1 python benchmarks/bench_phi4_tau.py --L 16            # with the shipped L = 16 model
     OMP_NUM_THREADS=1 python benchmarks/bench_phi4_tau.py --L 32 --dm-n 60  # volume transfer to L = 32
@@ -35,6 +36,8 @@ from lgdiff._samplers.base import AbstractKernel, Composite  # noqa: E402
 from lgdiff._samplers.maala import MCResult, maala, marginal_imh, path_imh  # noqa: E402
 from lgdiff._samplers.hmc import HMC, FourierMass  # noqa: E402
 from lgdiff._samplers.metropolis import Metropolis  # noqa: E402
+from lgdiff._samplers.independence import PathIMH  # noqa: E402
+from lgdiff._samplers.mixture import GlobalLocal  # noqa: E402
 from lgdiff._samplers.wolff import Wolff  # noqa: E402
 
 
@@ -73,18 +76,22 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=100, help="reverse-SDE steps of the DM proposals")
     p.add_argument("--imh-n", type=int, default=0, help="marginal IMH proposals per chain (exact log det; small L)")
     p.add_argument("--imh-steps", type=int, default=20, help="PF-ODE Heun steps of the marginal IMH")
+    p.add_argument("--mix-n", type=int, default=200, help="mixture steps per chain (GlobalLocal)")
+    p.add_argument("--mix-local", type=int, default=1, help="FA-HMC trajectories per mixture step")
+    p.add_argument("--mix-therm", type=int, default=20, help="thermalisation steps of the mixture")
     p.add_argument("--maala-n", type=int, default=1000)
     p.add_argument("--maala-t", type=float, default=0.02)
     p.add_argument("--maala-step", type=float, default=0.1)
     p.add_argument("--hmc-steps", type=int, default=10, help="HMC steps per unit-length trajectory")
     p.add_argument("--metropolis-step", type=float, default=1.5)
-    p.add_argument("--only", nargs="*", help="run only these rows (hmc fahmc hmc+wolff metropolis path imh maala)")
+    p.add_argument("--only", nargs="*", help="run only these rows (hmc fahmc hmc+wolff metropolis path imh maala mix)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--json", type=Path)
     args = p.parse_args()
     if args.quick:
         args.L, args.n, args.therm, args.dm_n, args.steps, args.maala_n, args.chains = 8, 200, 50, 10, 20, 100, 4
+        args.mix_n, args.mix_therm = 10, 2
     torch.set_num_threads(1)
     lattice = Lattice(shape=(args.L, args.L))
     action = Phi4Action(kappa=args.kappa, lam=LAM)
@@ -99,7 +106,7 @@ def main() -> None:
         "hmc+wolff": Composite((hmc, Wolff(action))),
         "metropolis": Metropolis(action=action, step_size=args.metropolis_step),
     }
-    wanted = set(args.only or [*kernels, "path", "imh", "maala"])
+    wanted = set(args.only or [*kernels, "path", "imh", "maala", "mix"])
     rows: dict[str, dict] = {}
 
     def record(name: str, M: np.ndarray, acceptance: float, cpu: float, note: str) -> None:
@@ -114,7 +121,7 @@ def main() -> None:
         if name in wanted:
             M, acc, cpu = run_kernel(kernel, lattice, chains=args.chains, n=args.n, therm=args.therm, generator=g)
             record(name, M, acc, cpu, f"{args.chains} chains x {args.n}")
-    if wanted & {"path", "imh", "maala"}:
+    if wanted & {"path", "imh", "maala", "mix"}:
         score, net, meta = load_score(args.model)
         sde = net.sde
         trained_on = meta.get("lattice")
@@ -128,6 +135,13 @@ def main() -> None:
             M, acc, cpu = run_dm(lambda: marginal_imh(grad_score(net), sde, action, dm_like, n=args.imh_n,
                                                       steps=args.imh_steps, generator=g), lattice, burn=2)
             record("dm-imh", M, acc, cpu, f"{args.dm_chains} chains x {args.imh_n}, {args.imh_steps} ODE steps")
+        if "mix" in wanted:
+            mix = GlobalLocal(global_=PathIMH(score=score, process=sde, action=action, steps=args.steps, t_min=0.0),
+                              local=kernels["fahmc"], local_steps=args.mix_local)
+            M, acc, cpu = run_kernel(mix, lattice, chains=args.dm_chains, n=args.mix_n, therm=args.mix_therm,
+                                     generator=g)
+            record("dm-mix", M, acc, cpu, f"{args.dm_chains} chains x {args.mix_n}, {args.mix_local} FA-HMC + 1 path "
+                                          f"proposal ({args.steps} SDE steps) per step; acc = global")
         if "maala" in wanted:
             M, acc, cpu = run_dm(lambda: maala(score, sde, action, dm_like, n=args.maala_n, steps=args.steps,
                                                t_langevin=args.maala_t, step_size=args.maala_step, generator=g),

@@ -87,6 +87,7 @@ from ._samplers.base import run_chain as run_chain
 from ._samplers.base import StepSizeAdaptation as StepSizeAdaptation
 from ._samplers.independence import MarginalIMH as MarginalIMH
 from ._samplers.independence import PathIMH as PathIMH
+from ._samplers.mixture import GlobalLocal as GlobalLocal
 from ._samplers.independence import RawDraws as RawDraws
 from ._samplers.maala import MCResult as MCResult
 from ._samplers.maala import WilsonScore as WilsonScore

@@ -21,6 +21,7 @@ Everything here is ``@typing.no_type_check``: per-step helpers, kept out of the 
 import concurrent.futures
 import ctypes
 import hashlib
+import math
 import os
 import pathlib
 import platform
@@ -157,12 +158,13 @@ def _plain(x: Tensor) -> bool:
 @typing.no_type_check
 def available(u: Tensor) -> bool:
     """Whether the native kernels can run on the links ``u`` ``[B, D, *L, N, N]``: a plain CPU tensor (`_plain`)
-    of complex64/128, N <= 3, 2 <= D <= 8."""
+    of complex64/128, N <= 3, 2 <= D <= 8, fewer than 2^31 links per configuration."""
     return (
         _plain(u)
         and u.dtype in (torch.complex64, torch.complex128)
         and u.shape[-1] <= 3
         and 2 <= u.shape[1] <= 8
+        and math.prod(u.shape[1:-2]) < 2**31  # 32-bit neighbour tables
         and library() is not None
     )
 

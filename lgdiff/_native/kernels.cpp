@@ -112,13 +112,15 @@ inline void mul_dd(Mat<T, N, W>& c, const Mat<T, N, W>& a, const Mat<T, N, W>& b
         }
 }
 
-// Periodic neighbour tables of one configuration: fwd[mu * V + s] = s + mu, bwd[mu * V + s] = s - mu. (Visiting the
+// Periodic neighbour tables of one configuration: fwd[mu * V + s] = s + mu, bwd[mu * V + s] = s - mu, in 32 bits (at
+// 16^4 the tables share the inner caches with the links: 64-bit tables made the force 10 % slower). (Visiting the
 // sites in tiles of the middle axes, so that the neighbours along the slowest axis stay in the inner caches, was
 // measured at L = 4..16 and gained nothing: docs/performance.md.)
 struct Geometry {
     int d;
     int64_t volume;
-    std::vector<int64_t> shape, fwd, bwd;
+    std::vector<int64_t> shape;
+    std::vector<int32_t> fwd, bwd;
     Geometry(int d_, const int64_t* shape_) : d(d_), volume(1), shape(shape_, shape_ + d_) {
         for (int mu = 0; mu < d; ++mu) volume *= shape[mu];
         fwd.resize(d * volume);
@@ -169,7 +171,7 @@ struct Kernels {
         load<T, N, W>(m, p);
     }
 
-    static inline void step(const Geometry& g, const std::vector<int64_t>& table, int mu, const int64_t* from,
+    static inline void step(const Geometry& g, const std::vector<int32_t>& table, int mu, const int64_t* from,
                             int64_t* to) {
         for (int l = 0; l < W; ++l) to[l] = table[mu * g.volume + from[l]];
     }
@@ -318,6 +320,9 @@ struct Kernels {
 template <typename T, int W, typename F>
 int dispatch(int n, int d, const int64_t* shape, F&& run) {
     if (d < 2 || d > MAX_D) return 2;
+    int64_t sites = d;
+    for (int mu = 0; mu < d; ++mu) sites *= shape[mu];
+    if (sites >= (int64_t(1) << 31)) return 3;  // the 32-bit neighbour tables
     const Geometry& g = Geometry::cached(d, shape);
     switch (n) {
         case 1: run(Kernels<T, 1, W>(), g); return 0;
@@ -364,7 +369,8 @@ int projected_closed_staples(int n, const T* u, T* out, int64_t batch, int d, co
 
 extern "C" {
 
-// Return codes: 0 done, 1 unsupported N, 2 unsupported D. Blocks: ceil(B V / lanes).
+// Return codes: 0 done, 1 unsupported N, 2 unsupported D, 3 a configuration too large (D V >= 2^31). Blocks:
+// ceil(B V / lanes).
 int lgdiff_lanes_f64() { return LGDIFF_W64; }
 int lgdiff_lanes_f32() { return LGDIFF_W32; }
 

@@ -42,7 +42,7 @@ from .._sde.base import AbstractProcess, AbstractSDE
 from .._sde.score import Score
 from .accept import metropolis, select
 from .base import AbstractKernel
-from .reverse import probability_flow, reverse_path, reverse_sde
+from .reverse import forward_path_weight, probability_flow, reverse_path, reverse_sde
 
 
 @typing.final
@@ -184,6 +184,15 @@ class PathIMH(AbstractIndependenceKernel):
         assert log_ratio is not None
         state = _wrap(like, x0)
         return state, _log_target(self.action, state) + log_ratio - self.process.prior_logp(x_T).to(torch.float64)
+
+    def reweigh(self, state: Field | LinkField, *, generator: torch.Generator) -> Tensor:
+        """The log weight ``[B]`` of ``state`` with a fresh auxiliary path drawn given it (an exact Gibbs update of the
+        path, :func:`lgdiff._samplers.reverse.forward_path_weight`): what a proposal of ``state`` would weigh."""
+        with torch.no_grad():
+            x_T, log_ratio = forward_path_weight(self.score, self.process, _unwrap(self.process, state),
+                                                 steps=self.steps, generator=generator, t_min=self.t_min,
+                                                 spacing=self.spacing)
+        return _log_target(self.action, state) + log_ratio - self.process.prior_logp(x_T).to(torch.float64)
 
 
 @typing.final

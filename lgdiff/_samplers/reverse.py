@@ -131,6 +131,35 @@ def reverse_path(score: Score, process: AbstractProcess[S], initial: S, *, steps
     return process.finalize(x), log_ratio
 
 
+def forward_path_weight(score: Score, process: AbstractProcess[S], x0: S, *, steps: int, generator: torch.Generator,
+                        t_min: float, spacing: str = "uniform") -> tuple[S, Tensor]:
+    r"""Draw the auxiliary path of :func:`reverse_path` given its end ``x0`` (at ``t_min``), and return its start
+    ``x_K`` (at ``T``) and the path log-ratio that ``reverse_path(..., weigh=True)`` would have returned for it.
+
+    The auxiliary (forward) kernels of the path-space extended target are ``-omega_k ~ N(f(x_{k-1}, t_{k-1}) dt, v_k)``
+    with ``x_{k-1} = retract(x_k, omega_k)``: so, from ``x0`` upwards, ``omega_k = -f(x_{k-1}) dt - sqrt(v_k) xi_k``
+    and ``x_k = retract(x_{k-1}, -omega_k)`` (a translation, inverted exactly). Drawing the path this way is an exact
+    Gibbs update of the auxiliary variables given ``x0``; with the score at every ``x_k`` the log-ratio is
+    ``sum_k [log N(-omega_k; f dt, v_k) - log N(omega_k; mu_k, v_k)]``, ``mu_k = v_k s(x_k, t_k) - f(x_k, t_k) dt``
+    (``steps`` score evaluations, as many as a proposal). This is what lets a path-space independence sampler
+    re-weigh a configuration that another kernel moved (:class:`lgdiff.GlobalLocal`).
+    """
+    ts, g2, _ = _schedule(process, steps, t_min, spacing)
+    x = x0
+    log_ratio = torch.zeros(process.batch(x), dtype=torch.float64, device=process._real_like(x).device)
+    for i in reversed(range(steps)):
+        dt = ts[i] - ts[i + 1]
+        v = g2[i] * dt
+        xi = process.noise(x, generator=generator)
+        omega = -process.drift(x, process.times(ts[i + 1], x)) * dt - math.sqrt(v) * xi
+        x_up = process.retract(x, -omega)
+        tb = process.times(ts[i], x_up)
+        mu = v * process.score_coords(score, x_up, tb) - process.drift(x_up, tb) * dt
+        log_ratio = log_ratio + (flat_sq(omega - mu) / v - flat_sq(xi)).to(torch.float64) / 2
+        x = x_up
+    return x, log_ratio
+
+
 def reverse_sde(score: Score, process: AbstractProcess[S], initial: S, *, steps: int, generator: torch.Generator,
                 t_min: float = 1e-3, spacing: str = "uniform", corrector: Corrector | None = None,
                 callback: Callable[[StepInfo], None] | None = None) -> S:
