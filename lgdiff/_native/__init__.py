@@ -96,7 +96,6 @@ def _build() -> ctypes.CDLL:
     lib = ctypes.CDLL(str(target))
     i64, ptr, c_int = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
     for suffix, real in (("f64", ctypes.c_double), ("f32", ctypes.c_float)):
-        getattr(lib, f"lgdiff_lanes_{suffix}").restype = c_int
         f = getattr(lib, f"lgdiff_plaquette_trace_sum_{suffix}")
         f.argtypes = [c_int, ptr, ptr, i64, c_int, ptr, i64, i64]
         f.restype = c_int
@@ -193,12 +192,11 @@ def _split(kernel, head: tuple, count: int, sites: int) -> list:
 
 @typing.no_type_check
 def _run(kernel, u: Tensor, out: Tensor, *args) -> None:
-    """Run ``kernel(n, u, out, B, D, shape, *args, blk0, blk1)`` over all blocks of SIMD lanes."""
-    lanes = getattr(_lib, f"lgdiff_lanes_{_SUFFIX[u.dtype]}")()
+    """Run ``kernel(n, u, out, B, D, shape, *args, site0, site1)`` over all ``B V`` sites."""
     shape = (ctypes.c_int64 * (u.dim() - 4))(*u.shape[2:-2])
     sites = u.shape[0] * (u.numel() // (u.shape[0] * u.shape[1] * u.shape[-1] ** 2))
     head = (u.shape[-1], u.data_ptr(), out.data_ptr(), u.shape[0], u.shape[1], shape, *args)
-    codes = _split(kernel, head, -(-sites // lanes), sites)
+    codes = _split(kernel, head, sites, sites)
     if any(codes):  # available() admits only supported N and D: a nonzero code is a bug
         raise RuntimeError(f"lgdiff native kernel failed with code {max(codes)} on links of shape {tuple(u.shape)}")
 

@@ -176,12 +176,26 @@ struct Kernels {
         for (int l = 0; l < W; ++l) to[l] = table[mu * g.volume + from[l]];
     }
 
+    // stap += the lower staple of U_mu(x) in plane (mu, nu): (U_mu(x-nu) U_nu(x-nu+mu))^dag U_nu(x-nu), with
+    // u_nu_back = U_nu(x-nu) already loaded
+    static inline void add_lower_staple(M& stap, const T* u, const Geometry& g, const int64_t* b, const int64_t* here,
+                                        int mu, int nu, const M& u_nu_back) {
+        M a, c, t;
+        int64_t s1[W], s2[W];
+        step(g, g.bwd, nu, here, s1);
+        step(g, g.fwd, mu, s1, s2);
+        load_link(a, u, g, b, mu, s1);
+        load_link(c, u, g, b, nu, s2);
+        mul_nn<false>(t, a, c);
+        mul_dn<true>(stap, t, u_nu_back);
+    }
+
     // stap = A_mu(x) = sum_{nu != mu} U_nu(x+mu) U_mu(x+nu)^dag U_nu(x)^dag + U_nu(x+mu-nu)^dag U_mu(x-nu)^dag U_nu(x-nu),
     // with local[nu] = U_nu(x) already loaded
     static inline void staple_sum(M& stap, const T* u, const Geometry& g, const int64_t* b, const int64_t* here, int mu,
                                   const M* local) {
         M a, c, t;
-        int64_t s1[W], s2[W], s3[W];
+        int64_t s1[W], s2[W];
         zero(stap);
         step(g, g.fwd, mu, here, s1);
         for (int nu = 0; nu < g.d; ++nu) {
@@ -192,14 +206,9 @@ struct Kernels {
             load_link(c, u, g, b, mu, s2);
             mul_nd<false>(t, a, c);
             mul_nd<true>(stap, t, local[nu]);
-            // lower: (U_mu(x-nu) U_nu(x-nu+mu))^dag U_nu(x-nu)
             step(g, g.bwd, nu, here, s2);
-            step(g, g.fwd, mu, s2, s3);
-            load_link(a, u, g, b, mu, s2);
-            load_link(c, u, g, b, nu, s3);
-            mul_nn<false>(t, a, c);
             load_link(c, u, g, b, nu, s2);
-            mul_dn<true>(stap, t, c);
+            add_lower_staple(stap, u, g, b, here, mu, nu, c);
         }
     }
 
@@ -211,12 +220,12 @@ struct Kernels {
             }
     }
 
-    // out[b, s] = A_mu(s) (one direction), [B, V, N, N], for the blocks [blk0, blk1)
-    static void staples(const T* u, T* out, int64_t batch, const Geometry& g, int mu, int64_t blk0, int64_t blk1) {
+    // out[b, s] = A_mu(s) (one direction), [B, V, N, N], for the blocks that start in [site0, site1)
+    static void staples(const T* u, T* out, int64_t batch, const Geometry& g, int mu, int64_t site0, int64_t site1) {
         const int64_t total = batch * g.volume;
         M local[MAX_D], stap;
         int64_t b[W], here[W];
-        for (int64_t blk = blk0; blk < blk1; ++blk) {
+        for (int64_t blk = (site0 + W - 1) / W; blk < (site1 + W - 1) / W; ++blk) {
             lanes_of(g, blk, total, b, here);
             for (int nu = 0; nu < g.d; ++nu)
                 if (nu != mu) load_link(local[nu], u, g, b, nu, here);
@@ -225,13 +234,13 @@ struct Kernels {
         }
     }
 
-    // out[b, s] = sum_{mu<nu} Re tr U_{mu nu}(s) for the blocks [blk0, blk1)
-    static void plaquette_trace_sum(const T* u, T* out, int64_t batch, const Geometry& g, int64_t blk0,
-                                    int64_t blk1) {
+    // out[b, s] = sum_{mu<nu} Re tr U_{mu nu}(s) for the blocks that start in [site0, site1)
+    static void plaquette_trace_sum(const T* u, T* out, int64_t batch, const Geometry& g, int64_t site0,
+                                    int64_t site1) {
         const int64_t total = batch * g.volume;
         M local[MAX_D], a, x, y;
         int64_t b[W], here[W], there[W];
-        for (int64_t blk = blk0; blk < blk1; ++blk) {
+        for (int64_t blk = (site0 + W - 1) / W; blk < (site1 + W - 1) / W; ++blk) {
             lanes_of(g, blk, total, b, here);
             for (int mu = 0; mu < g.d; ++mu) load_link(local[mu], u, g, b, mu, here);
             V acc = {};
@@ -252,15 +261,15 @@ struct Kernels {
     }
 
     // out[b, mu, s] = scale P(U_mu(s) A_mu(s)) with A the staple sum, P(M) = (M - M^dagger) / 2 minus its
-    // trace / N if traceless, for the blocks [blk0, blk1)
+    // trace / N if traceless, for the blocks that start in [site0, site1)
     static void projected_closed_staples(const T* u, T* out, int64_t batch, const Geometry& g, T scale,
-                                         bool traceless, int64_t blk0, int64_t blk1) {
+                                         bool traceless, int64_t site0, int64_t site1) {
         const int64_t total = batch * g.volume;
         const T half = scale / 2;
         // local[mu] = U_mu(x), back[mu] = U_mu(x - mu), stap[mu] = A_mu(x)
         M local[MAX_D], back[MAX_D], stap[MAX_D], a, c, t;
         int64_t b[W], here[W], s1[W], s2[W];
-        for (int64_t blk = blk0; blk < blk1; ++blk) {
+        for (int64_t blk = (site0 + W - 1) / W; blk < (site1 + W - 1) / W; ++blk) {
             lanes_of(g, blk, total, b, here);
             for (int mu = 0; mu < g.d; ++mu) {
                 load_link(local[mu], u, g, b, mu, here);
@@ -279,20 +288,8 @@ struct Kernels {
                     mul_nd<false>(t, a, c);
                     mul_nd<true>(stap[mu], t, local[nu]);
                     mul_dd<true>(stap[nu], t, local[mu]);
-                    // lower staple of U_mu: (U_mu(x-nu) U_nu(x-nu+mu))^dag U_nu(x-nu)
-                    step(g, g.bwd, nu, here, s1);
-                    step(g, g.fwd, mu, s1, s2);
-                    load_link(a, u, g, b, mu, s1);
-                    load_link(c, u, g, b, nu, s2);
-                    mul_nn<false>(t, a, c);
-                    mul_dn<true>(stap[mu], t, back[nu]);
-                    // lower staple of U_nu: (U_nu(x-mu) U_mu(x-mu+nu))^dag U_mu(x-mu)
-                    step(g, g.bwd, mu, here, s1);
-                    step(g, g.fwd, nu, s1, s2);
-                    load_link(a, u, g, b, nu, s1);
-                    load_link(c, u, g, b, mu, s2);
-                    mul_nn<false>(t, a, c);
-                    mul_dn<true>(stap[nu], t, back[mu]);
+                    add_lower_staple(stap[mu], u, g, b, here, mu, nu, back[nu]);
+                    add_lower_staple(stap[nu], u, g, b, here, nu, mu, back[mu]);
                 }
             for (int mu = 0; mu < g.d; ++mu) {
                 mul_nn<false>(t, local[mu], stap[mu]);
@@ -316,7 +313,8 @@ struct Kernels {
     }
 };
 
-// Blocks of W sites, and the range [blk0, blk1) of them one call computes (callers split the range over threads).
+// Blocks of W sites (global site index b V + s); one call computes the blocks that start in the sites [s0, s1), so
+// that callers can split the sites over threads without knowing W.
 template <typename T, int W, typename F>
 int dispatch(int n, int d, const int64_t* shape, F&& run) {
     if (d < 2 || d > MAX_D) return 2;
@@ -333,72 +331,73 @@ int dispatch(int n, int d, const int64_t* shape, F&& run) {
 }
 
 template <typename T, int W>
-int plaquette_trace_sum(int n, const T* u, T* out, int64_t batch, int d, const int64_t* shape, int64_t blk0,
-                        int64_t blk1) {
+int plaquette_trace_sum(int n, const T* u, T* out, int64_t batch, int d, const int64_t* shape, int64_t s0, int64_t s1) {
     return dispatch<T, W>(n, d, shape, [&](auto k, const Geometry& g) {
-        decltype(k)::plaquette_trace_sum(u, out, batch, g, blk0, blk1);
+        decltype(k)::plaquette_trace_sum(u, out, batch, g, s0, s1);
     });
 }
 
 template <typename T, int W>
-int staples(int n, const T* u, T* out, int64_t batch, int d, const int64_t* shape, int mu, int64_t blk0,
-            int64_t blk1) {
+int staples(int n, const T* u, T* out, int64_t batch, int d, const int64_t* shape, int mu, int64_t s0, int64_t s1) {
     return dispatch<T, W>(n, d, shape, [&](auto k, const Geometry& g) {
-        decltype(k)::staples(u, out, batch, g, mu, blk0, blk1);
+        decltype(k)::staples(u, out, batch, g, mu, s0, s1);
     });
 }
 
 template <typename T, int W>
 int projected_closed_staples(int n, const T* u, T* out, int64_t batch, int d, const int64_t* shape, T scale,
-                             int traceless, int64_t blk0, int64_t blk1) {
+                             int traceless, int64_t s0, int64_t s1) {
     return dispatch<T, W>(n, d, shape, [&](auto k, const Geometry& g) {
-        decltype(k)::projected_closed_staples(u, out, batch, g, scale, traceless != 0, blk0, blk1);
+        decltype(k)::projected_closed_staples(u, out, batch, g, scale, traceless != 0, s0, s1);
     });
 }
 
 }  // namespace
 
-// SIMD lanes (sites per block): one 256-bit register (AVX2), or 512-bit where the compiler targets AVX-512
-#if defined(__AVX512F__)
-#define LGDIFF_W64 8
-#define LGDIFF_W32 16
-#else
+// SIMD lanes (sites per block), measured (docs/performance.md): the plaquette is fastest with 4 doubles (8 floats) per
+// vector, the force and staples, which keep more matrices live, with 8 doubles (16 floats) where AVX-512 exists
+#ifndef LGDIFF_W64
 #define LGDIFF_W64 4
 #define LGDIFF_W32 8
+#endif
+#ifndef LGDIFF_WIDE64
+#if defined(__AVX512F__)
+#define LGDIFF_WIDE64 8
+#define LGDIFF_WIDE32 16
+#else
+#define LGDIFF_WIDE64 4
+#define LGDIFF_WIDE32 8
+#endif
 #endif
 
 extern "C" {
 
-// Return codes: 0 done, 1 unsupported N, 2 unsupported D, 3 a configuration too large (D V >= 2^31). Blocks:
-// ceil(B V / lanes).
-int lgdiff_lanes_f64() { return LGDIFF_W64; }
-int lgdiff_lanes_f32() { return LGDIFF_W32; }
+// Return codes: 0 done, 1 unsupported N, 2 unsupported D, 3 a configuration too large (D V >= 2^31). [s0, s1): the
+// sites (of all B V) whose blocks this call computes.
 
 int lgdiff_plaquette_trace_sum_f64(int n, const double* u, double* out, int64_t batch, int d, const int64_t* shape,
-                                   int64_t blk0, int64_t blk1) {
-    return plaquette_trace_sum<double, LGDIFF_W64>(n, u, out, batch, d, shape, blk0, blk1);
+                                   int64_t s0, int64_t s1) {
+    return plaquette_trace_sum<double, LGDIFF_W64>(n, u, out, batch, d, shape, s0, s1);
 }
 int lgdiff_plaquette_trace_sum_f32(int n, const float* u, float* out, int64_t batch, int d, const int64_t* shape,
-                                   int64_t blk0, int64_t blk1) {
-    return plaquette_trace_sum<float, LGDIFF_W32>(n, u, out, batch, d, shape, blk0, blk1);
+                                   int64_t s0, int64_t s1) {
+    return plaquette_trace_sum<float, LGDIFF_W32>(n, u, out, batch, d, shape, s0, s1);
 }
 int lgdiff_staples_f64(int n, const double* u, double* out, int64_t batch, int d, const int64_t* shape, int mu,
-                       int64_t blk0, int64_t blk1) {
-    return staples<double, LGDIFF_W64>(n, u, out, batch, d, shape, mu, blk0, blk1);
+                       int64_t s0, int64_t s1) {
+    return staples<double, LGDIFF_WIDE64>(n, u, out, batch, d, shape, mu, s0, s1);
 }
 int lgdiff_staples_f32(int n, const float* u, float* out, int64_t batch, int d, const int64_t* shape, int mu,
-                       int64_t blk0, int64_t blk1) {
-    return staples<float, LGDIFF_W32>(n, u, out, batch, d, shape, mu, blk0, blk1);
+                       int64_t s0, int64_t s1) {
+    return staples<float, LGDIFF_WIDE32>(n, u, out, batch, d, shape, mu, s0, s1);
 }
 int lgdiff_projected_closed_staples_f64(int n, const double* u, double* out, int64_t batch, int d,
-                                        const int64_t* shape, double scale, int traceless, int64_t blk0,
-                                        int64_t blk1) {
-    return projected_closed_staples<double, LGDIFF_W64>(n, u, out, batch, d, shape, scale, traceless, blk0, blk1);
+                                        const int64_t* shape, double scale, int traceless, int64_t s0, int64_t s1) {
+    return projected_closed_staples<double, LGDIFF_WIDE64>(n, u, out, batch, d, shape, scale, traceless, s0, s1);
 }
 int lgdiff_projected_closed_staples_f32(int n, const float* u, float* out, int64_t batch, int d,
-                                        const int64_t* shape, float scale, int traceless, int64_t blk0,
-                                        int64_t blk1) {
-    return projected_closed_staples<float, LGDIFF_W32>(n, u, out, batch, d, shape, scale, traceless, blk0, blk1);
+                                        const int64_t* shape, float scale, int traceless, int64_t s0, int64_t s1) {
+    return projected_closed_staples<float, LGDIFF_WIDE32>(n, u, out, batch, d, shape, scale, traceless, s0, s1);
 }
 
 }
