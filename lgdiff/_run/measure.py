@@ -20,7 +20,7 @@ from .._fields.links import LinkField
 from .._fields.scalar import Field
 from .._groups.u1 import U1
 from .._io.ensemble import Ensemble
-from .._observables.flow import wilson_flow
+from .._observables.flow import flow_chunk, wilson_flow
 from .._observables.gauge import (
     mean_plaquette,
     polyakov_loop,
@@ -131,14 +131,17 @@ def topological_charge_observable(ens: Ensemble, *, flow_time: float = 1.0, flow
                                   ) -> Callable[[LinkField], Tensor] | None:
     """The per-configuration topological charge that fits the ensemble, or ``None`` where none is defined:
     2D U(1): the geometric charge; 4D SU(N): the clover charge after Wilson flow to ``flow_time`` (RK3 steps of
-    ``flow_eps``, a few MB of configurations at a time, `wilson_flow`), calling ``progress`` with the number of
-    configurations flowed."""
+    ``flow_eps``), flowed and measured a few MB of configurations at a time (`flow_chunk`), calling ``progress``
+    with the number of configurations flowed."""
     group, dim = ens.metadata.to_group(), len(ens.metadata.lattice)
     if group == U1() and dim == 2:
         return topological_charge_u1_2d
     if _flowed_charge(ens):
-        def charge(U: LinkField) -> Tensor:
-            return topological_charge_clover(wilson_flow(U, t=flow_time, eps=flow_eps, progress=progress))
+        def charge(U: LinkField) -> Tensor:  # flowed and measured a chunk at a time: the clover needs ~6x the links
+            chunk = flow_chunk(U)
+            return torch.cat([topological_charge_clover(wilson_flow(U.with_data(U.data[start:start + chunk]),
+                                                                    t=flow_time, eps=flow_eps, progress=progress))
+                              for start in range(0, U.batch, chunk)])
         return charge
     return None
 

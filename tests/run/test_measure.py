@@ -83,6 +83,7 @@ def test_4d_charge_is_flowed_in_bounded_chunks_each_configuration_on_its_own(tmp
     # lgdiff measure flows a few MB of configurations at a time (not a whole read of records x chains at once),
     # reports the progress, and the charges are those of each configuration flowed alone
     import lgdiff._observables.flow as flow
+    import lgdiff._run.measure as measure_module
     from lgdiff import SU, topological_charge_clover, wilson_flow
     from lgdiff._run.measure import flowed_configurations
 
@@ -92,9 +93,13 @@ def test_4d_charge_is_flowed_in_bounded_chunks_each_configuration_on_its_own(tmp
     monkeypatch.setattr(flow, "FLOW_CHUNK_BYTES", 5 * per_config)
     step, batches = flow._rk3_step, []
     monkeypatch.setattr(flow, "_rk3_step", lambda action, W, eps: batches.append(W.batch) or step(action, W, eps))
+    clover, measured = measure_module.topological_charge_clover, []  # the clover needs ~6x the links: per chunk too
+    monkeypatch.setattr(measure_module, "topological_charge_clover", lambda V: measured.append(V.batch) or clover(V))
     done = []
     results = measure(ens, flow_time=0.2, progress=done.append)
     assert set(batches) == {5, 2} and done == [5, 5, 2], (batches, done)  # 12 configurations in chunks of 5
+    assert measured == [5, 5, 2], measured
+    monkeypatch.undo()
     U = ens.configs()
     alone = torch.cat([topological_charge_clover(wilson_flow(U.with_data(U.data[b:b + 1]), t=0.2, eps=FLOW_EPS))
                        for b in range(U.batch)]).reshape(3, 4)
