@@ -16,7 +16,8 @@ FLOW_CHUNK_BYTES = 2 << 20
 step's working set (links, three forces, exponentials: about 15 times the links) then stays in the caches. Measured
 on SU(3) 4^4, one core of a Zen 3 with 32 MB L3 (complex128, 147 kB per configuration; `benchmarks/bench_flow.py`):
 40-42 ms per configuration to t = 1 (eps = 0.05) in chunks of 8 to 32 configurations (1.2 to 4.7 MB), 46 ms in
-chunks of 64 (9.4 MB), 88 ms in one batch of 400 (59 MB), 100 ms one at a time (per-operation overhead); docs/performance.md."""
+chunks of 64 (9.4 MB), 88 ms in one batch of 400 (59 MB), 100 ms one at a time (per-operation overhead);
+docs/performance.md."""
 
 
 def _flow_action(U: LinkField) -> WilsonAction:
