@@ -6,7 +6,7 @@ import platform
 import shlex
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from lgdiff._native import status as native_status
 from lgdiff._geometry.lattice import Lattice
 from lgdiff._io.ensemble import Ensemble, EnsembleError
 from lgdiff._run.generate import ALGORITHMS, GenerateConfig
-from lgdiff._run.measure import measure
+from lgdiff._run.measure import flowed_configurations, measure
 from lgdiff._run.shipped import choose_shipped_model
 from lgdiff._run.theory import Theory, theory_group
 from lgdiff._samplers.osq import GRADIENTS as OSQ_GRADIENTS
@@ -202,7 +202,9 @@ def _remaining_updates(config: GenerateConfig, out: Path) -> int:
 
 
 def _report(ens: Ensemble, as_json: bool, flow_time: float = 1.0) -> None:
-    results = measure(ens, flow_time=flow_time)
+    flowed = flowed_configurations(ens)  # the Wilson flow of the 4D charge is most of the time: show its progress
+    with _progress(flowed, "flowing", unit="configurations") if flowed else nullcontext() as update:
+        results = measure(ens, flow_time=flow_time, progress=update)
     _warn_if_drifting(ens)
     if as_json:  # the warnings are in the JSON ("warning" of each observable)
         click.echo(json.dumps(_clean(results)))

@@ -53,7 +53,7 @@ def _exp_su3(x: Tensor) -> Tensor:
     """
     q = -1j * x
     q2 = q @ q
-    c0 = (trace(q2 @ q).real / 3)
+    c0 = (q2 * q.mT).sum((-2, -1)).real / 3  # tr(Q^3) / 3 without the matrix product
     c1 = (trace(q2).real / 2).clamp_min(0)
     # closed form, for |c0| (f_j conjugated below where c0 < 0)
     neg = c0 < 0
@@ -78,21 +78,18 @@ def _exp_su3(x: Tensor) -> Tensor:
     f0 = torch.where(neg, f0.conj(), f0)
     f1 = torch.where(neg, -f1.conj(), f1)
     f2 = torch.where(neg, f2.conj(), f2)
-    # series for small Q: (iQ)^k / k! = a_k + b_k Q + d_k Q^2 with Q^3 = c1 Q + c0
+    # series for small Q: (iQ)^k / k! = i^k (a_k + b_k Q + d_k Q^2) with real a_k, b_k, d_k from Q^3 = c1 Q + c0;
+    # summed in real arithmetic, i^k only sorts the terms into the real (k even) and imaginary (k odd) parts
     small = c1 < 0.05
-    a = torch.ones_like(c1, dtype=x.dtype)
-    b = torch.zeros_like(a)
-    d = torch.zeros_like(a)
-    s0, s1, s2 = a.clone(), b.clone(), d.clone()
-    c0c, c1c = c0.to(x.dtype), c1.to(x.dtype)
+    a, b, d = torch.ones_like(c1), torch.zeros_like(c1), torch.zeros_like(c1)
+    re, im = [a, b, d], [b, b, b]
     for k in range(1, 18):
-        a, b, d = d * c0c, a + d * c1c, b
-        coef = 1j / k
-        a, b, d = a * coef, b * coef, d * coef
-        s0, s1, s2 = s0 + a, s1 + b, s2 + d
-    f0 = torch.where(small, s0, f0)
-    f1 = torch.where(small, s1, f1)
-    f2 = torch.where(small, s2, f2)
+        a, b, d = d * c0 / k, (a + d * c1) / k, b / k
+        part, sign = (re, 1 - k % 4) if k % 2 == 0 else (im, 2 - k % 4)  # i^k = +-1 (k even), +-i (k odd)
+        part[:] = [torch.add(s, t, alpha=sign) for s, t in zip(part, (a, b, d), strict=True)]
+    f0 = torch.where(small, torch.complex(re[0], im[0]), f0)
+    f1 = torch.where(small, torch.complex(re[1], im[1]), f1)
+    f2 = torch.where(small, torch.complex(re[2], im[2]), f2)
     eye = torch.eye(3, dtype=x.dtype, device=x.device)
     return f0[..., None, None] * eye + f1[..., None, None] * q + f2[..., None, None] * q2
 

@@ -754,13 +754,16 @@ class Ensemble:
         t %= self.n_records
         return _from_stored(self.metadata, self._read(t, t + 1), device, dtype)
 
-    def series(self, fn: Callable[[Field | LinkField], Tensor], *, chunk: int = 64,
+    def series(self, fn: Callable[[Field | LinkField], Tensor], *, chunk: int | None = None,
                device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Tensor:
-        """Apply a per-configuration observable to every record, ``chunk`` records at a time (so the whole
-        ensemble is never in memory), and return it as ``[T, C]`` (time series of each chain).
+        """Apply a per-configuration observable to every record, ``chunk`` records at a time (default: about
+        ``_CHUNK_BYTES`` of stored configurations, at least one record, so the whole ensemble is never in memory),
+        and return it as ``[T, C]`` (time series of each chain).
 
         ``fn`` maps a field of batch B to a tensor ``[B]``, e.g. the magnetisation.
         """
+        if chunk is None:
+            chunk = self._chunk()
         if chunk < 1:
             raise ValueError(f"Ensemble.series needs chunk >= 1; got {chunk}")
         T, C = self.n_records, self.chains

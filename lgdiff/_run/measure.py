@@ -20,7 +20,7 @@ from .._fields.links import LinkField
 from .._fields.scalar import Field
 from .._groups.u1 import U1
 from .._io.ensemble import Ensemble
-from .._observables.flow import wilson_flow
+from .._observables.flow import flow_chunk, wilson_flow
 from .._observables.gauge import (
     mean_plaquette,
     polyakov_loop,
@@ -114,19 +114,34 @@ def _loop_sizes(shape: tuple[int, ...]) -> list[tuple[int, int]]:
     return [(r, t) for t in range(1, top + 1) for r in range(1, t + 1)]
 
 
-def topological_charge_observable(ens: Ensemble, *, flow_time: float = 1.0,
-                                  flow_eps: float = FLOW_EPS) -> Callable[[LinkField], Tensor] | None:
+def _flowed_charge(ens: Ensemble) -> bool:
+    """Whether the ensemble's topological charge is measured after Wilson flow: 4D SU(N)."""
+    group = ens.metadata.to_group()
+    return group is not None and group != U1() and len(ens.metadata.lattice) == 4
+
+
+def flowed_configurations(ens: Ensemble) -> int:
+    """Configurations (records x chains) that measuring the ensemble flows: all of them for 4D SU(N), else 0
+    (size a progress bar for the ``progress`` of `measure` with this)."""
+    return ens.n_records * ens.chains if _flowed_charge(ens) else 0
+
+
+def topological_charge_observable(ens: Ensemble, *, flow_time: float = 1.0, flow_eps: float = FLOW_EPS,
+                                  progress: Callable[[int], None] | None = None
+                                  ) -> Callable[[LinkField], Tensor] | None:
     """The per-configuration topological charge that fits the ensemble, or ``None`` where none is defined:
     2D U(1): the geometric charge; 4D SU(N): the clover charge after Wilson flow to ``flow_time`` (RK3 steps of
-    ``flow_eps``)."""
+    ``flow_eps``), flowed and measured a few MB of configurations at a time (`flow_chunk`), calling ``progress``
+    with the number of configurations flowed."""
     group, dim = ens.metadata.to_group(), len(ens.metadata.lattice)
-    if group is None:
-        return None
     if group == U1() and dim == 2:
         return topological_charge_u1_2d
-    if dim == 4 and group != U1():
-        def charge(U: LinkField) -> Tensor:
-            return topological_charge_clover(wilson_flow(U, t=flow_time, eps=flow_eps))
+    if _flowed_charge(ens):
+        def charge(U: LinkField) -> Tensor:  # flowed and measured a chunk at a time: the clover needs ~6x the links
+            chunk = flow_chunk(U)
+            return torch.cat([topological_charge_clover(wilson_flow(U.with_data(U.data[start:start + chunk]),
+                                                                    t=flow_time, eps=flow_eps, progress=progress))
+                              for start in range(0, U.batch, chunk)])
         return charge
     return None
 
@@ -137,10 +152,12 @@ def measure_wilson_loops(ens: Ensemble) -> dict[tuple[int, int], Result]:
             for r, t in _loop_sizes(ens.metadata.to_lattice().shape)}
 
 
-def measure_gauge(ens: Ensemble, *, flow_time: float = 1.0, flow_eps: float = FLOW_EPS) -> dict[str, Result]:
+def measure_gauge(ens: Ensemble, *, flow_time: float = 1.0, flow_eps: float = FLOW_EPS,
+                  progress: Callable[[int], None] | None = None) -> dict[str, Result]:
     """``plaquette``, ``wilson_RxT`` (R <= T <= min(L)/2, at most 4), ``polyakov`` (Re of the loop in the last
     direction), ``polyakov_abs``, and where defined ``topo_charge`` and ``topo_susceptibility`` = <Q^2>/V
-    (2D U(1): geometric charge; 4D: clover charge after Wilson flow to ``flow_time``)."""
+    (2D U(1): geometric charge; 4D: clover charge after Wilson flow to ``flow_time``; ``progress`` is called with
+    the number of configurations flowed, `flowed_configurations` in all)."""
     lattice = ens.metadata.to_lattice()
     out: dict[str, Result] = {"plaquette": _analyse(_identity, _np(ens.series(mean_plaquette)))}
     for (r, t), result in measure_wilson_loops(ens).items():
@@ -148,7 +165,7 @@ def measure_gauge(ens: Ensemble, *, flow_time: float = 1.0, flow_eps: float = FL
     poly = ens.series(polyakov_loop)
     out["polyakov"] = _analyse(_identity, _np(poly.real))
     out["polyakov_abs"] = _analyse(_identity, _np(poly.abs()))
-    charge = topological_charge_observable(ens, flow_time=flow_time, flow_eps=flow_eps)
+    charge = topological_charge_observable(ens, flow_time=flow_time, flow_eps=flow_eps, progress=progress)
     if charge is not None:
         q = _np(ens.series(charge))
         out["topo_charge"] = _analyse(_identity, q)
@@ -156,15 +173,21 @@ def measure_gauge(ens: Ensemble, *, flow_time: float = 1.0, flow_eps: float = FL
     return out
 
 
-def measure(ens: Ensemble, *, flow_time: float = 1.0) -> dict[str, Result]:
+def measure(ens: Ensemble, *, flow_time: float = 1.0,
+            progress: Callable[[int], None] | None = None) -> dict[str, Result]:
     """Every observable that fits the ensemble's theory, plus ``acceptance`` where recorded: name -> `Result`
-    (``mean``, ``error``, ``tau_int``, ``method`` and, where the numbers need a caveat, ``warning``)."""
-    out = measure_gauge(ens, flow_time=flow_time) if ens.metadata.kind == "links" else measure_scalar(ens)
+    (``mean``, ``error``, ``tau_int``, ``method`` and, where the numbers need a caveat, ``warning``). ``progress``
+    is called with the number of configurations Wilson-flowed (`flowed_configurations` in all; none but 4D
+    SU(N))."""
+    if ens.metadata.kind == "links":
+        out = measure_gauge(ens, flow_time=flow_time, progress=progress)
+    else:
+        out = measure_scalar(ens)
     acc = _np(ens.acceptance)
     if acc.size:
         out["acceptance"] = _analyse(_identity, acc)
     return out
 
 
-__all__ = ["MIN_N_OVER_TAU", "Result", "measure", "measure_gauge", "measure_scalar", "measure_wilson_loops",
-           "topological_charge_observable", "Field"]
+__all__ = ["MIN_N_OVER_TAU", "Result", "flowed_configurations", "measure", "measure_gauge", "measure_scalar",
+           "measure_wilson_loops", "topological_charge_observable", "Field"]

@@ -130,7 +130,7 @@ def test_import_without_beta_records_it_as_unknown(tmp_path, generator):
     assert "lgdiff convert" in ens.metadata.command and "a.nersc" in ens.metadata.command
     result = run("measure", out, "--json")
     assert result.exit_code == 0, result.output
-    assert abs(json.loads(result.output)["plaquette"]["mean"] - float(mean_plaquette(U)[0])) < 1e-12
+    assert abs(json.loads(result.stdout)["plaquette"]["mean"] - float(mean_plaquette(U)[0])) < 1e-12
     # what needs the coupling refuses, in one line, and leaves the file as it was
     before = out.read_bytes()
     result = run("generate", "--theory", "su3", "--dim", 4, "--L", 2, "--beta", 6.0, "--algorithm", "heatbath",

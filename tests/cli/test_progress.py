@@ -2,6 +2,7 @@
 rate, the ETA and, for runs that write an ensemble, the records written and their acceptance."""
 
 import io
+import json
 import re
 
 from click.testing import CliRunner
@@ -74,3 +75,21 @@ def test_sample_in_a_log_prints_progress_records(tmp_path):
     last = [line for line in result.stderr.splitlines() if line.startswith("sampling:")][-1]
     assert re.match(r"sampling: (\d+)/\1 updates \(100%\), .*, 2 records written, acceptance", last), \
         result.stderr
+
+
+def test_measure_in_a_log_prints_the_progress_of_the_wilson_flow(tmp_path):
+    from lgdiff import SU
+    from tests.run.synthetic import rough_links, uniform_flux_u1
+
+    su3 = rough_links(tmp_path / "su3.safetensors", SU(3), records=3, chains=4, shape=(3, 3, 3, 3))
+    result = run("measure", su3, "--flow-time", 0.5)
+    assert result.exit_code == 0, result.output
+    assert "topo_charge" in result.stdout and "flowing" not in result.stdout
+    last = [line for line in result.stderr.splitlines() if line.startswith("flowing:")][-1]
+    assert re.fullmatch(r"flowing: 12/12 configurations \(100%\), [0-9.e+]+ configurations/s, elapsed \d+s", last), \
+        result.stderr
+    result = run("measure", su3, "--json")  # stdout stays one JSON object
+    assert result.exit_code == 0 and "topo_charge" in json.loads(result.stdout), result.output
+    # nothing is flowed for a 2D U(1) ensemble (its charge is geometric): no progress
+    result = run("measure", uniform_flux_u1(tmp_path / "u1.safetensors", [1, 0, -1]))
+    assert result.exit_code == 0 and "topo_charge" in result.stdout and "flowing" not in result.stderr, result.output

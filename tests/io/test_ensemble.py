@@ -645,6 +645,26 @@ def test_series_matches_configs_in_chunks(tmp_path):
         e.series(lambda phi: phi.data[:3, 0, 0], chunk=3)
 
 
+def test_series_reads_chunks_of_bounded_size_by_default(tmp_path, monkeypatch):
+    # memory stays bounded for big ensembles: by default a read is about _CHUNK_BYTES of records, at least one
+    e = run_walk(tmp_path / "e.safetensors", n=7)
+    record = e.configs().data[: e.chains].numel() * e.configs().data.element_size()
+    calls = []
+
+    def magnetisation(phi: Field) -> torch.Tensor:
+        calls.append(phi.batch)
+        return phi.data.mean(dim=(1, 2))
+
+    monkeypatch.setattr(ens, "_CHUNK_BYTES", 2 * record)
+    m = e.series(magnetisation)
+    assert calls == [8, 8, 8, 4]  # 2 + 2 + 2 + 1 records of 4 chains
+    assert torch.equal(m, e.series(magnetisation, chunk=7))
+    calls.clear()
+    monkeypatch.setattr(ens, "_CHUNK_BYTES", record // 2)  # a record larger than a chunk: one record per read
+    e.series(magnetisation)
+    assert calls == [4] * 7
+
+
 def test_reader_notices_a_replaced_file(tmp_path):
     path = tmp_path / "e.safetensors"
     e = run_walk(path, n=2)

@@ -131,3 +131,48 @@ def test_flow_restores_the_topological_charge_of_a_noisy_instanton(group, genera
     ratio = lambda W: 1296 * energy_density(W) / (8 * math.pi**2 * topological_charge_clover(W).abs())  # noqa: E731
     assert (ratio(noisy) > 5).all()
     assert ((ratio(V) >= 1) & (ratio(V) < 1.01)).all(), ratio(V)
+
+
+def distinct_charges(group, generator, noise=0.3):
+    """Seven noisy 't Hooft fields on 4^4 with continuum charges 2, -2, 0, 4, -4, 2, 0: configurations whose flowed
+    clover charges differ, so that a flow that mixed configurations of a batch would move them."""
+    shape = (4, 4, 4, 4)
+    fields = [thooft_4d(group, shape, q1, q2) for q1, q2 in ((1, 1), (1, -1), (1, 0), (2, 1), (-2, 1), (1, 1), (0, 0))]
+    clean = LinkField(torch.cat([U.data for U in fields]), group, fields[0].lattice)
+    return clean.evolve(AlgebraField.randn(group, clean.lattice, batch=clean.batch, generator=generator), noise)
+
+
+@pytest.mark.parametrize("group", [SU(2), SU(3)], ids=str)
+def test_flow_in_chunks_equals_one_configuration_at_a_time(group, generator):
+    U = distinct_charges(group, generator)
+    alone = [wilson_flow(U.with_data(U.data[b:b + 1]), t=0.2, eps=0.05, chunk=1) for b in range(U.batch)]
+    q_alone = torch.cat([topological_charge_clover(V) for V in alone])
+    assert (q_alone[:, None] - q_alone[None, :]).abs().add(torch.eye(U.batch)).min() > 1e-3, q_alone  # all differ
+    done = []
+    for chunk in (3, None, U.batch):  # 3 + 3 + 1, the default (flow_chunk) and the whole batch at once
+        V = wilson_flow(U, t=0.2, eps=0.05, chunk=chunk, progress=done.append)
+        for b, W in enumerate(alone):
+            torch.testing.assert_close(V.data[b:b + 1], W.data, atol=1e-13, rtol=0)
+        torch.testing.assert_close(topological_charge_clover(V), q_alone, atol=1e-12, rtol=0)
+    assert done == [3, 3, 1, U.batch, U.batch]
+
+
+def test_flow_chunk_is_a_few_megabytes_of_links_on_the_cpu(monkeypatch):
+    import lgdiff._observables.flow as flow
+
+    U = LinkField.identity(SU(3), Lattice(shape=(4, 4, 4, 4)), batch=40)  # 147456 bytes per configuration
+    assert flow.flow_chunk(U) == flow.FLOW_CHUNK_BYTES // 147456
+    monkeypatch.setattr(flow, "FLOW_CHUNK_BYTES", 3 * 147456 + 1)
+    assert flow.flow_chunk(U) == 3
+    steps = []
+    monkeypatch.setattr(flow, "_rk3_step", lambda action, W, eps: steps.append(W.batch) or W)
+    done = []
+    V = wilson_flow(U, t=0.1, eps=0.05, progress=done.append)
+    assert steps == [3, 3] * 13 + [1, 1] and done == [3] * 13 + [1] and V.batch == 40
+    monkeypatch.setattr(flow, "FLOW_CHUNK_BYTES", 1000)  # less than a configuration: one at a time
+    assert flow.flow_chunk(U) == 1
+    done.clear()
+    wilson_flow(U, t=0.0, eps=0.05, progress=done.append)  # nothing to integrate, all done
+    assert done == [40]
+    with pytest.raises(ValueError, match=r"wilson_flow needs chunk >= 1 configurations; got chunk = 0"):
+        wilson_flow(U, t=0.1, eps=0.05, chunk=0)

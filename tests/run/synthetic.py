@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lgdiff import U1, Field, Lattice, LinkField
+from lgdiff import U1, AlgebraField, Field, Lattice, LinkField
+from lgdiff._groups.base import AbstractGroup
 from lgdiff._io.ensemble import EnsembleMetadata, EnsembleWriter
 
 
@@ -43,4 +44,21 @@ def uniform_flux_u1(path: Path, charges: list[int], *, L: int = 4, beta: float =
             angles = torch.stack([a0, a1])  # [D, L, L]
             data = torch.polar(torch.ones_like(angles), angles)[None, ..., None, None].expand(chains, 2, L, L, 1, 1)
             w.append(LinkField(data.clone(), U1(), lattice), t, torch.ones(chains), rng)
+    return path
+
+
+def rough_links(path: Path, group: AbstractGroup, *, records: int, chains: int, shape: tuple[int, ...] = (4, 4, 4, 4),
+                amplitude: float = 0.5, seed: int = 0) -> Path:
+    """Ensemble of ``records x chains`` distinct rough configurations ``exp(amplitude X) 1`` (X Gaussian in the
+    algebra, `AlgebraField.randn`) of ``group`` on ``shape``, labelled with the theory of that group at beta = 5.5."""
+    lattice = Lattice(shape=shape)
+    theory = str(group).lower().replace("(", "").replace(")", "")
+    meta = EnsembleMetadata(kind="links", theory=theory, group=str(group), lattice=shape, params={"beta": 5.5},
+                            algorithm="synthetic", settings={}, seed=seed, chains=chains, dtype="complex128")
+    generator = torch.Generator().manual_seed(seed)
+    cold = LinkField.identity(group, lattice, batch=chains)
+    with EnsembleWriter.open(path, meta, flush_every=records) as w:
+        for t in range(records):
+            x = AlgebraField.randn(group, lattice, batch=chains, generator=generator)
+            w.append(cold.evolve(x, amplitude), t, torch.ones(chains), generator.get_state())
     return path
