@@ -204,6 +204,10 @@ def typecheck_overhead(device: torch.device, dtype: str, L: int, batch: int, ste
 # ---- main -----------------------------------------------------------------------------------------
 
 def main() -> None:
+    # Tensors of 2 MB and more on transparent huge pages, as the lgdiff command line sets it (cli/main.py,
+    # _tune_memory): otherwise every fresh 40 MB output is 10 000 page faults, a quarter of a 16^4 force
+    # (docs/performance.md). Read by torch at its first large allocation; an explicit value in the environment is kept.
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer repeats, smaller tensors (a smoke run)")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -281,9 +285,11 @@ def main() -> None:
         "copy_bandwidth_GBps": bw_best / 1e9, "copy_bandwidth_median_GBps": bw_med / 1e9,
         "copy_buffer_MB": bw_mb, "link_tensor_MB": mbytes, "quick": args.quick, "clock": args.clock,
         "loadavg": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "THP_MEM_ALLOC_ENABLE": os.environ.get("THP_MEM_ALLOC_ENABLE"),
     }
     print(f"# lgdiff core benchmark: SU({N}) 4D, {args.dtype}, device {info['device']}, torch {torch.__version__}, "
-          f"{threads} threads, {args.clock} clock, load average {info['loadavg']}")
+          f"{threads} threads, {args.clock} clock, load average {info['loadavg']}, "
+          f"THP_MEM_ALLOC_ENABLE={info['THP_MEM_ALLOC_ENABLE']}")
     print(f"# copy bandwidth (read + write, {bw_mb} MB buffer): best {bw_best / 1e9:.1f} GB/s, "
           f"median {bw_med / 1e9:.1f} GB/s")
     real_name = str(torch.empty((), dtype=dtype).real.dtype).removeprefix("torch.")
