@@ -1,6 +1,5 @@
-"""Fused native CPU kernels, one pass each (private): the SU(N)/U(1) plaquette trace sum, staple sum and
-Wilson force, and
-the phi^4 action density and gradient.
+"""Fused native CPU kernels, one pass each (private): the SU(N)/U(1) plaquette trace sum, staple sum and Wilson
+force, and the phi^4 action density, gradient and checkerboard Metropolis sweep.
 
 ``kernels.cpp`` is plain C++ with a C ABI (no torch or Python headers): it is compiled on first use with the
 system's C++ compiler (``$CXX``, else ``c++``/``g++``/``clang++``) for this CPU (``-O3 -march=native``, about 4 s),
@@ -8,7 +7,7 @@ cached under ``$LGDIFF_CACHE`` (default ``~/.cache/lgdiff``) by a hash of the so
 the CPU, and called through ``ctypes`` on the tensors' memory. docs/performance.md has what it buys and why it is
 written this way.
 
-``paths.py`` and ``Phi4Action`` call these kernels where they apply (`available`, `available_scalar`: CPU
+``paths.py``, ``Phi4Action`` and ``Metropolis`` call these kernels where they apply (`available`, `available_scalar`: CPU
 tensors that need no gradient; links of complex64/128 with N <= 3 and 2 <= D <= 8; fields of float32/64) and
 their eager code everywhere else. ``LGDIFF_NATIVE=0`` switches them off;
 without a working compiler they are off, and `status` says why (``lgdiff info`` prints it). The work is split
@@ -107,6 +106,9 @@ def _build() -> ctypes.CDLL:
         f.restype = c_int
         f = getattr(lib, f"lgdiff_phi4_gradient_{suffix}")
         f.argtypes = [ptr, ptr, c_int, ptr, real, real, real, i64, i64]
+        f.restype = None
+        f = getattr(lib, f"lgdiff_phi4_metropolis_{suffix}")
+        f.argtypes = [ptr, ptr, ptr, ptr, i64, c_int, ptr, real, real, real, c_int, i64, i64]
         f.restype = None
         f = getattr(lib, f"lgdiff_phi4_density_{suffix}")
         f.argtypes = [ptr, ptr, c_int, ptr, real, real, i64, i64]
@@ -250,3 +252,18 @@ def projected_closed_staples(u: Tensor, scale: float, traceless: bool) -> Tensor
     out = torch.empty_like(u)
     _run(getattr(_lib, f"lgdiff_projected_closed_staples_{_SUFFIX[u.dtype]}"), u, out, scale, int(traceless))
     return out
+
+
+@typing.no_type_check
+def phi4_metropolis(x: Tensor, u: Tensor, log_r: Tensor, kappa: float, lam: float, step: float,
+                    hits: int) -> tuple[Tensor, Tensor]:
+    """One checkerboard Metropolis sweep of `Phi4Action` on ``x`` ``[B, *L]`` (every extent even) with the uniform
+    numbers ``u`` and ``log_r`` ``[hits, B, *L]`` that :class:`lgdiff.Metropolis` draws: the new field and the number
+    of accepted proposals per chain ``[B]``. The configurations are split over torch's threads."""
+    out = x.contiguous().clone()
+    accepted = torch.empty(x.shape[0], dtype=x.dtype)
+    shape = (ctypes.c_int64 * (x.dim() - 1))(*x.shape[1:])
+    kernel = getattr(_lib, f"lgdiff_phi4_metropolis_{_SUFFIX[x.dtype]}")
+    _split(kernel, (out.data_ptr(), u.contiguous().data_ptr(), log_r.contiguous().data_ptr(), accepted.data_ptr(),
+                    x.shape[0], x.dim() - 1, shape, kappa, lam, step, hits), x.shape[0], x.numel())
+    return out, accepted

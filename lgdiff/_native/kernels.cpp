@@ -491,6 +491,55 @@ void phi4_density(const T* x, T* out, int d, const int64_t* shape, T kappa, T la
     });
 }
 
+// One checkerboard Metropolis sweep (Metropolis.step's arithmetic, site by site) of the configurations [b0, b1):
+// for each colour (even, then odd sum of coordinates) every site of that colour takes `hits` proposals
+// phi + step (2 u - 1), accepted when log_r < s_old - s_new with s the local action
+// -2 kappa phi n + (1 - 2 lam) phi^2 + lam phi^4 and n the neighbour sum (fixed during the colour: the neighbours
+// have the other colour). u and log_r are [hits, B, V]; accepted[b] counts the accepted proposals.
+template <typename T>
+void phi4_metropolis(T* x, const T* u, const T* log_r, T* accepted, int64_t batch, int d, const int64_t* shape,
+                     T kappa, T lam, T step, int hits, int64_t b0, int64_t b1) {
+    const Rows<T> g(d, shape);
+    const int64_t n = g.n, volume = g.rows * n;
+    const T c2 = 1 - 2 * lam, hop = -2 * kappa;
+    auto local = [&](T v, T nb) { const T v2 = v * v; return hop * v * nb + c2 * v2 + lam * v2 * v2; };
+    for (int64_t b = b0; b < b1; ++b) {
+        T* cfg = x + b * volume;
+        T count = 0;
+        for (int colour = 0; colour < 2; ++colour) {
+            for (int64_t r = 0; r < g.rows; ++r) {
+                int64_t parity = 0;  // of the row's coordinates along the axes 0..d-2
+                for (int mu = 0; mu < d - 1; ++mu) parity += (r * n / g.stride[mu]) % shape[mu];
+                T* row = cfg + r * n;
+                const T* up[MAX_D];
+                const T* dn[MAX_D];
+                for (int mu = 0; mu < d - 1; ++mu) {
+                    up[mu] = cfg + g.shifted(r, mu, +1);
+                    dn[mu] = cfg + g.shifted(r, mu, -1);
+                }
+                for (int64_t i = (colour + parity) % 2; i < n; i += 2) {
+                    T nb = row[i + 1 == n ? 0 : i + 1] + row[i == 0 ? n - 1 : i - 1];
+                    for (int mu = 0; mu < d - 1; ++mu) nb += up[mu][i] + dn[mu][i];
+                    T v = row[i];
+                    T s_old = local(v, nb);
+                    for (int h = 0; h < hits; ++h) {
+                        const int64_t k = (int64_t(h) * batch + b) * volume + r * n + i;
+                        const T proposal = v + step * (2 * u[k] - 1);
+                        const T s_new = local(proposal, nb);
+                        if (log_r[k] < s_old - s_new) {
+                            v = proposal;
+                            s_old = s_new;
+                            count += 1;
+                        }
+                    }
+                    row[i] = v;
+                }
+            }
+        }
+        accepted[b] = count;
+    }
+}
+
 }  // namespace
 
 extern "C" {
@@ -507,6 +556,16 @@ void lgdiff_phi4_gradient_f32(const float* x, float* out, int d, const int64_t* 
 void lgdiff_phi4_density_f64(const double* x, double* out, int d, const int64_t* shape, double kappa,
                              double lam, int64_t r0, int64_t r1) {
     phi4_density<double>(x, out, d, shape, kappa, lam, r0, r1);
+}
+void lgdiff_phi4_metropolis_f64(double* x, const double* u, const double* log_r, double* accepted, int64_t batch,
+                                int d, const int64_t* shape, double kappa, double lam, double step, int hits,
+                                int64_t b0, int64_t b1) {
+    phi4_metropolis<double>(x, u, log_r, accepted, batch, d, shape, kappa, lam, step, hits, b0, b1);
+}
+void lgdiff_phi4_metropolis_f32(float* x, const float* u, const float* log_r, float* accepted, int64_t batch, int d,
+                                const int64_t* shape, float kappa, float lam, float step, int hits, int64_t b0,
+                                int64_t b1) {
+    phi4_metropolis<float>(x, u, log_r, accepted, batch, d, shape, kappa, lam, step, hits, b0, b1);
 }
 void lgdiff_phi4_density_f32(const float* x, float* out, int d, const int64_t* shape, float kappa,
                              float lam, int64_t r0, int64_t r1) {

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from lgdiff import U1, Field, Lattice, Phi4Action, ToyAction, WilsonAction
+from lgdiff import U1, Field, Lattice, Phi4Action, ToyAction, WilsonAction, _native
 from lgdiff._exact import free_field_propagator, toy_moments
 from lgdiff._samplers.metropolis import Metropolis, checkerboard, neighbour_sum
 
@@ -135,6 +135,33 @@ def test_acceptance_is_the_fraction_of_moved_sites(shape, generator):
     moved = (new.data != phi.data).reshape(16, -1).to(acc.dtype).mean(1)
     torch.testing.assert_close(acc, moved)
     assert 0.05 < float(acc.mean()) < 0.95  # the test is not vacuous: some moves accepted, some rejected
+
+
+@pytest.mark.parametrize("hits", [1, 3])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("shape", [(8,), (4, 6), (2, 4, 6)], ids=str)
+def test_native_sweep_equals_the_eager_sweep(shape, dtype, hits, monkeypatch):
+    # the fused native sweep (the default for phi^4 on the CPU) and the vectorised eager sweep take the same random
+    # numbers and make the same decisions: same fields and acceptances, several sweeps in a row
+    monkeypatch.setattr(_native, "ENABLED", True)
+    if _native.library() is None:
+        pytest.skip(f"native kernels: {_native.status()}")
+    kernel = Metropolis(Phi4Action(kappa=0.3, lam=0.05), 1.5, hits=hits)
+    runs = []
+    for enabled in (True, False):
+        monkeypatch.setattr(_native, "ENABLED", enabled)
+        g = torch.Generator().manual_seed(11)
+        phi = Field.randn(Lattice(shape=shape), batch=5, generator=g, dtype=dtype)
+        assert _native.available_scalar(phi.data) == enabled
+        accs = []
+        for _ in range(4):
+            phi, acc = kernel.step(phi, generator=g)
+            accs.append(acc)
+        runs.append((phi.data, torch.stack(accs)))
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(runs[0][0], runs[1][0], rtol=tol, atol=tol)
+    torch.testing.assert_close(runs[0][1], runs[1][1], rtol=0, atol=1e-6)
+    assert 0.05 < float(runs[0][1].mean()) < 0.95
 
 
 def test_infinite_proposal_action_is_rejected(generator):
