@@ -164,6 +164,26 @@ def test_native_sweep_equals_the_eager_sweep(shape, dtype, hits, monkeypatch):
     assert 0.05 < float(runs[0][1].mean()) < 0.95
 
 
+def test_native_sweep_splits_chains_over_threads_bit_for_bit(monkeypatch):
+    monkeypatch.setattr(_native, "ENABLED", True)
+    if _native.library() is None:
+        pytest.skip(f"native kernels: {_native.status()}")
+    kernel = Metropolis(Phi4Action(kappa=0.3, lam=0.05), 1.5)
+    threads = torch.get_num_threads()
+    runs = []
+    try:
+        for n_threads, min_sites in ((1, _native.MIN_SITES_PER_THREAD), (3, 1)):
+            torch.set_num_threads(n_threads)
+            monkeypatch.setattr(_native, "MIN_SITES_PER_THREAD", min_sites)
+            g = torch.Generator().manual_seed(5)
+            phi = Field.randn(Lattice(shape=(4, 6)), batch=7, generator=g, dtype=torch.float64)
+            phi, acc = kernel.step(phi, generator=g)
+            runs.append((phi.data, acc))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
+
+
 def test_infinite_proposal_action_is_rejected(generator):
     # an overflowing local action must be a rejection, never a NaN or inf field
     kernel = Metropolis(Phi4Action(kappa=0.2, lam=0.5), 1e300)
