@@ -186,6 +186,8 @@ def _split(kernel, head: tuple, count: int, sites: int) -> list:
         return [kernel(*head, 0, count)]
     global _pool, _pool_size
     if _pool_size < threads:
+        if _pool is not None:  # a larger thread count: replace the pool, let the old one's threads exit
+            _pool.shutdown(wait=False)
         _pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="lgdiff-native")
         _pool_size = threads
     edges = [count * k // threads for k in range(threads + 1)]
