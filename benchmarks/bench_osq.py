@@ -8,6 +8,8 @@ cost:
 
 - ``osq-imh``: the exact OSQ sampler, `lgdiff._samplers.osq.OSQPathIMH` with the drift of ``--osq-model`` (trained
   by ``examples/osq_phi4.py``; no training data). Training cost: the model file's steps and ``train_seconds``.
+- ``osq-v0``: the same exact sampler with the same process (prior, T, N) and no network, ``v = 0``: finite-time
+  Langevin from the prior; no training at all. What the training adds is the difference between the two rows.
 - ``dm-path``: the data-trained diffusion model's path-space independence Metropolis (`lgdiff.PathIMH`, the exact
   route that works at any volume), with ``--dm-model`` (default the shipped ``phi4_k0.21_L32``: NCSN++ is fully
   convolutional, so the L = 32 network runs at L = 16 too; its acceptance says how well it transfers). Training
@@ -18,7 +20,7 @@ cost:
 
 tau_int is counted in updates (one HMC trajectory, one OSQ path, one reverse-SDE generation).
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_osq.py --osq-model /work/osq_models/osq_k0.21_L16.safetensors
+    OMP_NUM_THREADS=1 python benchmarks/bench_osq.py --osq-model /work/osq_models/hartree/osq_k0.21_L16_h.safetensors
     OMP_NUM_THREADS=1 python benchmarks/bench_osq.py --quick      # smoke run: an untrained OSQ drift at L = 8
 """
 
@@ -45,7 +47,7 @@ from lgdiff._models.files import load_osq  # noqa: E402
 from lgdiff._models.ncsnpp import NCSNppConfig  # noqa: E402
 from lgdiff._samplers.hmc import HMC, FourierMass  # noqa: E402
 from lgdiff._samplers.independence import PathIMH  # noqa: E402
-from lgdiff._samplers.osq import OSQPathIMH, OSQProcess  # noqa: E402
+from lgdiff._samplers.osq import OSQPathIMH, OSQProcess, zero_drift  # noqa: E402
 from lgdiff._train.osq import OSQTrainConfig, train_osq  # noqa: E402
 
 
@@ -100,7 +102,8 @@ def main() -> None:
             p.error("--osq-model is required (train one with examples/osq_phi4.py); --quick trains a 2-step one")
         args.osq_model = Path(tempfile.mkdtemp(prefix="lgdiff-bench-osq-")) / "osq.safetensors"
         train_osq(action, lattice.shape, args.osq_model, config=OSQTrainConfig(steps=2, batch_size=4),
-                  arch=NCSNppConfig(dim=2, channels=4, z2_odd=True), process=OSQProcess(T=1.0, steps=4),
+                  arch=NCSNppConfig(dim=2, channels=4, z2_odd=True),
+                  process=OSQProcess.hartree(action, lattice.shape, T=0.5, steps=4),
                   provenance={"theory": "phi4", "command": "bench_osq.py --quick"})
     for option, path in (("--osq-model", args.osq_model), ("--dm-model", args.dm_model)):
         if not path.is_file():
@@ -125,6 +128,9 @@ def main() -> None:
     record("osq-imh", chain_row(kernel, lattice, chains=args.chains, n=args.n, therm=0, generator=g),
            {"steps": om["step"], "batch_size": om["train"]["batch_size"], "wall_s": om["train_seconds"],
             "data_cpu_s": 0.0, "lattice": om["lattice"], "note": f"no data; {om['osq']}"})
+    v0 = OSQPathIMH(drift=zero_drift, process=osq.process, action=action)
+    record("osq-v0", chain_row(v0, lattice, chains=args.chains, n=args.n, therm=0, generator=g),
+           {"steps": 0, "wall_s": 0.0, "data_cpu_s": 0.0, "note": f"no network, no training; {om['osq']}"})
     dm = PathIMH(score=score, process=net.sde, action=action, steps=args.dm_steps, t_min=0.0)
     cost = data_generation_cost(dm_meta, args.data_probe, g)
     record("dm-path", chain_row(dm, lattice, chains=args.chains, n=args.n, therm=0, generator=g),

@@ -6,7 +6,10 @@ lattice. For each: acceptance, <|M|>, the integrated autocorrelation time of |M|
 cost not included) and effective samples per CPU-second. tau_int is counted in updates: one HMC trajectory,
 one Metropolis sweep, one HMC trajectory + one Wolff cluster, one DM proposal (path IMH: one reverse-SDE
 generation), one MAALA Langevin step (every site moves), one mixture step (``--mix-local`` FA-HMC trajectories, then
-one global path-space proposal against the current configuration re-weighed with a fresh path: `GlobalLocal`).
+one global path-space proposal against the current configuration re-weighed with a fresh path: `GlobalLocal`), one
+OSQ proposal (row ``osq``: path-space independence Metropolis over optimal-stochastic-quantisation paths from the
+Hartree free-field prior, `OSQPathIMH`, with the drift of ``--osq-model`` or, without one, ``v = 0``: no network and
+no training, docs/osq.md).
 
     OMP_NUM_THREADS=1 python benchmarks/bench_phi4_tau.py --L 16            # with the shipped L = 16 model
     OMP_NUM_THREADS=1 python benchmarks/bench_phi4_tau.py --L 32 --dm-n 60  # volume transfer to L = 32
@@ -38,20 +41,23 @@ from lgdiff._samplers.hmc import HMC, FourierMass  # noqa: E402
 from lgdiff._samplers.metropolis import Metropolis  # noqa: E402
 from lgdiff._samplers.independence import PathIMH  # noqa: E402
 from lgdiff._samplers.mixture import GlobalLocal  # noqa: E402
+from lgdiff._samplers.osq import OSQPathIMH, OSQProcess, zero_drift  # noqa: E402
+from lgdiff._models.files import load_osq  # noqa: E402
 from lgdiff._samplers.wolff import Wolff  # noqa: E402
 
 
 def run_kernel(kernel: AbstractKernel, lattice: Lattice, *, chains: int, n: int, therm: int,
                generator: torch.Generator) -> tuple[np.ndarray, float, float]:
     """``(M [n, chains], mean acceptance, CPU s of the n measured updates)`` after ``therm`` updates."""
-    phi = Field.randn(lattice, batch=chains, generator=generator, dtype=torch.float64)
+    state = kernel.init(Field.randn(lattice, batch=chains, generator=generator, dtype=torch.float64),
+                        generator=generator)  # an independence sampler starts from its first proposal
     for _ in range(therm):
-        phi, _ = kernel.step(phi, generator=generator)
+        state, _ = kernel.step(state, generator=generator)
     ms, acc = [], []
     with CpuTimer() as tm:
         for _ in range(n):
-            phi, a = kernel.step(phi, generator=generator)
-            ms.append(phi.data.mean(dim=tuple(range(1, lattice.dim + 1))))
+            state, a = kernel.step(state, generator=generator)
+            ms.append(kernel.config(state).data.mean(dim=tuple(range(1, lattice.dim + 1))))
             acc.append(a)
     return torch.stack(ms).numpy(), float(torch.stack(acc).mean()), tm.cpu
 
@@ -79,19 +85,25 @@ def main() -> None:
     p.add_argument("--mix-n", type=int, default=200, help="mixture steps per chain (GlobalLocal)")
     p.add_argument("--mix-local", type=int, default=1, help="FA-HMC trajectories per mixture step")
     p.add_argument("--mix-therm", type=int, default=20, help="thermalisation steps of the mixture")
+    p.add_argument("--osq-n", type=int, default=500, help="OSQ proposals per chain (row osq)")
+    p.add_argument("--osq-therm", type=int, default=50, help="discarded OSQ proposals per chain")
+    p.add_argument("--osq-T", type=float, default=0.5, help="OSQ horizon T (without --osq-model)")
+    p.add_argument("--osq-steps", type=int, default=20, help="OSQ path steps N (without --osq-model)")
+    p.add_argument("--osq-model", type=Path, help="a trained OSQ drift (lgdiff train --objective osq); default v = 0")
     p.add_argument("--maala-n", type=int, default=1000)
     p.add_argument("--maala-t", type=float, default=0.02)
     p.add_argument("--maala-step", type=float, default=0.1)
     p.add_argument("--hmc-steps", type=int, default=10, help="HMC steps per unit-length trajectory")
     p.add_argument("--metropolis-step", type=float, default=1.5)
-    p.add_argument("--only", nargs="*", help="run only these rows (hmc fahmc hmc+wolff metropolis path imh maala mix)")
+    p.add_argument("--only", nargs="*",
+                   help="run only these rows (hmc fahmc hmc+wolff metropolis path imh maala mix osq)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--json", type=Path)
     args = p.parse_args()
     if args.quick:
         args.L, args.n, args.therm, args.dm_n, args.steps, args.maala_n, args.chains = 8, 200, 50, 10, 20, 100, 4
-        args.mix_n, args.mix_therm = 10, 2
+        args.mix_n, args.mix_therm, args.osq_n, args.osq_therm = 10, 2, 10, 2
     torch.set_num_threads(1)
     lattice = Lattice(shape=(args.L, args.L))
     action = Phi4Action(kappa=args.kappa, lam=LAM)
@@ -106,7 +118,7 @@ def main() -> None:
         "hmc+wolff": Composite((hmc, Wolff(action))),
         "metropolis": Metropolis(action=action, step_size=args.metropolis_step),
     }
-    wanted = set(args.only or [*kernels, "path", "imh", "maala", "mix"])
+    wanted = set(args.only or [*kernels, "path", "imh", "maala", "mix", "osq"])
     rows: dict[str, dict] = {}
 
     def record(name: str, M: np.ndarray, acceptance: float, cpu: float, note: str) -> None:
@@ -121,6 +133,17 @@ def main() -> None:
         if name in wanted:
             M, acc, cpu = run_kernel(kernel, lattice, chains=args.chains, n=args.n, therm=args.therm, generator=g)
             record(name, M, acc, cpu, f"{args.chains} chains x {args.n}")
+    if "osq" in wanted:
+        if args.osq_model is not None:
+            loaded = load_osq(args.osq_model)
+            drift, process, what = loaded.drift, loaded.process, f"drift {args.osq_model.name}"
+        else:
+            drift, what = zero_drift, "v = 0"
+            process = OSQProcess.hartree(action, lattice.shape, T=args.osq_T, steps=args.osq_steps)
+        osq = OSQPathIMH(drift=drift, process=process, action=action)
+        M, acc, cpu = run_kernel(osq, lattice, chains=args.dm_chains, n=args.osq_n, therm=args.osq_therm, generator=g)
+        record("osq", M, acc, cpu, f"{args.dm_chains} chains x {args.osq_n} after {args.osq_therm}, {what}, "
+                                   f"T = {process.T:g}, N = {process.steps}, prior kinetic {process.prior_kinetic:g}")
     if wanted & {"path", "imh", "maala", "mix"}:
         score, net, meta = load_score(args.model)
         sde = net.sde

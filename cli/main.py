@@ -295,7 +295,11 @@ def measure_cmd(file: Path, flow_time: float, as_json: bool) -> None:
               help="--objective osq: Euler-Maruyama steps N of a path (default 50).")
 @click.option("--noise", type=POSITIVE, help="--objective osq: noise strength g (default sqrt(2), stochastic "
                                              "quantisation).")
-@click.option("--prior-std", type=POSITIVE, help="--objective osq: width of the Gaussian prior (default 1.0).")
+@click.option("--osq-prior", type=click.Choice(["hartree", "white"]),
+              help="--objective osq: the path's Gaussian prior: hartree (default; the best Gaussian approximation of "
+                   "the action, a free field with the Hartree mass) or white (N(0, prior-std^2) per site).")
+@click.option("--prior-std", type=POSITIVE, help="--objective osq --osq-prior white: width of the white prior "
+                                                 "(default 1.0).")
 @click.option("--osq-objective", type=click.Choice(OSQ_OBJECTIVES),
               help="--objective osq: exact (default; E[-log w] against the annealed path, its optimum samples "
                    "exp(-S)) or plain (the talk's E[int |v|^2 / 2 g^2 + S], biased).")
@@ -308,8 +312,9 @@ def measure_cmd(file: Path, flow_time: float, as_json: bool) -> None:
 def train_cmd(objective: str, data: Path | None, out: Path, steps: int | None, epochs: float | None, batch_size: int,
               lr: float, sde_name: str | None, channels: int | None, lcnn_blocks: int | None, z2: bool,
               theory: str | None, dim: int | None, L: int | None, kappa: float | None, lam: float | None,
-              horizon: float | None, path_steps: int | None, noise: float | None, prior_std: float | None,
-              osq_objective: str | None, gradient: str | None, dtype: str | None, seed: int, device: str) -> None:
+              horizon: float | None, path_steps: int | None, noise: float | None, osq_prior: str | None,
+              prior_std: float | None, osq_objective: str | None, gradient: str | None, dtype: str | None, seed: int,
+              device: str) -> None:
     """Train a model; rerunning resumes from --out.
 
     --objective dsm (default): a score network on an ensemble (denoising score matching). phi4 ensembles train a
@@ -320,7 +325,8 @@ def train_cmd(objective: str, data: Path | None, out: Path, steps: int | None, e
     process (a linear head plus a periodic NCSN++) for --theory phi4 on L^D at --kappa, --lam, usable with
     `lgdiff sample --theory phi4 --method osq|osq-imh --model`."""
     osq = {"theory": theory, "dim": dim, "L": L, "kappa": kappa, "lam": lam, "horizon": horizon,
-           "path_steps": path_steps, "noise": noise, "prior_std": prior_std, "osq_objective": osq_objective,
+           "path_steps": path_steps, "noise": noise, "osq_prior": osq_prior, "prior_std": prior_std,
+           "osq_objective": osq_objective,
            "gradient": gradient, "dtype": dtype}
     dsm = {"data": data, "epochs": epochs, "sde": sde_name, "blocks": lcnn_blocks}
     if objective == "osq":
@@ -387,7 +393,7 @@ def _train_report(out: Path, report: TrainReport) -> None:
 def _train_osq_cmd(out: Path, *, steps: int | None, batch_size: int, lr: float, channels: int | None, z2: bool,
                    seed: int, device: str, theory: str | None, dim: int | None, L: int | None, kappa: float | None,
                    lam: float | None, horizon: float | None, path_steps: int | None, noise: float | None,
-                   prior_std: float | None, osq_objective: str | None, gradient: str | None,
+                   osq_prior: str | None, prior_std: float | None, osq_objective: str | None, gradient: str | None,
                    dtype: str | None) -> None:
     """``lgdiff train --objective osq``: an `lgdiff._train.osq.train_osq` run for phi4 on ``L^dim``."""
     import math
@@ -409,9 +415,13 @@ def _train_osq_cmd(out: Path, *, steps: int | None, batch_size: int, lr: float, 
         raise click.UsageError(f"--L {L}: the NCSN++ drift has {arch.levels} levels and needs an L divisible by "
                                f"{factor}")
     n_steps = steps or 2000
+    if prior_std is not None and osq_prior != "white":
+        raise click.UsageError("--prior-std is the width of the white prior: give --osq-prior white with it (the "
+                               "default prior, hartree, takes its widths from the action)")
     with _user_errors(), _dist.process_group(device) as world:
-        process = OSQProcess(T=horizon or 1.0, steps=path_steps or 50, g=noise or math.sqrt(2.0),
-                             prior_std=prior_std or 1.0)
+        T, n_path, g = horizon or 1.0, path_steps or 50, noise or math.sqrt(2.0)
+        process = (OSQProcess(T=T, steps=n_path, g=g, prior_std=prior_std or 1.0) if osq_prior == "white"
+                   else OSQProcess.hartree(th.action(), th.lattice.shape, T=T, steps=n_path, g=g))
         config = OSQTrainConfig(steps=n_steps, batch_size=batch_size, lr=lr, seed=seed,
                                 objective=osq_objective or "exact", gradient=gradient or "path")
         provenance = {"theory": th.name, "params": th.params, "lattice": list(th.lattice.shape),

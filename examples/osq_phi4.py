@@ -1,24 +1,27 @@
 """Optimal stochastic quantisation (OSQ) for 2D phi^4: a data-free drift, its raw and exact samplers, against HMC +
 Wolff, and a snapshot sequence of one configuration along the OSQ path (issue #20).
 
-lambda = 0.022 (docs/conventions.md); kappa = 0.21 (symmetric, near the seed's Table 1) or 0.5 (broken phase).
-The drift ``v = a(t) grad S + b(t) phi + NCSN++(phi, t)`` (`lgdiff._models.osq.OSQDrift`) is trained on the exact
-OSQ objective ``E_Q[-log w]`` (`lgdiff._train.osq.train_osq`: no training data), then
+lambda = 0.022 (docs/conventions.md); kappa = 0.21 (symmetric, near the seed's Table 1), 0.25 (closer to the
+critical point) or 0.5 (broken phase). The path starts from the Hartree free field of the action (``--prior
+hartree``, `lgdiff._samplers.osq.OSQProcess.hartree`: the best Gaussian approximation, from the couplings alone)
+or from white noise (``--prior white``). The drift ``v = a(t) grad S + b(t) phi + NCSN++(phi, t)``
+(`lgdiff._models.osq.OSQDrift`) is trained on the exact OSQ objective ``E_Q[-log w]``
+(`lgdiff._train.osq.train_osq`: no training data), then
 
 - the raw sampler (`lgdiff._samplers.osq.OSQDraws`: the ends of fresh OSQ paths; biased by whatever the drift misses),
-- the exact sampler (`lgdiff._samplers.osq.OSQPathIMH`: independence Metropolis over paths with the exact weight)
+- the exact sampler (`lgdiff._samplers.osq.OSQPathIMH`: independence Metropolis over paths with the exact weight),
+- the same exact sampler with ``v = 0`` (no network: what the training adds)
 
 are compared with HMC + Wolff on <|M|>, chi_2' = V (<M^2> - <|M|>^2) (sign blind) and U_L (jackknife errors;
 for the Markov chains also Gamma-method errors, and the deviations use the larger of the two), with the
 acceptance, tau_int of |M| and the Kish effective sample size of the path weights.
 
-    OMP_NUM_THREADS=1 python examples/osq_phi4.py --kappa 0.21 --L 16 --batch 16 --train-steps 800 \
-        --model /tmp/lgdiff-osq/osq_k0.21_L16.safetensors
-    OMP_NUM_THREADS=1 python examples/osq_phi4.py --kappa 0.5 --L 16 --batch 16 --train-steps 500 \
-        --model /tmp/lgdiff-osq/osq_k0.5_L16.safetensors
+    OMP_NUM_THREADS=1 python examples/osq_phi4.py --kappa 0.25 --L 16 --train-steps 600 --imh-n 4000 \
+        --imh-therm 200 --model /tmp/lgdiff-osq/osq_k0.25_L16_h.safetensors
 
-On one core at L = 16: about 0.8 CPU s per training step (batch 16), then about 5 CPU minutes of sampling with
-the defaults (the exact sampler's 8 x 2100 paths most of it). Results and their discussion: docs/osq.md.
+On one core at L = 16: about 0.45 CPU s per training step (batch 16, T = 0.5, 20 path steps), then about 8 CPU
+minutes of sampling with these settings (the exact sampler's 8 x 4200 network paths most of it). Results and
+their discussion: docs/osq.md.
 
 ``--model FILE``: the model file: loaded if its training run is complete, else trained (or resumed) with these
 settings up to ``--train-steps`` (``--train-steps 0``: load only). Without it the drift is trained into
@@ -53,7 +56,7 @@ from lgdiff._io.checkpoint import load_checkpoint  # noqa: E402
 from lgdiff._models.files import load_osq  # noqa: E402
 from lgdiff._models.ncsnpp import NCSNppConfig  # noqa: E402
 from lgdiff._observables.scalar import magnetization  # noqa: E402
-from lgdiff._samplers.osq import Drift, OSQPathIMH, OSQProcess, osq_path  # noqa: E402
+from lgdiff._samplers.osq import Drift, OSQPathIMH, OSQProcess, osq_path, zero_drift  # noqa: E402
 from lgdiff._stats import effective_sample_size, reweighted_mean  # noqa: E402
 from lgdiff._train.osq import OSQTrainConfig, train_osq  # noqa: E402
 
@@ -75,11 +78,14 @@ def parser() -> argparse.ArgumentParser:
                                              "directory; --smoke: a fresh temporary directory)")
     p.add_argument("--train-steps", type=int, default=1500, help="Adam steps of the exact OSQ objective (0: load)")
     p.add_argument("--train-only", action="store_true", help="stop after the training")
-    p.add_argument("--batch", type=int, default=32, help="paths per training step")
-    p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate")
+    p.add_argument("--batch", type=int, default=16, help="paths per training step")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     p.add_argument("--channels", type=int, default=8, help="NCSN++ channels of the drift body")
-    p.add_argument("--T", type=float, default=1.0, help="OSQ time horizon")
+    p.add_argument("--T", type=float, default=0.5, help="OSQ time horizon")
     p.add_argument("--path-steps", type=int, default=20, help="Euler-Maruyama steps of the OSQ path")
+    p.add_argument("--prior", choices=("hartree", "white"), default="hartree",
+                   help="the path's Gaussian prior: the Hartree free field of the action (OSQProcess.hartree) or "
+                        "white noise N(0, 1)")
     p.add_argument("--gradient", choices=("path", "log-variance"), default="path", help="training gradient")
     p.add_argument("--raw-n", type=int, default=2000, help="raw OSQ draws (also the ESS sample)")
     p.add_argument("--imh-chains", type=int, default=8, help="chains of the exact OSQ path IMH")
@@ -108,7 +114,8 @@ def train(args: argparse.Namespace, action: Phi4Action, model: Path) -> None:
     config = OSQTrainConfig(steps=args.train_steps, batch_size=args.batch, lr=args.lr, seed=args.seed,
                             checkpoint_every=max(1, min(50, args.train_steps)), objective="exact",
                             gradient=args.gradient)
-    process = OSQProcess(T=args.T, steps=args.path_steps)
+    process = (OSQProcess.hartree(action, (args.L, args.L), T=args.T, steps=args.path_steps)
+               if args.prior == "hartree" else OSQProcess(T=args.T, steps=args.path_steps))
     arch = NCSNppConfig(dim=2, channels=args.channels, z2_odd=True)
     provenance = {"theory": "phi4", "kappa": args.kappa, "lambda": LAM,
                   "command": shlex.join(["python", "examples/osq_phi4.py", *sys.argv[1:]])}
@@ -182,6 +189,9 @@ def run(args: argparse.Namespace, action: Phi4Action, drift: Drift, process: OSQ
                                              therm=args.imh_therm,
                                              generator=g)
     rows["OSQ exact (path IMH)"]["ess_fraction"] = ess
+    # the same exact sampler without the network (v = 0: finite-time Langevin from the prior): what training adds
+    rows[UNTRAINED] = chain_row(OSQPathIMH(drift=zero_drift, process=process, action=action), lattice,
+                                chains=args.imh_chains, n=args.imh_n, therm=args.imh_therm, generator=g)
     rows["HMC + Wolff"] = chain_row(hmc_wolff(action), lattice, chains=args.hmc_chains, n=args.hmc_n,
                                     therm=args.hmc_therm, generator=g)
     snapshots = snapshot_sequence(drift, action, process, lattice, g)
@@ -207,6 +217,7 @@ def snapshot_sequence(drift: Drift, action: Phi4Action, process: OSQProcess, lat
 
 
 ORDER = ("<|M|>", "chi_2'", "U_L")
+UNTRAINED = "OSQ exact, v = 0"
 
 
 def report(args: argparse.Namespace, results: dict) -> None:
@@ -220,7 +231,7 @@ def report(args: argparse.Namespace, results: dict) -> None:
         ess = r.get("ess_fraction", math.nan)
         print(f"{name:22s} {r['n']:6d} " + " ".join(f"{fmt(*r[k]):>12}" for k in ORDER)
               + f" {r['acceptance']:6.3f} {ess:7.4f} {fmt(r['tau_int'], r['tau_int_error']):>9} {r['cpu_s']:6.0f}")
-    for name in ("OSQ raw", "OSQ exact (path IMH)"):
+    for name in ("OSQ raw", "OSQ exact (path IMH)", UNTRAINED):
         # a Markov chain's error: the larger of the binned jackknife's and the Gamma method's (bins shorter than
         # tau_int make the first too small; the second needs chains of many tau_int)
         def error(row: dict, k: str) -> float:
@@ -231,7 +242,7 @@ def report(args: argparse.Namespace, results: dict) -> None:
         results["rows"][name]["sigma_vs_hmc"] = dict(zip(ORDER, devs, strict=True))
         print(f"{name} - HMC + Wolff in sigma: " + ", ".join(f"{k} {d:+.1f}" for k, d in zip(ORDER, devs,
                                                                                                strict=True)))
-    for name in ("OSQ exact (path IMH)", "HMC + Wolff"):
+    for name in ("OSQ exact (path IMH)", UNTRAINED, "HMC + Wolff"):
         gamma = rows[name]["gamma"]
         print(f"{name}, Gamma-method errors: " + ", ".join(f"{k} {fmt(*gamma[k])}" for k in ORDER))
     print(f"OSQ raw <|M|> reweighted by the path weights (SNIS): {fmt(*rows['OSQ raw']['<|M|> reweighted'])}")

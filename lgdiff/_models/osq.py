@@ -8,7 +8,9 @@ Why the linear head: the drift that turns the controlled Langevin path into the 
 reference of the exact objective) is ``(1 - beta(t)) (grad S - phi / sigma_0^2)`` for ``g^2 = 2``, linear in the
 force and the field with time-dependent coefficients, which a network on ``phi`` alone learns slowly (measured on
 the one-site cosine model, 1200 Adam steps: an MLP of ``(phi, t)`` did not lower ``KL(Q || Gamma) = 1.13`` at all; the
-linear head alone reached 0.19 in 200 steps). The body learns the rest (the Doob correction of finite time).
+linear head alone reached 0.19 in 200 steps). The body learns the rest (the Doob correction of finite time, and
+with the free-field prior of `lgdiff._samplers.osq.OSQProcess.hartree` the prior's nearest-neighbour part of the
+annealed drift, ``-(1 - beta) c (-Laplacian phi)``, which a convolution represents exactly).
 Like ``grad S``, both terms are equivariant under the lattice's translations, and odd under ``phi -> -phi`` for a
 Z2-symmetric action (the body too with ``z2_odd``).
 """

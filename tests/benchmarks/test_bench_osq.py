@@ -1,8 +1,8 @@
 """``benchmarks/bench_osq.py --quick`` runs end to end and writes a sane JSON report.
 
 The script runs in a subprocess (``sys.executable benchmarks/bench_osq.py --quick --json OUT``, OMP_NUM_THREADS=1), as
-a user would run it. The checks are on what any run must produce, whatever the tiny smoke statistics: the four
-algorithms, acceptances in [0, 1] (HMC + Wolff reports its last kernel's, the rejection-free Wolff update), finite
+a user would run it. The checks are on what any run must produce, whatever the tiny smoke statistics: the five
+algorithms (OSQ trained and with v = 0, the diffusion model, HMC, HMC + Wolff), acceptances in [0, 1] (HMC + Wolff reports its last kernel's, the rejection-free Wolff update), finite
 <|M|> in (0, inf), positive cost, the training costs from the model files (OSQ: no data; the diffusion model: its
 data generation measured and scaled to the 180 FA-HMC trajectories of the shipped model's data command).
 Performance is not tested.
@@ -24,18 +24,19 @@ def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=180)
 
 
-def test_bench_osq_quick_writes_four_sane_rows(tmp_path):
+def test_bench_osq_quick_writes_five_sane_rows(tmp_path):
     out = tmp_path / "osq.json"
     proc = _run(tmp_path, "--quick", "--json", str(out))
     assert proc.returncode == 0, f"bench_osq.py --quick exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     report = json.loads(out.read_text())
     assert (report["L"], report["kappa"], report["chains"]) == (8, 0.21, 2)
     rows = report["rows"]
-    assert list(rows) == ["osq-imh", "dm-path", "hmc", "hmc+wolff"]
+    assert list(rows) == ["osq-imh", "osq-v0", "dm-path", "hmc", "hmc+wolff"]
     for name, row in rows.items():
         assert 0.0 <= row["acceptance"] <= 1.0, (name, row["acceptance"])
         assert math.isfinite(row["<|M|>"][0]) and row["<|M|>"][0] > 0, (name, row["<|M|>"])
-        assert row["cpu_s"] > 0 and row["n"] == (10 if name in ("osq-imh", "dm-path") else 40) * 2, (name, row)
+        n = 10 if name in ("osq-imh", "osq-v0", "dm-path") else 40
+        assert row["cpu_s"] > 0 and row["n"] == n * 2, (name, row)
         assert name in proc.stdout
     assert rows["osq-imh"]["training"]["steps"] == 2 and rows["osq-imh"]["training"]["data_cpu_s"] == 0.0
     dm = rows["dm-path"]["training"]

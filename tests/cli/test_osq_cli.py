@@ -10,10 +10,12 @@ import torch
 from click.testing import CliRunner
 
 from cli.main import cli
+from lgdiff import Phi4Action
 from lgdiff._io.checkpoint import load_checkpoint
 from lgdiff._io.ensemble import Ensemble
 from lgdiff._io.files import file_sha256
 from lgdiff._run.sample_scalar import ScalarSampleConfig
+from lgdiff._samplers.osq import hartree_prior
 
 MODELS = Path(__file__).resolve().parents[2] / "lgdiff" / "models"
 PHI4 = ["--theory", "phi4", "--L", 4, "--kappa", 0.2, "--lam", 0.02]
@@ -46,7 +48,10 @@ def test_train_osq_writes_a_phi4_drift_with_its_provenance(model):
     assert meta["kind"] == "osq" and meta["network"] == "ncsnpp" and meta["step"] == 2
     assert meta["theory"] == "phi4" and meta["params"] == {"kappa": 0.2, "lam": 0.02} and meta["lattice"] == [4, 4]
     assert meta["config"]["z2_odd"] is True and meta["config"]["channels"] == 4 and meta["dtype"] == "float32"
-    assert meta["osq"] == {"T": 1.0, "steps": 4, "g": pytest.approx(2**0.5), "prior_std": 1.0}
+    # the default prior is the Hartree free field of kappa = 0.2, lambda = 0.02 on 4 x 4
+    std, kinetic = hartree_prior(Phi4Action(kappa=0.2, lam=0.02), (4, 4))
+    assert meta["osq"] == {"T": 1.0, "steps": 4, "g": pytest.approx(2**0.5), "prior_std": pytest.approx(std),
+                           "prior_kinetic": pytest.approx(kinetic)}
     assert meta["train"]["objective"] == "exact" and meta["train"]["gradient"] == "path"
     assert meta["command"].startswith("lgdiff train --objective osq") and "--path-steps 4" in meta["command"]
     info = json.loads(run("info", model, "--json").output)
@@ -65,12 +70,14 @@ def test_rerunning_a_finished_train_osq_leaves_the_model(model):
 
 def test_train_osq_options(tmp_path):
     out = tmp_path / "p.safetensors"
-    result = run(*TRAIN, "--osq-objective", "plain", "--gradient", "log-variance", "--noise", 1.0, "--prior-std", 0.5,
+    result = run(*TRAIN, "--osq-objective", "plain", "--gradient", "log-variance", "--noise", 1.0,
+                 "--osq-prior", "white", "--prior-std", 0.5,
                  "--dim", 1, "--no-z2", "--dtype", "float64", "--out", out)
     assert result.exit_code == 0, result.output
     _, meta = load_checkpoint(out)
     assert meta["train"]["objective"] == "plain" and meta["train"]["gradient"] == "log-variance"
     assert meta["osq"]["g"] == 1.0 and meta["osq"]["prior_std"] == 0.5 and meta["lattice"] == [4]
+    assert "prior_kinetic" not in meta["osq"]
     assert meta["config"]["z2_odd"] is False and meta["dtype"] == "float64"
 
 
@@ -130,6 +137,9 @@ TRAIN_ERRORS = {  # options -> exit code (2: usage, 1: a value the library refus
     "epochs": (["--epochs", 1.0], 2, "--epochs is for --objective dsm"),
     "sde": (["--sde", "vp"], 2, "--sde is for --objective dsm"),
     "narrow network": (["--channels", 2], 1, "channels >= 4"),
+    "white width, hartree prior": (["--prior-std", 0.5], 2, "give --osq-prior white"),
+    "no hartree gaussian": (["--kappa", 0.3, "--lam", 0.0], 1, "Hartree Gaussian"),
+    "unknown prior": (["--osq-prior", "flat"], 2, "--osq-prior"),
 }
 
 

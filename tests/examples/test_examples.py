@@ -344,22 +344,23 @@ def test_osq_phi4_trains_samples_and_draws_the_snapshot_sequence(tmp_path):
     assert meta["action"] == {"class": "Phi4Action", "kappa": 0.21, "lam": 0.022} and meta["lattice"] == [4, 4]
     report = json.loads((tmp_path / "osq.json").read_text())
     rows = report["rows"]
-    assert list(rows) == ["OSQ raw", "OSQ exact (path IMH)", "HMC + Wolff"]
-    assert [rows[k]["n"] for k in rows] == [16, 2 * 8, 2 * 20]  # the smoke sizes
+    assert list(rows) == ["OSQ raw", "OSQ exact (path IMH)", "OSQ exact, v = 0", "HMC + Wolff"]
+    assert [rows[k]["n"] for k in rows] == [16, 2 * 8, 2 * 8, 2 * 20]  # the smoke sizes
+    assert "prior_kinetic" in meta["osq"]  # the default prior: the Hartree free field
     assert 0.0 <= rows["OSQ exact (path IMH)"]["acceptance"] <= 1.0
     assert 0.0 < rows["OSQ raw"]["ess_fraction"] <= 1.0
     for name, row in rows.items():
         absm, chi, binder = row["<|M|>"], row["chi_2'"], row["U_L"]
         assert 0.0 < absm[0] and absm[1] > 0 and chi[0] > 0 and binder[0] < 2 / 3 + 1e-9, (name, row)
         assert name in out
-    for name in ("OSQ raw", "OSQ exact (path IMH)"):
+    for name in ("OSQ raw", "OSQ exact (path IMH)", "OSQ exact, v = 0"):
         assert set(rows[name]["sigma_vs_hmc"]) == {"<|M|>", "chi_2'", "U_L"}
         finite_line(rf"{re.escape(name)} - HMC \+ Wolff in sigma: <\|M\|> ({NUMBER}), chi_2' ({NUMBER}), "
                     rf"U_L ({NUMBER})", out)
-    for name in ("OSQ exact (path IMH)", "HMC + Wolff"):  # Gamma-method errors of the Markov chains
+    for name in ("OSQ exact (path IMH)", "OSQ exact, v = 0", "HMC + Wolff"):  # Gamma-method errors of the Markov chains
         assert set(rows[name]["gamma"]) == {"<|M|>", "chi_2'", "U_L"} and f"{name}, Gamma-method errors" in out
     snap = report["snapshots"]
-    assert snap["t"] == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])  # T = 1, 5 path steps: every one of them
+    assert snap["t"] == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4, 0.5])  # T = 0.5, 5 path steps: every one of them
     fields = np.asarray(snap["fields"])
     assert fields.shape == (6, 4, 4) and np.isfinite(fields).all() and math.isfinite(snap["log_w"])
     assert not np.array_equal(fields[0], fields[-1])
