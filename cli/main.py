@@ -297,7 +297,8 @@ def measure_cmd(file: Path, flow_time: float, as_json: bool) -> None:
                                              "quantisation).")
 @click.option("--osq-prior", type=click.Choice(["hartree", "white"]),
               help="--objective osq: the path's Gaussian prior: hartree (default; the best Gaussian approximation of "
-                   "the action, a free field with the Hartree mass) or white (N(0, prior-std^2) per site).")
+                   "the action, a free field with the Hartree mass, in the broken phase the mixture of both signs) "
+                   "or white (N(0, prior-std^2) per site).")
 @click.option("--prior-std", type=POSITIVE, help="--objective osq --osq-prior white: width of the white prior "
                                                  "(default 1.0).")
 @click.option("--osq-objective", type=click.Choice(OSQ_OBJECTIVES),
@@ -473,14 +474,15 @@ def _train_gauge(links: Any, out: Path, n_steps: int, batch_size: int, lr: float
               help="Model file (default: the shipped model nearest to the couplings).")
 @click.option("--method", type=click.Choice(["sde", "ode", "imh", "path", "maala", "osq", "osq-imh"]), default=None,
               help="Raw (sde, ode) or exact (imh, path, maala) sampling with a diffusion model; phi4 with an OSQ "
-                   "model (lgdiff train --objective osq): raw (osq) or exact (osq-imh). Default path for phi4, "
+                   "model (lgdiff train --objective osq) or without one (v = 0 from the Hartree prior): raw (osq) or "
+                   "exact (osq-imh). Default path for phi4, "
                    "maala for gauge.")
 @click.option("--n", "n", type=click.IntRange(min=1), default=16, show_default=True, help="Records (per chain).")
 @click.option("--chains", type=click.IntRange(min=1), default=16, show_default=True,
               help="Independent chains (gauge: the model's default unless given).")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
               help="Reverse-SDE/ODE steps (default 100; gauge: the sampler's default); osq, osq-imh: steps of a "
-                   "path (default: the model's).")
+                   "path (default: the model's; without a model 20).")
 @click.option("--drift", type=click.Choice(["force", "score"]), default=None,
               help="Gauge MAALA's Langevin drift: the exact t -> 0 score -beta grad S (force, default) or the model "
                    "at t_L (score). Both are exact; the force takes far larger steps.")
@@ -515,7 +517,8 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
     the run is far from its training point. Gauge theories (u1, su3) sample with MAALA (exact) by default; e.g.
     `lgdiff sample --theory su3 --L 6` (beta defaults to the model's beta_0 = 5.0; --beta rescales the score
     by beta/beta_0). phi4 needs --kappa and --lam and defaults to the path-space independence sampler; with an
-    OSQ model (--method osq or osq-imh, --model required: none is shipped) the couplings default to the model's.
+    OSQ model (--method osq or osq-imh) the couplings default to the model's; without --model these methods run
+    with no network (v = 0) from the Hartree prior of --kappa, --lam (T = 0.5, --steps path steps, default 20).
     """
     from lgdiff._run.sample_gauge import GaugeSampleConfig
     from lgdiff._run.sample_scalar import OSQ_METHODS, ScalarSampleConfig
@@ -530,9 +533,9 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
     if scalar and corrector is not None:
         raise click.UsageError("--corrector is for gauge sampling")
     if scalar and method in OSQ_METHODS:
-        if model is None:
-            raise click.UsageError(f"--method {method} needs --model: no OSQ model is shipped; train one with `lgdiff "
-                                   f"train --objective osq --theory phi4 --L L --kappa K --lam LAM --out MODEL`")
+        if model is None and (kappa is None or lam is None):
+            raise click.UsageError(f"--method {method} without --model (v = 0 from the Hartree prior) needs --kappa "
+                                   f"and --lam; or give an OSQ model (lgdiff train --objective osq)")
         if beta is not None:
             raise click.UsageError("--beta is for gauge theories; phi4 takes --kappa and --lam")
     if not scalar:
@@ -547,8 +550,10 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
             given: dict[str, Any] = {"n": n, "chains": chains, "seed": seed, "blocks": blocks or world}
             if steps is not None:
                 given["steps"] = steps
-            if method in OSQ_METHODS:
-                assert model is not None  # checked above
+            if method in OSQ_METHODS and model is None:  # no network: v = 0 from the Hartree prior
+                config = ScalarSampleConfig(theory=_theory(theory, dim or 2, L, kappa, lam, beta), model=None,
+                                            method=method, **{"steps": None, **given})
+            elif method in OSQ_METHODS:
                 config = ScalarSampleConfig.from_osq_model(model, L, kappa=kappa, lam=lam, dim=dim, method=method,
                                                            **given)
             else:

@@ -20,7 +20,7 @@ from .._samplers.independence import MarginalIMH, PathIMH, RawDraws
 from .._samplers.maala import denoise, maala_kernel
 from .._models.files import load_osq, load_score
 from .._models.ncsnpp import NCSNpp, NCSNppConfig
-from .._samplers.osq import OSQDraws, OSQPathIMH
+from .._samplers.osq import OSQDraws, OSQPathIMH, OSQProcess, zero_drift
 from .._sde.base import AbstractSDE
 from .sample_gauge import _blocks_or_none, _check_sample
 from .split import run_ensemble
@@ -61,13 +61,15 @@ class ScalarSampleConfig:
     proposals with exact log-determinants; small volumes), ``path`` (exact route 2: path-space independence
     Metropolis, any volume), ``maala`` (exact route 3), with a score model; ``osq`` (raw OSQ paths,
     `lgdiff.OSQDraws`) and ``osq-imh`` (exact: independence Metropolis over OSQ paths, `lgdiff.OSQPathIMH`) with an
-    OSQ model (`from_osq_model`). Raw methods record ``n`` batches of ``chains`` independent samples; exact methods
-    run ``chains`` Markov chains for ``n`` steps each. ``steps``: reverse-SDE/ODE steps; for the OSQ methods the
-    Euler-Maruyama steps of a path, ``None`` for the model's own (the path weight is exact for any).
+    OSQ model (`from_osq_model`), or with ``model=None`` and no network (``v = 0``: finite-time Langevin from the
+    Hartree prior of the action, `OSQProcess.hartree`, T = 0.5: data-free and training-free, docs/osq.md). Raw
+    methods record ``n`` batches of ``chains`` independent samples; exact methods run ``chains`` Markov chains for
+    ``n`` steps each. ``steps``: reverse-SDE/ODE steps; for the OSQ methods the Euler-Maruyama steps of a path,
+    ``None`` for the model's own (without a model: 20; the path weight is exact for any).
     """
 
     theory: Theory
-    model: Path
+    model: Path | None
     method: str = "path"
     n: int = 16
     chains: int = 16
@@ -84,6 +86,9 @@ class ScalarSampleConfig:
             raise ValueError(f"ScalarSampleConfig is for phi4; got theory {self.theory.name}")
         if self.steps is None and self.method not in OSQ_METHODS:
             raise ValueError(f"--method {self.method} needs --steps (reverse-SDE/ODE steps)")
+        if self.model is None and self.method not in OSQ_METHODS:
+            raise ValueError(f"--method {self.method} needs a score model (--model); only --method "
+                             f"{' and '.join(OSQ_METHODS)} run without one (v = 0 from the Hartree prior)")
         if min(self.n, self.chains, 1 if self.steps is None else self.steps) < 1:
             raise ValueError(f"--n, --chains and --steps must be >= 1; got {self.n}, {self.chains}, {self.steps}")
 
@@ -112,12 +117,18 @@ class ScalarSampleConfig:
 
         Raw methods record ``n`` batches of ``chains`` independent samples; exact methods run ``chains`` Markov
         chains for ``n`` steps each (MAALA after ``therm`` steps)."""
-        meta = _model_kind(self.model, self.method)
-        settings: dict[str, float | int | str] = {"model": str(self.model), "model_sha256": file_sha256(self.model),
-                                                  "model_step": int(meta.get("step", 0))}
+        settings: dict[str, float | int | str]
+        if self.model is None:
+            settings = {"model": "none", "drift": "v = 0"}
+        else:
+            meta = _model_kind(self.model, self.method)
+            settings = {"model": str(self.model), "model_sha256": file_sha256(self.model),
+                        "model_step": int(meta.get("step", 0))}
         start: Callable[[torch.Generator], Field] | None = None
         if self.method in OSQ_METHODS:
             kernel, dtype = self._osq_kernel(device)
+            if self.model is None:  # the process is the whole sampler: record it
+                settings |= {f"osq_{k}": v for k, v in kernel.process.settings().items()}  # type: ignore[union-attr]
         else:
             kernel, dtype, start = self._dsm_kernel(device)
         lattice = self.theory.lattice
@@ -132,7 +143,13 @@ class ScalarSampleConfig:
                             settings=settings)
 
     def _osq_kernel(self, device: torch.device | str) -> tuple[AbstractKernel, torch.dtype]:
-        """The OSQ kernel of the model file and the chains' dtype (float64: the path and its weight are float64)."""
+        """The OSQ kernel of the model file (without one: ``v = 0`` from the Hartree prior) and the chains' dtype
+        (float64: the path and its weight are float64)."""
+        kind = OSQPathIMH if self.method == "osq-imh" else OSQDraws
+        if self.model is None:
+            action = self.theory.action()
+            process = OSQProcess.hartree(action, self.theory.lattice.shape, T=0.5, steps=self.steps or 20)
+            return kind(drift=zero_drift, process=process, action=action), torch.float64
         model = load_osq(self.model, device=device)
         arch, lattice = model.network.arch, self.theory.lattice
         if not isinstance(arch, NCSNppConfig) or arch.dim != lattice.dim:
@@ -143,7 +160,6 @@ class ScalarSampleConfig:
             raise ValueError(f"--L {lattice.shape[0]}: the model {self.model}'s NCSN++ has {arch.levels} levels and "
                              f"needs an L divisible by {factor}")
         process = model.process if self.steps is None else attrs.evolve(model.process, steps=self.steps)
-        kind = OSQPathIMH if self.method == "osq-imh" else OSQDraws
         return kind(drift=model.drift, process=process, action=self.theory.action()), torch.float64
 
     def _dsm_kernel(self, device: torch.device | str

@@ -51,13 +51,15 @@ the OU reference stationary at ``pi`` gave 9 % and 2.5 %.)
 **The prior.** A finite-time Langevin path relaxes the mode of momentum ``p`` at the rate ``~ K_S(p)``, the
 curvature of ``S``; near a critical point the long-wavelength modes barely move in ``T ~ 1``, so whatever the prior
 puts there reaches ``phi_N`` almost unchanged and the drift would have to learn all of it. The free-field prior
-(`OSQProcess.hartree`, `hartree_prior`) is the best Gaussian approximation of the phi^4 action (the
+(`OSQProcess.hartree`, `lgdiff._samplers.hartree`) is the best Gaussian approximation of the phi^4 action (the
 Gibbs-Bogoliubov variational optimum, i.e. the Hartree gap equation), computed from the couplings alone: still
-data-free. Measured at L = 16, lambda = 0.022, T = 1, N = 20, v = 0 (512 paths): var(log w) = 35 with the
-white ``N(0, 1)`` against 1.5 with the Hartree prior at kappa = 0.25 (29 against 1.3 at kappa = 0.21); with
-``h = T / N = 0.025`` the Hartree value is 0.50, and what is left is mostly the Euler-Maruyama discretisation.
-The geometric path of the backward kernels uses the same ``pi`` (``grad log pi = -K phi``, a nearest-neighbour
-stencil); ``log pi`` needs ``sum_p log K(p)``.
+data-free. Measured at L = 16, lambda = 0.022, T = 1, N = 20, v = 0 (512 paths, `benchmarks/bench_osq_prior.py`):
+var(log w) = 42 with the white ``N(0, 1)`` against 1.3 with the Hartree prior at kappa = 0.25 (35 against 1.0 at
+kappa = 0.21); with ``h = T / N = 0.025`` the Hartree value is 0.44, and what is left is mostly the Euler-Maruyama
+discretisation. The geometric path of the backward kernels uses the same ``pi`` (``grad log pi = -K phi``, a
+nearest-neighbour stencil); ``log pi`` needs ``sum_p log K(p)``. Where the broken-phase Hartree solution has the
+lower variational bound, the prior is the two-sector mixture ``(N(+v, K^-1) + N(-v, K^-1)) / 2`` (``prior_shift =
+v``), whose log density and force are closed forms in the sector logit ``a = v sum_x phi / sigma_0^2``.
 
 **Exactness for any drift.** ``w`` is the importance weight of the path proposal against ``Gamma``, whatever
 ``v_theta`` is (untrained: plain finite-time Langevin). :class:`OSQPathIMH` accepts fresh paths by independence
@@ -85,6 +87,7 @@ from .._fields.scalar import Field
 from .._geometry.lattice import Lattice, shift
 from .._provenance import AbstractRecorded
 from .._sde.base import flat_sq
+from .hartree import hartree_gaussian
 from .base import AbstractKernel
 from .independence import AbstractIMH
 
@@ -123,22 +126,25 @@ class OSQProcess(AbstractRecorded):
     g: float = attrs.field(default=math.sqrt(2.0), validator=_positive)
     prior_std: float = attrs.field(default=1.0, validator=_positive)
     prior_kinetic: float = attrs.field(default=0.0)
+    prior_shift: float = attrs.field(default=0.0)
 
     def __attrs_post_init__(self) -> None:
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
             raise ValueError(f"OSQProcess.steps must be an int >= 1; got {self.steps!r}")
-        c = self.prior_kinetic
-        if isinstance(c, bool) or not isinstance(c, (int, float)) or not math.isfinite(c) or c < 0:
-            raise ValueError(f"OSQProcess.prior_kinetic must be a finite number >= 0; got {c!r}")
+        for name in ("prior_kinetic", "prior_shift"):
+            c = getattr(self, name)
+            if isinstance(c, bool) or not isinstance(c, (int, float)) or not math.isfinite(c) or c < 0:
+                raise ValueError(f"OSQProcess.{name} must be a finite number >= 0; got {c!r}")
 
     @classmethod
     def hartree(cls, action: AbstractScalarAction, shape: tuple[int, ...], *, T: float = 1.0, steps: int = 50,
-                g: float = math.sqrt(2.0)) -> "OSQProcess":
-        """The process whose prior is the best Gaussian approximation of ``action`` on a lattice of ``shape``
-        (the Hartree free field, `hartree_prior`): data-free, and close to the target's two-point function, so the
-        long-wavelength modes that a finite-time Langevin path cannot relax start near equilibrium."""
-        std, kinetic = hartree_prior(action, shape)
-        return cls(T=T, steps=steps, g=g, prior_std=std, prior_kinetic=kinetic)
+                g: float = math.sqrt(2.0), phase: str = "auto") -> "OSQProcess":
+        """The process whose prior is the best Gaussian approximation of ``action`` on a lattice of ``shape`` (the
+        Hartree free field, `lgdiff._samplers.hartree.hartree_gaussian`; in the broken phase the mixture of the two
+        signs): data-free, and close to the target's two-point function, so the long-wavelength modes that a
+        finite-time Langevin path cannot relax start near equilibrium."""
+        h = hartree_gaussian(action, shape, phase=phase)
+        return cls(T=T, steps=steps, g=g, prior_std=h.std, prior_kinetic=h.kinetic, prior_shift=h.shift)
 
     @property
     def name(self) -> str:
@@ -149,12 +155,15 @@ class OSQProcess(AbstractRecorded):
                                              "prior_std": float(self.prior_std)}
         if self.prior_kinetic:
             out["prior_kinetic"] = float(self.prior_kinetic)
+        if self.prior_shift:
+            out["prior_shift"] = float(self.prior_shift)
         return out
 
     @classmethod
     def from_settings(cls, settings: dict[str, typing.Any]) -> "OSQProcess":
         return cls(T=float(settings["T"]), steps=int(settings["steps"]), g=float(settings["g"]),
-                   prior_std=float(settings["prior_std"]), prior_kinetic=float(settings.get("prior_kinetic", 0.0)))
+                   prior_std=float(settings["prior_std"]), prior_kinetic=float(settings.get("prior_kinetic", 0.0)),
+                   prior_shift=float(settings.get("prior_shift", 0.0)))
 
     @property
     def h(self) -> float:
@@ -180,23 +189,30 @@ class OSQProcess(AbstractRecorded):
         return k
 
     def _check_shape(self, sites: tuple[int, ...]) -> None:
-        if self.prior_kinetic and not sites:
-            raise ValueError("OSQProcess.prior_kinetic > 0 needs a lattice with D >= 1 (one site has no momenta)")
+        if (self.prior_kinetic or self.prior_shift) and not sites:
+            raise ValueError("OSQProcess.prior_kinetic > 0 or prior_shift > 0 needs a lattice with D >= 1 (one site "
+                             "has no momenta; use prior_std)")
 
     def prior(self, shape: tuple[int, ...], *, dtype: torch.dtype, device: torch.device | str,
               generator: torch.Generator) -> Tensor:
-        """Draws ``[B, *L]`` of the prior ``N(0, K^-1)`` (white, ``N(0, prior_std^2)``, when ``prior_kinetic = 0``):
-        white noise coloured in momentum space by ``K(p)^(-1/2)``."""
+        """Draws ``[B, *L]`` of the prior: ``N(0, K^-1)``, white noise coloured in momentum space by
+        ``K(p)^(-1/2)`` (``N(0, prior_std^2)`` when ``prior_kinetic = 0``), shifted by ``+-prior_shift`` with a fair
+        random sign per configuration when the shift is not zero."""
         self._check_shape(shape[1:])
         z = torch.randn(shape, generator=generator, dtype=dtype, device=device)
         if not self.prior_kinetic:
-            return self.prior_std * z
-        dims = tuple(range(1, len(shape)))
-        colour = self._inverse_covariance(shape[1:], dtype, device).rsqrt()
-        return torch.fft.ifftn(torch.fft.fftn(z, dim=dims, norm="ortho") * colour, dim=dims, norm="ortho").real
+            x = self.prior_std * z
+        else:
+            dims = tuple(range(1, len(shape)))
+            colour = self._inverse_covariance(shape[1:], dtype, device).rsqrt()
+            x = torch.fft.ifftn(torch.fft.fftn(z, dim=dims, norm="ortho") * colour, dim=dims, norm="ortho").real
+        if self.prior_shift:
+            sign = 2 * torch.randint(0, 2, (shape[0],), generator=generator, device=device).to(dtype) - 1
+            x = x + (self.prior_shift * sign).reshape(-1, *([1] * (len(shape) - 1)))
+        return x
 
-    def prior_force(self, x: Tensor) -> Tensor:
-        """``-grad log pi(x) = K x = x / prior_std^2 + prior_kinetic (-Laplacian x)`` (periodic), ``[B, *L]``."""
+    def _gaussian_force(self, x: Tensor) -> Tensor:
+        """``K x = x / prior_std^2 + prior_kinetic (-Laplacian x)`` (periodic), ``[B, *L]``."""
         out = x / self.prior_std**2
         if self.prior_kinetic:
             lap = 2 * (x.ndim - 1) * x
@@ -205,69 +221,35 @@ class OSQProcess(AbstractRecorded):
             out = out + self.prior_kinetic * lap
         return out
 
+    def _sector_logit(self, x: Tensor) -> Tensor:
+        """``(log N(x; +v, K^-1) - log N(x; -v, K^-1)) / 2 = v (K 1) . x = v sum_x x / prior_std^2``, ``[B]``
+        (``K`` of a constant field is ``1 / prior_std^2``)."""
+        return (self.prior_shift / self.prior_std**2) * x.reshape(x.shape[0], -1).sum(1)
+
+    def prior_force(self, x: Tensor) -> Tensor:
+        """``-grad log pi(x)``, ``[B, *L]``: ``K x``, and with a shift ``K x - tanh(a) v / prior_std^2`` with ``a``
+        the sector logit (the two Gaussians' responsibilities)."""
+        out = self._gaussian_force(x)
+        if self.prior_shift:
+            pull = torch.tanh(self._sector_logit(x)) * (self.prior_shift / self.prior_std**2)
+            out = out - pull.reshape(-1, *([1] * (x.ndim - 1)))
+        return out
+
     def prior_logp(self, x: Tensor) -> Tensor:
         """``log pi(x)`` per configuration ``[B]`` (float64)."""
         self._check_shape(tuple(x.shape[1:]))
         x64 = x.to(torch.float64)
         n = x[0].numel()
-        if not self.prior_kinetic:
+        if not self.prior_kinetic and not self.prior_shift:
             return -flat_sq(x64) / (2 * self.prior_std**2) - n / 2 * math.log(2 * math.pi * self.prior_std**2)
         log_det = self._inverse_covariance(tuple(x.shape[1:]), torch.float64, x.device).log().sum()
-        quad = (x64 * self.prior_force(x64)).reshape(x.shape[0], -1).sum(1)
-        return -quad / 2 + log_det / 2 - n / 2 * math.log(2 * math.pi)
-
-
-def hartree_prior(action: AbstractScalarAction, shape: tuple[int, ...]) -> tuple[float, float]:
-    r"""``(prior_std, prior_kinetic)`` of the best Gaussian approximation of the phi^4 action on a periodic lattice
-    of ``shape`` (Gibbs-Bogoliubov variational Gaussian = the Hartree approximation, symmetric phase): with
-    ``S = sum_x [-2 kappa sum_mu phi_x phi_{x+mu} + (1 - 2 lambda) phi^2 + lambda phi^4]`` and
-    ``phi^4 -> 6 G phi^2``, the Gaussian ``exp(-phi K phi / 2)`` has
-    ``K(p) = c_0 + 2 kappa p_hat^2``, ``c_0 = 2 (1 - 2 lambda + 6 lambda G) - 4 kappa D``,
-    solved self-consistently with ``G = <phi_x^2> = (1/V) sum_p 1 / K(p)`` (unique root; bisection).
-    ``prior_std = c_0^(-1/2)`` is the zero mode's width.
-
-    >>> from lgdiff import Phi4Action
-    >>> std, kin = hartree_prior(Phi4Action(kappa=0.25, lam=0.0), (8, 8))  # free field: c_0 = 2 - 2 = 0
-    Traceback (most recent call last):
-    ...
-    ValueError: the Hartree Gaussian of Phi4Action(kappa=0.25, lam=0.0) does not exist: kappa >= the free critical value (1 - 2 lambda) / (2 D) and lambda = 0
-    >>> std, kin = hartree_prior(Phi4Action(kappa=0.2, lam=0.0), (8, 8))
-    >>> round(std**-2, 12), kin  # c_0 = 2 - 4 * 0.2 * 2 = 0.4
-    (0.4, 0.4)
-    """
-    kappa = getattr(action, "kappa", None)
-    lam = getattr(action, "lam", None)
-    if kappa is None or lam is None or not shape:
-        raise ValueError(f"a Hartree prior needs a phi^4 action (kappa, lam) on a lattice with D >= 1; got "
-                         f"{type(action).__name__} on shape {shape}")
-    if kappa <= 0:
-        raise ValueError(f"a Hartree prior needs kappa > 0; got {kappa}")
-    dim = len(shape)
-    phat2 = torch.zeros(shape, dtype=torch.float64)
-    for mu, n in enumerate(shape):
-        p = 2 * math.pi * torch.arange(n, dtype=torch.float64) / n
-        phat2 = phat2 + (4 * torch.sin(p / 2) ** 2).reshape([n if i == mu else 1 for i in range(dim)])
-
-    def c0(gap: float) -> float:
-        return 2 * (1 - 2 * lam + 6 * lam * gap) - 4 * kappa * dim
-
-    if lam == 0:
-        if c0(0.0) <= 0:
-            raise ValueError(f"the Hartree Gaussian of {type(action).__name__}(kappa={kappa}, lam={lam}) does not "
-                             f"exist: kappa >= the free critical value (1 - 2 lambda) / (2 D) and lambda = 0")
-        return float(c0(0.0)) ** -0.5, 2 * kappa
-
-    def excess(gap: float) -> float:  # G - <phi^2>(G): increasing in G, one root above the c_0 = 0 point
-        return gap - float((1 / (c0(gap) + 2 * kappa * phat2)).mean())
-
-    lo = max(0.0, (4 * kappa * dim - 2 * (1 - 2 * lam)) / (12 * lam))  # c_0(lo) >= 0: the root lies above
-    hi = 2 * lo + 1.0
-    while excess(hi) < 0:
-        hi *= 2
-    for _ in range(200):  # excess < 0 just above lo (1 / K(0) -> infinity or G = 0), > 0 at hi
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if excess(mid) < 0 else (lo, mid)
-    return float(c0(hi)) ** -0.5, 2 * kappa
+        quad = (x64 * self._gaussian_force(x64)).reshape(x.shape[0], -1).sum(1)
+        out = -quad / 2 + log_det / 2 - n / 2 * math.log(2 * math.pi)
+        if self.prior_shift:  # log((N(x; v) + N(x; -v)) / 2) = log N(x; 0) - v^2 (1 K 1) / 2 + log cosh(a)
+            a = self._sector_logit(x64)
+            log_cosh = a.abs() + torch.log1p(torch.exp(-2 * a.abs())) - math.log(2)
+            out = out - n * self.prior_shift**2 / (2 * self.prior_std**2) + log_cosh
+        return out
 
 
 @typing.final
@@ -438,5 +420,5 @@ class OSQDraws(AbstractKernel[Field]):
                 torch.ones(state.data.shape[0], dtype=torch.float64, device=state.data.device))
 
 
-__all__ = ["GRADIENTS", "OBJECTIVES", "Drift", "OSQDraws", "OSQPath", "OSQPathIMH", "OSQProcess", "hartree_prior",
-           "osq_log_weight", "osq_loss", "osq_path", "zero_drift"]
+__all__ = ["GRADIENTS", "OBJECTIVES", "Drift", "OSQDraws", "OSQPath", "OSQPathIMH", "OSQProcess", "osq_log_weight",
+           "osq_loss", "osq_path", "zero_drift"]

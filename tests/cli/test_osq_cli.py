@@ -10,12 +10,13 @@ import torch
 from click.testing import CliRunner
 
 from cli.main import cli
-from lgdiff import Phi4Action
+from lgdiff import Lattice, Phi4Action
 from lgdiff._io.checkpoint import load_checkpoint
 from lgdiff._io.ensemble import Ensemble
 from lgdiff._io.files import file_sha256
 from lgdiff._run.sample_scalar import ScalarSampleConfig
-from lgdiff._samplers.osq import hartree_prior
+from lgdiff._run.theory import Theory
+from lgdiff._samplers.hartree import hartree_gaussian
 
 MODELS = Path(__file__).resolve().parents[2] / "lgdiff" / "models"
 PHI4 = ["--theory", "phi4", "--L", 4, "--kappa", 0.2, "--lam", 0.02]
@@ -49,9 +50,10 @@ def test_train_osq_writes_a_phi4_drift_with_its_provenance(model):
     assert meta["theory"] == "phi4" and meta["params"] == {"kappa": 0.2, "lam": 0.02} and meta["lattice"] == [4, 4]
     assert meta["config"]["z2_odd"] is True and meta["config"]["channels"] == 4 and meta["dtype"] == "float32"
     # the default prior is the Hartree free field of kappa = 0.2, lambda = 0.02 on 4 x 4
-    std, kinetic = hartree_prior(Phi4Action(kappa=0.2, lam=0.02), (4, 4))
-    assert meta["osq"] == {"T": 1.0, "steps": 4, "g": pytest.approx(2**0.5), "prior_std": pytest.approx(std),
-                           "prior_kinetic": pytest.approx(kinetic)}
+    h = hartree_gaussian(Phi4Action(kappa=0.2, lam=0.02), (4, 4))
+    assert h.phase == "symmetric"
+    assert meta["osq"] == {"T": 1.0, "steps": 4, "g": pytest.approx(2**0.5), "prior_std": pytest.approx(h.std),
+                           "prior_kinetic": pytest.approx(h.kinetic)}
     assert meta["train"]["objective"] == "exact" and meta["train"]["gradient"] == "path"
     assert meta["command"].startswith("lgdiff train --objective osq") and "--path-steps 4" in meta["command"]
     info = json.loads(run("info", model, "--json").output)
@@ -120,6 +122,28 @@ def test_sample_osq_resumes_to_the_uninterrupted_file(model, tmp_path, method):
         assert 0 < float(b.acceptance.mean()) < 1  # proposals are rejected: the carried weights matter
 
 
+def test_sample_osq_without_a_model_runs_v0_from_the_hartree_prior_and_resumes(tmp_path):
+    args = ["sample", "--theory", "phi4", "--L", 4, "--kappa", 0.25, "--lam", 0.022, "--method", "osq-imh",
+            "--chains", 4, "--seed", 5]
+    whole, part = tmp_path / "whole.safetensors", tmp_path / "part.safetensors"
+    result = run(*args, "--n", 6, "--out", whole)
+    assert result.exit_code == 0, result.output
+    assert run(*args, "--n", 2, "--out", part).exit_code == 0
+    assert run(*args, "--n", 6, "--out", part).exit_code == 0
+    a, b = Ensemble.load(part), Ensemble.load(whole)
+    assert torch.equal(a.configs().data, b.configs().data) and torch.equal(a.acceptance, b.acceptance)
+    meta = b.metadata
+    h = hartree_gaussian(Phi4Action(kappa=0.25, lam=0.022), (4, 4))
+    assert meta.algorithm == "osq-imh" and meta.settings["model"] == "none" and meta.settings["drift"] == "v = 0"
+    assert meta.settings["osq_steps"] == 20 and meta.settings["osq_T"] == 0.5
+    assert meta.settings["osq_prior_std"] == pytest.approx(h.std)
+    assert meta.settings["osq_prior_kinetic"] == pytest.approx(h.kinetic)
+    assert 0 < float(b.acceptance.mean()) < 1
+    theory = Theory(name="phi4", lattice=Lattice(shape=(4, 4)), params={"kappa": 0.25, "lam": 0.022})
+    with pytest.raises(ValueError, match="needs a score model"):
+        ScalarSampleConfig(theory=theory, model=None, method="path")
+
+
 def test_sample_osq_with_blocks(model, tmp_path):
     out = tmp_path / "b.safetensors"
     result = run("sample", "--theory", "phi4", "--L", 4, "--method", "osq-imh", "--model", model, "--n", 2,
@@ -175,7 +199,7 @@ def test_train_options_of_the_other_objective_are_refused(tmp_path):
 def test_sample_osq_user_errors(model, tmp_path):
     out = tmp_path / "s.safetensors"
     sample = ["sample", "--theory", "phi4", "--L", 4, "--n", 1, "--chains", 1, "--out", out]
-    assert_one_line_error(run(*sample, "--method", "osq-imh"), 2, "--method osq-imh needs --model", "no OSQ model")
+    assert_one_line_error(run(*sample, "--method", "osq-imh"), 2, "without --model", "needs --kappa and --lam")
     assert_one_line_error(run(*sample, "--method", "osq", "--model", model, "--beta", 1.0), 2, "--beta")
     dsm = MODELS / "phi4_k0.27_L16.safetensors"
     assert_one_line_error(run(*sample, "--method", "osq-imh", "--model", dsm), 1, str(dsm),
