@@ -13,6 +13,9 @@ proposal at other volumes (the divergence's cost grows as V^2: V JVPs of a V-sit
     OMP_NUM_THREADS=1 python benchmarks/bench_marginal_imh.py --L 16 --steps 5 10 20 --cost-L 32
     OMP_NUM_THREADS=1 python benchmarks/bench_marginal_imh.py --quick
 
+``--route path`` measures the path-space route (`lgdiff.PathIMH`: reverse-SDE proposals weighed against the
+forward noising path, ``--steps`` reverse-SDE steps) the same way, for comparison; its spacing is uniform.
+
 The default model is the shipped ``phi4_k0.27_L16`` (kappa = 0.27, lambda = 0.022, VE SDE).
 """
 
@@ -30,7 +33,7 @@ from _phi4 import LAM, MODELS, CpuTimer, grad_score, load_score  # noqa: E402
 from lgdiff._actions.phi4 import Phi4Action  # noqa: E402
 from lgdiff._fields.scalar import Field  # noqa: E402
 from lgdiff._geometry.lattice import Lattice  # noqa: E402
-from lgdiff._samplers.independence import MarginalIMH  # noqa: E402
+from lgdiff._samplers.independence import AbstractIMH, MarginalIMH, PathIMH  # noqa: E402
 from lgdiff._stats import effective_sample_size  # noqa: E402
 
 
@@ -38,11 +41,11 @@ def stationary_acceptance(log_w: np.ndarray) -> float:
     """``E_{x ~ p, x' ~ q} min(1, w(x') / w(x))`` estimated from proposals alone (module docstring)."""
     lw = log_w - log_w.max()
     w = np.exp(lw)
-    ratio = np.minimum(1.0, np.exp(lw[None, :] - lw[:, None]))  # [i (target, weighted), j (proposal)]
+    ratio = np.exp(np.minimum(0.0, lw[None, :] - lw[:, None]))  # [i (target, weighted), j (proposal)]
     return float((w[:, None] * ratio).sum() / (len(lw) * w.sum()))
 
 
-def proposals(kernel: MarginalIMH, lattice: Lattice, n: int, seed: int) -> tuple[np.ndarray, float]:
+def proposals(kernel: AbstractIMH, lattice: Lattice, n: int, seed: int) -> tuple[np.ndarray, float]:
     like = Field.zeros(lattice, batch=n)
     g = torch.Generator().manual_seed(seed)
     with CpuTimer() as tm:
@@ -55,7 +58,9 @@ def main() -> None:
     p.add_argument("--L", type=int, default=16, help="lattice of the acceptance study")
     p.add_argument("--kappa", type=float, default=0.27)
     p.add_argument("--model", type=Path, default=MODELS / "phi4_k0.27_L16.safetensors")
-    p.add_argument("--steps", type=int, nargs="+", default=[5, 10, 20], help="PF-ODE Heun steps")
+    p.add_argument("--route", choices=("marginal", "path"), default="marginal",
+                   help="marginal (PF-ODE, exact log det) or path (reverse SDE, path-space weight)")
+    p.add_argument("--steps", type=int, nargs="+", default=[5, 10, 20], help="PF-ODE Heun (or reverse-SDE) steps")
     p.add_argument("--spacing", nargs="+", default=["uniform", "geometric"], help="time grids")
     p.add_argument("--n", type=int, default=16, help="proposals per setting (one batch)")
     p.add_argument("--t-min", type=float, default=1e-3)
@@ -76,14 +81,21 @@ def main() -> None:
     _, net, meta = load_score(args.model)
     score = grad_score(net)  # differentiable by forward-mode AD (the exact log det)
     action = Phi4Action(kappa=args.kappa, lam=LAM)
-    print(f"marginal IMH, 2D phi^4 L = {args.L}, kappa = {args.kappa}, model {args.model.name} (trained on "
+    if args.route == "path":
+        args.spacing = ["uniform"]
+    print(f"{args.route} IMH, 2D phi^4 L = {args.L}, kappa = {args.kappa}, model {args.model.name} (trained on "
           f"{meta.get('lattice')}), {args.n} proposals per setting, exact log det (JVPs, chunk {args.chunk})")
     print(f"{'steps':>5} {'spacing':>9} {'var(log w)':>10} {'ESS/n':>6} {'acc (SNIS)':>10} {'CPU s/proposal':>14}")
+    def make_kernel(steps: int, spacing: str) -> AbstractIMH:
+        if args.route == "path":
+            return PathIMH(score=score, process=net.sde, action=action, steps=steps, t_min=0.0)
+        return MarginalIMH(score=score, process=net.sde, action=action, steps=steps, t_min=args.t_min,
+                           spacing=spacing, chunk=args.chunk)
+
     rows = []
     for spacing in args.spacing:
         for steps in args.steps:
-            kernel = MarginalIMH(score=score, process=net.sde, action=action, steps=steps, t_min=args.t_min,
-                                 spacing=spacing, chunk=args.chunk)
+            kernel = make_kernel(steps, spacing)
             log_w, cpu = proposals(kernel, Lattice(shape=(args.L, args.L)), args.n, args.seed)
             row = {"steps": steps, "spacing": spacing, "var_log_w": float(log_w.var(ddof=1)),
                    "ess_fraction": effective_sample_size(torch.from_numpy(log_w)) / args.n,
@@ -93,15 +105,14 @@ def main() -> None:
                   f"{row['acceptance']:10.3f} {row['cpu_s_per_proposal']:14.2f}", flush=True)
     costs = []
     for L in args.cost_L:
-        kernel = MarginalIMH(score=score, process=net.sde, action=action, steps=min(args.steps), t_min=args.t_min,
-                             spacing=args.spacing[0], chunk=args.chunk)
+        kernel = make_kernel(min(args.steps), args.spacing[0])
         _, cpu = proposals(kernel, Lattice(shape=(L, L)), 1, args.seed)
         costs.append({"L": L, "steps": min(args.steps), "cpu_s_per_proposal": cpu,
                       "cpu_s_per_step": cpu / min(args.steps)})
         print(f"L = {L}: one proposal of {min(args.steps)} steps: {cpu:.1f} CPU s ({cpu / min(args.steps):.2f} per "
               f"step)", flush=True)
     if args.json:
-        args.json.write_text(json.dumps({"L": args.L, "kappa": args.kappa, "model": str(args.model), "n": args.n,
+        args.json.write_text(json.dumps({"L": args.L, "kappa": args.kappa, "model": str(args.model), "n": args.n, "route": args.route,
                                          "rows": rows, "costs": costs}, indent=1))
 
 

@@ -35,6 +35,11 @@ def test_bench_marginal_imh_quick(tmp_path):
         assert r["var_log_w"] >= 0 and 0 < r["ess_fraction"] <= 1 and 0 < r["acceptance"] <= 1, r
         assert math.isfinite(r["cpu_s_per_proposal"]) and r["cpu_s_per_proposal"] > 0
     assert report["costs"][0]["L"] == 8 and report["costs"][0]["cpu_s_per_proposal"] > 0
+    path = _run(tmp_path, "--quick", "--route", "path", "--json", str(out))
+    assert path.returncode == 0, f"{path.stdout}\n{path.stderr}"
+    report = json.loads(out.read_text())
+    assert report["route"] == "path" and [r["spacing"] for r in report["rows"]] == ["uniform", "uniform"]
+    assert all(0 < r["acceptance"] <= 1 and r["var_log_w"] >= 0 for r in report["rows"])
     bad = _run(tmp_path, "--L", "6")
     assert bad.returncode == 2 and "multiples of 4" in bad.stderr and "Traceback" not in bad.stderr
 
