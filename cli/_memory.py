@@ -16,7 +16,8 @@ import torch
 from lgdiff._run.theory import Theory
 
 GENERATE_FACTORS = {("scalar", "hmc"): 10.0, ("scalar", "fahmc"): 18.0, ("scalar", "metropolis"): 15.0,
-                    ("scalar", "wolff"): 17.0, ("links", "hmc"): 19.0, ("links", "heatbath"): 11.0}
+                    ("scalar", "wolff"): 17.0, ("links", "hmc"): 19.0, ("links", "heatbath"): 11.0,
+                    ("links", "direct"): 12.0}
 """Peak memory of ``lgdiff generate`` per byte of the state (all chains), by field kind and ``--algorithm``: the
 state itself, the hot start's temporaries and the sampler's (momenta, proposal, force, staples). Measured with
 ``benchmarks/bench_memory.py`` (CPU, 64 MB states, 3 updates; the largest over theories and dtypes, rounded up):

@@ -126,7 +126,7 @@ def _theory(theory: str, dim: int, L: int, kappa: float | None, lam: float | Non
 @click.option("--lam", type=FINITE, help="phi4 coupling lambda.")
 @click.option("--beta", type=FINITE, help="Gauge coupling beta (u1, su2, su3).")
 @click.option("--algorithm", type=click.Choice(ALGORITHMS), default="hmc", show_default=True,
-              help="wolff = HMC + Wolff cluster flips; heatbath includes --overrelax sweeps.")
+              help="wolff = HMC + Wolff cluster flips; heatbath includes --overrelax sweeps; direct = exact independent draws (2D U(1) only).")
 @click.option("--n", "n", type=click.IntRange(min=1), required=True, help="Records to keep (each holds every chain).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Ensemble file (.safetensors).")
 @click.option("--seed", type=SEED, default=0, show_default=True)

@@ -88,6 +88,7 @@ from ._samplers.base import StepSizeAdaptation as StepSizeAdaptation
 from ._samplers.independence import MarginalIMH as MarginalIMH
 from ._samplers.independence import PathIMH as PathIMH
 from ._samplers.mixture import GlobalLocal as GlobalLocal
+from ._samplers.resample import DiffusionResample as DiffusionResample
 from ._samplers.independence import RawDraws as RawDraws
 from ._samplers.maala import MCResult as MCResult
 from ._samplers.maala import WilsonScore as WilsonScore
@@ -111,6 +112,8 @@ from ._samplers.reverse import log_likelihood as log_likelihood
 from ._samplers.reverse import probability_flow as probability_flow
 from ._samplers.reverse import reverse_sde as reverse_sde
 from ._samplers.heatbath import Heatbath as Heatbath
+from ._samplers.direct import U1Direct as U1Direct
+from ._samplers.direct import u1_2d_direct as u1_2d_direct
 from ._samplers.heatbath import Overrelaxation as Overrelaxation
 from ._samplers.hmc import HMC as HMC
 from ._samplers.hmc import FourierMass as FourierMass

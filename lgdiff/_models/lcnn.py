@@ -46,6 +46,7 @@ from .._fields.links import AlgebraField, LinkField
 from .._groups.base import AbstractGroup, complex_dtype
 from .._groups.names import group_from_name
 from .._types import Algebra, Links, Time
+from .._geometry.paths import projected_closed_staples
 from .embedding import TimeEmbedding
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -86,6 +87,15 @@ def _check_scale(instance: object, attribute: attrs.Attribute, value: object) ->
         raise ValueError(f"LCNNConfig.{attribute.name} must be a finite float > 0; got {value!r}")
 
 
+def _check_force_beta(instance: object, attribute: attrs.Attribute, value: object) -> None:
+    if not isinstance(value, float) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"LCNNConfig.force_beta must be a finite float >= 0 (0: no force term); got {value!r}")
+
+
+def _float(x: object) -> object:
+    return float(x) if isinstance(x, int) and not isinstance(x, bool) else x
+
+
 def _check_dtype(instance: object, attribute: attrs.Attribute, value: object) -> None:
     if value not in _DTYPES:
         raise ValueError(
@@ -105,6 +115,10 @@ class LCNNConfig:
     - `time_features`: number of Fourier features (and MLP width) of the time embedding;
       `time_scale`: std of the Gaussian Fourier frequencies (in cycles per unit of t).
     - `rectangles`: add the 2x1 loops to the plaquettes as inputs.
+    - `force_beta`: ``beta_0 > 0`` parametrises the score around its exact ``t -> 0`` limit, the Wilson force
+      ``F = -beta_0 grad S`` of the training ensemble (the class docstring of `LCNN`); 0 (the default) is the plain
+      network.
+    - `force_gate`: the noise level ``s_0`` below which the learned residual is switched off (with `force_beta`).
     - `dtype`: real dtype of the weights, ``"float32"`` (complex64 links) or ``"float64"`` (complex128).
 
     >>> from lgdiff import SU
@@ -123,6 +137,8 @@ class LCNNConfig:
                                     validator=_check_scale)
     rectangles: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
     dtype: str = attrs.field(default="float64", validator=_check_dtype)
+    force_beta: float = attrs.field(default=0.0, converter=_float, validator=_check_force_beta)
+    force_gate: float = attrs.field(default=0.1, converter=_float, validator=_check_scale)
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -406,6 +422,9 @@ class LCNN(nn.Module):
         c_z = c + config.n_loops
         self.readout_local = _normal(generator, dtype, 1 / math.sqrt(2 * c_z), dim, c_z)
         self.readout_link = _normal(generator, dtype, 1 / math.sqrt(2 * c_z), dim, c_z)
+        if config.force_beta > 0:  # softplus(l) = 2 beta_0 initially
+            init = 2 * config.force_beta
+            self.force_scale = nn.Parameter(torch.tensor(init + math.log(-math.expm1(-init)), dtype=dtype))
 
     @classmethod
     def from_config(cls, config: LCNNConfig, *, generator: torch.Generator) -> "LCNN":
@@ -452,7 +471,19 @@ class LCNN(nn.Module):
         local = _mix(self.readout_local, z)  # [D, N, N, B, *L]: channel mu is the link direction
         linked = _mix(self.readout_link, z)
         moved = torch.cat([_transport_forward(x[None], us[mu], ucs[mu], mu) for mu, x in enumerate(linked.unbind(0))])
-        return cfg.group.project_algebra(_to_aos(local + moved))
+        out = cfg.group.project_algebra(_to_aos(local + moved))
+        if cfg.force_beta > 0:
+            out = self._force_residual(u, t.to(real), out)
+        return out
+
+    def _force_residual(self, u: Tensor, tau: Tensor, net: Tensor) -> Tensor:
+        """``s F / (1 + lambda s^2) + N s^2 / (s^2 + s_0^2)`` (module docstring, "Force residual")."""
+        cfg = self._config
+        s2 = torch.exp(8 * tau).reshape(-1, *([1] * (net.ndim - 1)))
+        force = projected_closed_staples(u, traceless=cfg.group.n_generators == cfg.group.n ** 2 - 1,
+                                         scale=-cfg.force_beta * cfg.group.norm / cfg.group.n)
+        lam = nn.functional.softplus(self.force_scale)
+        return force * (s2.sqrt() / (1 + lam * s2)) + net * (s2 / (s2 + cfg.force_gate ** 2))
 
     def _check_raw(self, u: Tensor, t: Tensor) -> None:
         cfg = self._config

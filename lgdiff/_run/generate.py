@@ -13,6 +13,7 @@ from .._integrators.schemes import SCHEMES
 from .._io.convert import IMPORTED
 from .._io.ensemble import Ensemble
 from .._samplers.base import AbstractKernel, Composite
+from .._samplers.direct import U1Direct
 from .._samplers.heatbath import Heatbath
 from .._samplers.hmc import HMC, FourierMass, GaugeHMC
 from .._samplers.metropolis import Metropolis
@@ -20,8 +21,8 @@ from .._samplers.wolff import Wolff
 from .split import generate_ensemble, generate_split_ensemble
 from .theory import Theory
 
-ALGORITHMS = ("hmc", "fahmc", "metropolis", "wolff", "heatbath")
-_GAUGE_ALGORITHMS = ("hmc", "heatbath")
+ALGORITHMS = ("hmc", "fahmc", "metropolis", "wolff", "heatbath", "direct")
+_GAUGE_ALGORITHMS = ("hmc", "heatbath", "direct")
 """The algorithms for a theory with a gauge group (`Theory.group`)."""
 _SCALAR_ALGORITHMS = ("hmc", "fahmc", "metropolis", "wolff")
 """The algorithms for a scalar theory (no group)."""
@@ -69,8 +70,11 @@ class GenerateConfig:
             raise ValueError(f"unknown algorithm {self.algorithm!r}; expected one of {', '.join(ALGORITHMS)}")
         if self.theory.is_gauge and self.algorithm not in _GAUGE_ALGORITHMS:
             raise ValueError(f"--algorithm {self.algorithm} is for scalar phi^4; for {self.theory.name} use hmc or heatbath")
+        if self.algorithm == "direct" and (self.theory.name != "u1" or self.theory.lattice.dim != 2):
+            raise ValueError(f"--algorithm direct (exact independent draws) exists for 2D U(1) only; got "
+                             f"{self.theory.name} in {self.theory.lattice.dim}D: use hmc or heatbath")
         if not self.theory.is_gauge and self.algorithm not in _SCALAR_ALGORITHMS:
-            raise ValueError(f"--algorithm {self.algorithm} is for gauge theories (u1, su2, su3); for phi4 use hmc, "
+            raise ValueError(f"--algorithm {self.algorithm} is for gauge theories; for phi4 use hmc, "
                              f"fahmc, metropolis or wolff")
         if self.algorithm == "wolff" and self.theory.lattice.dim == 0:  # the toy model: no bonds to cluster
             raise ValueError("--algorithm wolff needs the phi4 theory")
@@ -101,6 +105,8 @@ class GenerateConfig:
         if self.theory.is_gauge:
             if self.algorithm == "heatbath":
                 return Heatbath(action=action, n_overrelax=self.overrelax)
+            if self.algorithm == "direct":
+                return U1Direct(action=action)
             return GaugeHMC(action=action, step_size=self.step_size or 1.0 / n_steps, n_steps=n_steps, scheme=scheme)
         if self.algorithm == "metropolis":
             return Metropolis(action=action, step_size=self.step_size or 1.0)

@@ -79,10 +79,10 @@ class Corrector:
         return x
 
 
-def _schedule(process: AbstractProcess, steps: int, t_min: float, spacing: str) -> tuple[list[float], list[float],
-                                                                                          list[float]]:
+def _schedule(process: AbstractProcess, steps: int, t_min: float, spacing: str,
+              t_max: float | None = None) -> tuple[list[float], list[float], list[float]]:
     """Host-side times, ``g(t)^2`` and ``s(t)^2`` on them, computed once (no device synchronisation in the loop)."""
-    ts = process.time_points(steps, t_min=t_min, spacing=spacing)
+    ts = process.time_points(steps, t_min=t_min, spacing=spacing, t_max=t_max)
     grid = torch.tensor(ts, dtype=torch.float64)
     return list(ts), (process.diffusion(grid) ** 2).tolist(), (process.std(grid) ** 2).tolist()
 
@@ -91,8 +91,9 @@ def _schedule(process: AbstractProcess, steps: int, t_min: float, spacing: str) 
 
 def reverse_path(score: Score, process: AbstractProcess[S], initial: S, *, steps: int, generator: torch.Generator,
                  t_min: float, spacing: str = "uniform", corrector: Corrector | None = None,
-                 callback: Callable[[StepInfo], None] | None = None, weigh: bool = False) -> tuple[S, Tensor | None]:
-    r"""Euler-Maruyama from ``initial`` at ``T`` down to ``t_min``: with ``v_k = g(t_k)^2 dt`` and ``z ~ N(0, 1)``,
+                 callback: Callable[[StepInfo], None] | None = None, weigh: bool = False,
+                 t_max: float | None = None) -> tuple[S, Tensor | None]:
+    r"""Euler-Maruyama from ``initial`` at ``t_max`` (default ``T``) down to ``t_min``: with ``v_k = g(t_k)^2 dt`` and ``z ~ N(0, 1)``,
 
     ``omega_k = -f(x_k, t_k) dt + v_k s(x_k, t_k) + sqrt(v_k) z_k``,  ``x_{k-1} = retract(x_k, omega_k)``
 
@@ -106,7 +107,7 @@ def reverse_path(score: Score, process: AbstractProcess[S], initial: S, *, steps
     """
     if weigh and corrector is not None and corrector.steps:
         raise ValueError("a weighed reverse path (path-space independence Metropolis) cannot take corrector steps")
-    ts, g2, s2 = _schedule(process, steps, t_min, spacing)
+    ts, g2, s2 = _schedule(process, steps, t_min, spacing, t_max)
     x = initial
     log_ratio = None
     if weigh:
@@ -132,9 +133,9 @@ def reverse_path(score: Score, process: AbstractProcess[S], initial: S, *, steps
 
 
 def forward_path_weight(score: Score, process: AbstractProcess[S], x0: S, *, steps: int, generator: torch.Generator,
-                        t_min: float, spacing: str = "uniform") -> tuple[S, Tensor]:
+                        t_min: float, spacing: str = "uniform", t_max: float | None = None) -> tuple[S, Tensor]:
     r"""Draw the auxiliary path of :func:`reverse_path` given its end ``x0`` (at ``t_min``), and return its start
-    ``x_K`` (at ``T``) and the path log-ratio that ``reverse_path(..., weigh=True)`` would have returned for it.
+    ``x_K`` (at ``t_max``, default ``T``) and the path log-ratio that ``reverse_path(..., weigh=True)`` would have returned for it.
 
     The auxiliary (forward) kernels of the path-space extended target are ``-omega_k ~ N(f(x_{k-1}, t_{k-1}) dt, v_k)``
     with ``x_{k-1} = retract(x_k, omega_k)``: so, from ``x0`` upwards, ``omega_k = -f(x_{k-1}) dt - sqrt(v_k) xi_k``
@@ -144,7 +145,7 @@ def forward_path_weight(score: Score, process: AbstractProcess[S], x0: S, *, ste
     (``steps`` score evaluations, as many as a proposal). This is what lets a path-space independence sampler
     re-weigh a configuration that another kernel moved (:class:`lgdiff.GlobalLocal`).
     """
-    ts, g2, _ = _schedule(process, steps, t_min, spacing)
+    ts, g2, _ = _schedule(process, steps, t_min, spacing, t_max)
     x = x0
     log_ratio = torch.zeros(process.batch(x), dtype=torch.float64, device=process._real_like(x).device)
     for i in reversed(range(steps)):

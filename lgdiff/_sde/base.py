@@ -72,20 +72,30 @@ class AbstractProcess(AbstractRecorded, typing.Generic[S]):
     def drift(self, x: S, t: Tensor) -> Tensor:
         """f(x, t) as a tangent vector at ``x`` (``t`` is ``[B]``)."""
 
-    def time_points(self, steps: int, *, t_min: float, spacing: str = "uniform") -> tuple[float, ...]:
-        """``steps + 1`` host-side times from ``T`` down to ``t_min``. ``"uniform"`` in t; processes with a closed-form
-        inverse of ``s(t)^2`` add ``"geometric"`` (constant ratio of kernel variances)."""
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"need an integer steps >= 1; got {steps!r}")
-        if not 0.0 <= t_min < self.T:
-            raise ValueError(f"need 0 <= t_min < T = {self.T}; got t_min = {t_min}")
+    def time_points(self, steps: int, *, t_min: float, spacing: str = "uniform",
+                    t_max: float | None = None) -> tuple[float, ...]:
+        """``steps + 1`` host-side times from ``t_max`` (default ``T``) down to ``t_min``. ``"uniform"`` in t;
+        processes with a closed-form inverse of ``s(t)^2`` add ``"geometric"`` (constant ratio of kernel variances).
+        A ``t_max < T`` is the grid of a partial path (:class:`lgdiff.DiffusionResample`)."""
+        top = self._check_grid(steps, t_min, t_max)
         if spacing not in SPACINGS:
             raise ValueError(f"spacing must be one of {SPACINGS}; got {spacing!r}")
         if spacing != "uniform":
             raise ValueError(f"the {self.name} process has no {spacing!r} time grid; use spacing='uniform'")
-        out = [self.T + (t_min - self.T) * k / steps for k in range(steps + 1)]
-        out[0], out[-1] = self.T, t_min
+        out = [top + (t_min - top) * k / steps for k in range(steps + 1)]
+        out[0], out[-1] = top, t_min
         return tuple(out)
+
+    def _check_grid(self, steps: int, t_min: float, t_max: float | None) -> float:
+        """Validates ``steps`` and ``0 <= t_min < t_max <= T``; returns the top of the grid."""
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"need an integer steps >= 1; got {steps!r}")
+        top = self.T if t_max is None else t_max
+        if not 0.0 <= t_min < self.T:
+            raise ValueError(f"need 0 <= t_min < T = {self.T}; got t_min = {t_min}")
+        if not t_min < top <= self.T:
+            raise ValueError(f"need t_min < t_max <= T = {self.T}; got t_min = {t_min}, t_max = {top}")
+        return float(top)
 
     # ---- the state space --------------------------------------------------------------------------
 

@@ -77,12 +77,13 @@ class GroupVE(AbstractProcess[LinkField]):
         """No drift: ``f = 0``."""
         return torch.zeros(self.tangent_shape(x), dtype=torch.float64, device=x.data.device)
 
-    def time_points(self, steps: int, *, t_min: float, spacing: str = "uniform") -> tuple[float, ...]:
-        """The wrapped :class:`VESDE`'s grid (``"uniform"`` or ``"geometric"``); ``t_min > 0`` (the score diverges
-        at ``t = 0``)."""
+    def time_points(self, steps: int, *, t_min: float, spacing: str = "uniform",
+                    t_max: float | None = None) -> tuple[float, ...]:
+        """The wrapped :class:`VESDE`'s grid (``"uniform"`` or ``"geometric"``) from ``t_max`` (default T);
+        ``t_min > 0`` (the score diverges at ``t = 0``)."""
         if not 0.0 < t_min < self.T:
             raise ValueError(f"need 0 < t_min < T = {self.T}; got t_min = {t_min}. The score diverges at t = 0.")
-        return self.sde.time_points(steps, t_min=t_min, spacing=spacing)
+        return self.sde.time_points(steps, t_min=t_min, spacing=spacing, t_max=t_max)
 
     # ---- the group as a state space ----------------------------------------------------------------
     # Tangent vectors are float64 algebra coordinates ``[B, D, *L, n_generators]`` (omega in ``i omega.T``):

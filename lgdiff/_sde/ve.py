@@ -54,18 +54,19 @@ class VESDE(AbstractSDE):
     def prior_std(self) -> float:
         return math.sqrt((self.sigma ** (2 * self.t_final) - 1) / (2 * math.log(self.sigma)))
 
-    def time_points(self, steps: int, *, t_min: float, spacing: str = "uniform") -> tuple[float, ...]:
-        """``steps + 1`` host-side times from T down to ``t_min``: ``"uniform"`` in t (the papers), or
-        ``"geometric"`` in ``s(t)^2`` (constant ratio of kernel variances: steps concentrate near ``t_min``, where the
-        uniform grid's relative step ``g^2 dt / s^2`` blows up; needs ``t_min > 0``)."""
+    def time_points(self, steps: int, *, t_min: float, spacing: str = "uniform",
+                    t_max: float | None = None) -> tuple[float, ...]:
+        """``steps + 1`` host-side times from ``t_max`` (default T) down to ``t_min``: ``"uniform"`` in t (the papers),
+        or ``"geometric"`` in ``s(t)^2`` (constant ratio of kernel variances: steps concentrate near ``t_min``, where
+        the uniform grid's relative step ``g^2 dt / s^2`` blows up; needs ``t_min > 0``)."""
         if spacing != "geometric":
-            return AbstractSDE.time_points(self, steps, t_min=t_min, spacing=spacing)
-        AbstractSDE.time_points(self, steps, t_min=t_min)  # validates steps and t_min
+            return AbstractSDE.time_points(self, steps, t_min=t_min, spacing=spacing, t_max=t_max)
+        top = self._check_grid(steps, t_min, t_max)
         if t_min <= 0.0:
             raise ValueError(f"the geometric grid needs t_min > 0 (s(0) = 0); got t_min = {t_min}")
         two_log = 2 * math.log(self.sigma)
-        v_hi = math.expm1(two_log * self.T) / two_log
+        v_hi = math.expm1(two_log * top) / two_log
         v_lo = math.expm1(two_log * t_min) / two_log
         out = [math.log1p(two_log * v_hi * (v_lo / v_hi) ** (k / steps)) / two_log for k in range(steps + 1)]
-        out[0], out[-1] = self.T, t_min
+        out[0], out[-1] = top, t_min
         return tuple(out)

@@ -355,3 +355,41 @@ def test_denoising_score_matching_learns_pure_gauge_noise(generator):
         held_out = losses(model, *noisy(1024))
     mean, err = float(held_out.mean()), float(held_out.std() / math.sqrt(held_out.numel()))
     assert volume - 1 - 4 * err < mean < 0.7 * dim * volume, (mean, err)
+
+
+# ---- the force residual: the score parametrised around its exact t -> 0 limit ---------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize(("group", "shape"), [(U1(), (4, 6)), (SU(3), (3, 2, 3, 2))], ids=str)
+def test_force_residual_tends_to_the_wilson_force_and_stays_covariant(group, shape, dtype, generator):
+    model = make_model(group, len(shape), dtype, generator, force_beta=3.0, channels=4)
+    U = links(group, shape, dtype, generator)
+    force = -WilsonAction(beta=3.0, group=group).force(U).data
+    real = torch.empty((), dtype=dtype).real.dtype
+    errors = []
+    for log_s in (-5.0, -8.0, -11.0):  # s(t) = e^{log_s}: the score R / s -> F, with a residual O(s / s_0^2)
+        tau = torch.full((2,), log_s / 4, dtype=real)
+        score = model.score_raw(U.data, tau).detach() / math.exp(log_s)
+        errors.append(rms(score - force) / rms(force))
+    assert errors[0] > errors[1] > errors[2] and errors[2] < 0.01, errors
+    # not the force alone at moderate noise, and covariant there
+    tau = torch.full((2,), -0.2, dtype=real)
+    assert rms(model.score_raw(U.data, tau).detach() / math.exp(-0.8) - force) > 0.05 * rms(force)
+    omega = GaugeTransform.random(group, U.lattice, batch=2, generator=generator, dtype=dtype)
+    assert_gauge_covariant(detached(model, times(2, dtype, generator)), U, omega)
+
+
+def test_force_residual_config_and_old_files(generator):
+    cfg = LCNNConfig(group=U1(), dim=2, channels=4, force_beta=7, force_gate=0.2)
+    assert cfg.force_beta == 7.0 and LCNNConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    old = {k: v for k, v in LCNNConfig(group=U1(), dim=2).to_dict().items() if not k.startswith("force")}
+    assert LCNNConfig.from_dict(old).force_beta == 0.0  # files written before the force residual load as before
+    plain = LCNN.from_config(LCNNConfig(group=U1(), dim=2, channels=4), generator=generator)
+    assert "force_scale" not in dict(plain.named_parameters())
+    with pytest.raises(ValueError, match="force_beta must be a finite float >= 0"):
+        LCNNConfig(group=U1(), dim=2, force_beta=-1.0)
+    model = LCNN.from_config(cfg, generator=generator)
+    U = links(U1(), (4, 4), torch.complex128, generator).data
+    loss = model.score_raw(U, torch.full((2,), -0.3, dtype=torch.float64)).abs().square().sum()
+    loss.backward()
+    assert float(model.force_scale.grad.abs()) > 0

@@ -5,7 +5,7 @@ import attrs
 import pytest
 import torch
 
-from lgdiff import SU, U1, Heatbath, Lattice, Phi4Action, ToyAction, WilsonAction, group_from_name
+from lgdiff import SU, U1, Heatbath, U1Direct, Lattice, Phi4Action, ToyAction, WilsonAction, group_from_name
 from lgdiff._run.generate import GenerateConfig
 from lgdiff._run.theory import Theory, theory_group
 
@@ -76,3 +76,17 @@ def test_the_theory_decides_the_generation_algorithms():
     with pytest.raises(ValueError, match="--algorithm wolff needs the phi4 theory"):
         GenerateConfig(theory=toy, algorithm="wolff", n=1)
     assert GenerateConfig(theory=toy, algorithm="metropolis", n=1).kernel().action is toy.action()
+
+
+def test_direct_generation_is_2d_u1_only_and_records_independent_draws(tmp_path):
+    u1 = Theory(name="u1", lattice=Lattice(shape=(6, 6)), params={"beta": 7.0})
+    config = GenerateConfig(theory=u1, algorithm="direct", n=3, chains=4, therm=0, seed=5)
+    assert isinstance(config.kernel(), U1Direct)
+    ens = config.run(tmp_path / "d.safetensors")
+    assert ens.metadata.algorithm == "direct" and ens.configs().batch == 12
+    records = ens.configs().data.reshape(3, 4, -1)
+    assert not torch.equal(records[0], records[1])  # every record is a fresh draw
+    for name, shape in (("su2", (4, 4)), ("u1", (4, 4, 4))):
+        th = Theory(name=name, lattice=Lattice(shape=shape), params={"beta": 2.0})
+        with pytest.raises(ValueError, match="--algorithm direct \\(exact independent draws\\) exists for 2D U\\(1\\) only"):
+            GenerateConfig(theory=th, algorithm="direct", n=1)
