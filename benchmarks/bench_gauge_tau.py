@@ -1,4 +1,5 @@
-"""Topological autocorrelation and cost: MAALA (shipped 2D U(1) L-CNN) vs HMC vs heatbath, in one run.
+"""Topological autocorrelation and cost: MAALA (shipped 2D U(1) L-CNN), diffusion resampling mixed with the heatbath,
+HMC, the heatbath and the exact direct sampler, in one run.
 
 2D U(1) at beta (default 7, where local algorithms freeze the topology) on an L x L torus (default 16, the model's
 training volume). For each algorithm: acceptance, <plaquette> and chi_t = <Q^2>/V against the exact finite-volume
@@ -8,10 +9,16 @@ CPU-second and effective samples of Q per CPU-second (sampling only; the model's
 
 Updates: one HMC trajectory (length 1, Omelyan), one heatbath sweep + one overrelaxation sweep, one MAALA
 Langevin step (every link moves). MAALA runs twice: from the model's denoiser (what `lgdiff sample` does) and from
-heatbath-equilibrated links (the stationary Markov chain, the honest measure of its tau_int(Q)).
+heatbath-equilibrated links (the stationary Markov chain, the honest measure of its tau_int(Q)). "dm-resample+hb"
+(with ``--resample-model``): one update is one `DiffusionResample` move (noise to ``--t-max``, ``--resample-steps``
+reverse steps, accepted exactly; its acceptance is the one reported) followed by ``--local-sweeps`` heatbath+OR
+sweeps, from heatbath-equilibrated links. "direct": exact independent draws (`U1Direct`, 2D U(1) only), the
+reference for what a sampler without autocorrelation costs.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_gauge_tau.py                 # beta = 7, L = 16
     OMP_NUM_THREADS=1 python benchmarks/bench_gauge_tau.py --quick         # smoke run
+    OMP_NUM_THREADS=1 python benchmarks/bench_gauge_tau.py --resample-model lgdiff/models/u1_b7.0_L16.safetensors \
+        --t-max 0.1 --resample-steps 40
 """
 
 import argparse
@@ -25,8 +32,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lgdiff import (OMELYAN, U1, ConditionedScore, GaugeHMC, Heatbath, Lattice, LinkField, StepSizeAdaptation,
-                    WilsonAction, gamma_method, load_lcnn, maala_kernel, mean_plaquette, run_chain,
+from lgdiff import (OMELYAN, U1, Composite, ConditionedScore, DiffusionResample, GaugeHMC, Heatbath, Lattice,
+                    LinkField, StepSizeAdaptation, U1Direct, WilsonAction, gamma_method, load_lcnn, maala_kernel, mean_plaquette, run_chain,
                     topological_charge_u1_2d)
 from lgdiff._exact import u1_2d_plaquette, u1_2d_topological_susceptibility
 from lgdiff._run.sample_gauge import default_model
@@ -75,6 +82,12 @@ def main() -> None:
     p.add_argument("--hmc-steps", type=int, default=10)
     p.add_argument("--model", type=Path, default=None, help="U(1) L-CNN model (default: the shipped one)")
     p.add_argument("--t-langevin", type=float, default=0.01)
+    p.add_argument("--resample-model", type=Path, default=None,
+                   help="U(1) L-CNN for the dm-resample+hb row (the row is skipped without it)")
+    p.add_argument("--t-max", type=float, default=0.1, help="dm-resample: the time the move noises up to")
+    p.add_argument("--resample-steps", type=int, default=40, help="dm-resample: reverse steps (geometric grid)")
+    p.add_argument("--local-sweeps", type=int, default=1, help="dm-resample+hb: heatbath+OR sweeps per update")
+    p.add_argument("--skip-maala", action="store_true", help="leave out the two MAALA rows")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--json", type=Path)
@@ -118,28 +131,43 @@ def main() -> None:
     Q, P, acc, cpu = measure_chain(kernel_states(hmc, U, g), args.n)
     record("hmc", Q, P, acc, cpu, f"{args.chains} chains x {args.n} trajectories ({args.hmc_steps} Omelyan steps)")
 
-    net, process, meta = load_lcnn(args.model or default_model("u1"))
-    r = args.beta / float(meta["beta"])
-    score = ConditionedScore(lcnn_score(net, process), r)  # r s: the physics-conditioned score
-    n_dof = lattice.dim * V
+    Q, P, acc, cpu = measure_chain(kernel_states(U1Direct(action), equilibrated, g), args.n)
+    record("direct", Q, P, acc, cpu, f"{args.chains} chains x {args.n} independent draws")
 
-    def maala_states(U0: LinkField) -> Iterator[tuple[LinkField, float]]:
-        # one Langevin step per update (leapfrog = 1), e adapted towards acceptance 0.6 during therm, then frozen
-        kernel = maala_kernel(action, score, t_langevin=args.t_langevin, step_size=0.1 * n_dof ** (-1 / 3))
-        kernel, U = StepSizeAdaptation(target=0.6).tune(kernel, U0, steps=args.therm, generator=g)
-        for rec in run_chain(kernel, U, n=args.n, generator=g):
-            yield rec.state, float(rec.acceptance.mean())
+    if args.resample_model is not None:
+        net, process, meta = load_lcnn(args.resample_model)
+        score = ConditionedScore(lcnn_score(net, process), args.beta / float(meta["beta"]))
+        move = DiffusionResample(score=score, process=process, action=action, steps=args.resample_steps,
+                                 t_max=args.t_max, spacing="geometric")
+        kernel = Composite((move, *[hb] * args.local_sweeps))  # reports the resampling move's acceptance
+        Q, P, acc, cpu = measure_chain(kernel_states(kernel, equilibrated, g), args.n)
+        record("dm-resample+hb", Q, P, acc, cpu,
+               f"{args.chains} chains x {args.n} updates: t_max {args.t_max}, {args.resample_steps} steps, "
+               f"{args.local_sweeps} heatbath+OR sweeps; model {args.resample_model.name}")
 
-    cpu0 = time.process_time()
-    U = denoise(score, process, LinkField.identity(U1(), lattice, batch=args.chains), steps=40, generator=g,
-                t_min=args.t_langevin, spacing="geometric")
-    denoise_cpu = time.process_time() - cpu0
-    Q, P, acc, cpu = measure_chain(maala_states(U), args.n)
-    record("maala (denoised)", Q, P, acc, cpu + denoise_cpu,
-           f"{args.chains} chains: 40 reverse-SDE steps, {args.therm} adapting + {args.n} Langevin steps")
-    Q, P, acc, cpu = measure_chain(maala_states(equilibrated), args.n)
-    record("maala (equil.)", Q, P, acc, cpu, f"{args.chains} chains from heatbath links: {args.therm} adapting + "
-                                             f"{args.n} Langevin steps")
+    if not args.skip_maala:
+        net, process, meta = load_lcnn(args.model or default_model("u1"))
+        r = args.beta / float(meta["beta"])
+        score = ConditionedScore(lcnn_score(net, process), r)  # r s: the physics-conditioned score
+        n_dof = lattice.dim * V
+
+        def maala_states(U0: LinkField) -> Iterator[tuple[LinkField, float]]:
+            # one Langevin step per update (leapfrog = 1), e adapted towards acceptance 0.6 during therm, then frozen
+            kernel = maala_kernel(action, score, t_langevin=args.t_langevin, step_size=0.1 * n_dof ** (-1 / 3))
+            kernel, U = StepSizeAdaptation(target=0.6).tune(kernel, U0, steps=args.therm, generator=g)
+            for rec in run_chain(kernel, U, n=args.n, generator=g):
+                yield rec.state, float(rec.acceptance.mean())
+
+        cpu0 = time.process_time()
+        U = denoise(score, process, LinkField.identity(U1(), lattice, batch=args.chains), steps=40, generator=g,
+                    t_min=args.t_langevin, spacing="geometric")
+        denoise_cpu = time.process_time() - cpu0
+        Q, P, acc, cpu = measure_chain(maala_states(U), args.n)
+        record("maala (denoised)", Q, P, acc, cpu + denoise_cpu,
+               f"{args.chains} chains: 40 reverse-SDE steps, {args.therm} adapting + {args.n} Langevin steps")
+        Q, P, acc, cpu = measure_chain(maala_states(equilibrated), args.n)
+        record("maala (equil.)", Q, P, acc, cpu, f"{args.chains} chains from heatbath links: {args.therm} adapting + "
+                                                 f"{args.n} Langevin steps")
 
     print(f"\n2D U(1), beta = {args.beta}, L = {args.L}: exact plaquette {exact_plaq:.5f}, chi_t {exact_chi:.5f}; "
           f"tau_int in updates (Gamma method), CPU s of the recorded updates (MAALA (denoised): + denoising)")

@@ -472,8 +472,11 @@ def _train_gauge(links: Any, out: Path, n_steps: int, batch_size: int, lr: float
 @click.option("--beta", type=POSITIVE, help="Gauge coupling (default: the model's).")
 @click.option("--model", type=click.Path(dir_okay=False, path_type=Path),
               help="Model file (default: the shipped model nearest to the couplings).")
-@click.option("--method", type=click.Choice(["sde", "ode", "imh", "path", "maala", "osq", "osq-imh"]), default=None,
-              help="Raw (sde, ode) or exact (imh, path, maala) sampling with a diffusion model; phi4 with an OSQ "
+@click.option("--method", type=click.Choice(["sde", "ode", "imh", "path", "maala", "resample", "osq", "osq-imh"]),
+              default=None,
+              help="Raw (sde, ode) or exact (imh, path, maala; gauge: resample, noise to --t-max and denoise with "
+                   "the model, accepted exactly, then --local-sweeps heatbath sweeps) sampling with a diffusion "
+                   "model; phi4 with an OSQ "
                    "model (lgdiff train --objective osq) or without one (v = 0 from the Hartree prior): raw (osq) or "
                    "exact (osq-imh). Default path for phi4, "
                    "maala for gauge.")
@@ -496,6 +499,10 @@ def _train_gauge(links: Any, out: Path, n_steps: int, batch_size: int, lr: float
 @click.option("--every", type=click.IntRange(min=1), default=None,
               help="Gauge MAALA: proposals between records (default 20 / leapfrog with the force drift, 5 with "
                    "score).")
+@click.option("--t-max", "t_max", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+              help="Gauge --method resample: the diffusion time each move noises up to (default 0.1).")
+@click.option("--local-sweeps", type=click.IntRange(min=0), default=None,
+              help="Gauge --method resample: heatbath + overrelaxation sweeps after each move (default 1).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Ensemble file to write; rerunning the same command continues it.")
 @click.option("--seed", type=SEED, default=0, show_default=True)
@@ -508,8 +515,9 @@ def _train_gauge(links: Any, out: Path, n_steps: int, batch_size: int, lr: float
 @click.option("--json", "as_json", is_flag=True, help="Print the measurement as one JSON object.")
 def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: float | None, beta: float | None,
                model: Path | None, method: str | None, n: int, chains: int, steps: int | None, drift: str | None,
-               corrector: int | None, leapfrog: int | None, therm: int | None, every: int | None, out: Path | None,
-               seed: int, device: str, blocks: int | None, plot_dir: Path | None, as_json: bool) -> None:
+               corrector: int | None, leapfrog: int | None, therm: int | None, every: int | None,
+               t_max: float | None, local_sweeps: int | None, out: Path | None, seed: int, device: str,
+               blocks: int | None, plot_dir: Path | None, as_json: bool) -> None:
     """Sample with a trained diffusion model and measure the result.
 
     Without --model, the shipped model of the theory nearest to the requested couplings (phi4: kappa = 0.21 on
@@ -530,6 +538,15 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
         for name, value in (("drift", drift), ("therm", therm), ("every", every), ("leapfrog", leapfrog)):
             if value is not None:
                 raise click.UsageError(f"--{name} is for gauge sampling with --method maala")
+    if method != "resample":
+        for name, value in (("t-max", t_max), ("local-sweeps", local_sweeps)):
+            if value is not None:
+                raise click.UsageError(f"--{name} is for gauge sampling with --method resample")
+    elif drift is not None or leapfrog is not None:
+        raise click.UsageError("--drift and --leapfrog are for gauge sampling with --method maala")
+    if scalar and method == "resample":
+        raise click.UsageError("--method resample is for gauge theories (u1, su2, su3); phi4 samples with path, imh, "
+                               "sde, ode, maala, osq or osq-imh")
     if scalar and corrector is not None:
         raise click.UsageError("--corrector is for gauge sampling")
     if scalar and method in OSQ_METHODS:
@@ -541,8 +558,9 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
     if not scalar:
         if kappa is not None or lam is not None:
             raise click.UsageError(f"--kappa/--lam are for phi4; {theory} takes --beta")
-        if method not in (None, "maala", "sde", "path", "imh"):
-            raise click.UsageError(f"--method {method} is for phi4; gauge theories sample with maala, path, imh or sde")
+        if method not in (None, "maala", "sde", "path", "imh", "resample"):
+            raise click.UsageError(f"--method {method} is for phi4; gauge theories sample with maala, resample, path, "
+                                   f"imh or sde")
     with _user_errors(), _dist.process_group(device) as world:
         dev = _dist.device_for_rank(device)
         config: ScalarSampleConfig | GaugeSampleConfig
@@ -570,7 +588,8 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
             if not ctx_given("chains"):
                 settings.pop("chains")
             settings |= {k: v for k, v in (("drift", drift), ("therm", therm), ("every", every),
-                                           ("corrector", corrector), ("leapfrog", leapfrog)) if v is not None}
+                                           ("corrector", corrector), ("leapfrog", leapfrog), ("t_max", t_max),
+                                           ("local_sweeps", local_sweeps)) if v is not None}
             config = GaugeSampleConfig.from_model(theory, L, beta=beta, model=model, **settings)
             if dim is not None and dim != config.theory.lattice.dim:
                 raise ValueError(f"the model is for D = {config.theory.lattice.dim}; got --dim {dim}")

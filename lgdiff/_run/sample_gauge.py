@@ -21,9 +21,11 @@ from .._io.checkpoint import load_checkpoint
 from .._io.ensemble import Ensemble
 from .._dist import world_size
 from .._io.files import file_sha256
-from .._samplers.base import AbstractKernel, StepSizeAdaptation
+from .._samplers.base import AbstractKernel, Composite, StepSizeAdaptation
+from .._samplers.heatbath import Heatbath
 from .._samplers.independence import MarginalIMH, PathIMH, RawDraws
 from .._samplers.maala import TARGET_ACCEPTANCE, denoise, maala_kernel, wilson_score
+from .._samplers.resample import DiffusionResample
 from .._samplers.reverse import Corrector
 from .._sde.score import ConditionedScore
 from .._models.files import load_score
@@ -34,13 +36,16 @@ from .generate import positive_or_unset
 from .split import run_ensemble
 from .theory import Theory
 
-METHODS = ("maala", "sde", "path", "imh")
+METHODS = ("maala", "sde", "path", "imh", "resample")
 DRIFTS = ("force", "score")
 """MAALA's Langevin drift: the exact ``t -> 0`` score ``-beta grad S`` (``force``) or the model at ``t_L`` (``score``)."""
 CHAIN_DEFAULTS = {"force": (2000, 20), "score": (40, 5)}
 """drift -> the default (``therm``, ``every``) in score evaluations: a Langevin step with the force costs about a
 fifth of one with the L-CNN and takes ~50x larger steps in 4D SU(3) (docs/gauge-diffusion.md), so its default chain
 is longer."""
+RESAMPLE_DEFAULTS = (20, 1)
+"""(``therm``, ``every``) of ``method = "resample"`` in updates (one update: a resampling move and ``local_sweeps``
+heatbath sweeps): the denoised start is already near equilibrium, and every update moves every link."""
 LEAPFROG_DEFAULTS = {"force": 10, "score": 1}
 """drift -> the default leapfrog steps per proposal: with the exact force, 10 steps (HMC, trajectory ~1) decorrelate
 the 4D SU(3) plaquette ~7x faster per force evaluation than the one-step Langevin move (tau_int 6 trajectories of 10
@@ -81,6 +86,10 @@ class GaugeSampleConfig:
     ``langevin_step``: the Langevin step ``e``; ``None`` adapts it during ``therm`` towards acceptance 0.6,
     starting from ``0.1 n^(-1/3)`` (``n`` the real degrees of freedom per configuration), and then freezes it.
     ``beta_scale``: ``r`` of the physics-conditioned score ``r s_theta``; ``None`` takes ``beta / beta_0``.
+    ``resample`` (exact): from the denoised start, every update is one :class:`lgdiff.DiffusionResample` move (noise
+    the configuration to ``t_max``, denoise it with the model in ``steps`` uniform steps, accept exactly; its
+    acceptance is the one recorded) followed by ``local_sweeps`` heatbath + overrelaxation sweeps
+    (:class:`lgdiff.Heatbath`, even L); ``therm`` and ``every`` default to ``RESAMPLE_DEFAULTS``.
     """
 
     theory: Theory
@@ -98,6 +107,8 @@ class GaugeSampleConfig:
     corrector: int = 0
     leapfrog: int | None = None
     beta_scale: float | None = attrs.field(default=None, validator=positive_or_unset)
+    t_max: float = attrs.field(default=0.1, validator=positive_or_unset)
+    local_sweeps: int = 1
     blocks: int = 1
 
     def __attrs_post_init__(self) -> None:
@@ -117,13 +128,20 @@ class GaugeSampleConfig:
             raise ValueError(f"--corrector must be >= 0; got {self.corrector}")
         if self.therm is not None and self.therm < 0:
             raise ValueError(f"--therm must be >= 0; got {self.therm}")
+        if self.local_sweeps < 0:
+            raise ValueError(f"--local-sweeps must be >= 0; got {self.local_sweeps}")
+        if self.t_max >= 1.0:
+            raise ValueError(f"--t-max must be below the diffusion's final time T = 1; got {self.t_max}")
 
     @property
     def chain(self) -> tuple[int, int]:
         """(``therm``, ``every``) of the MAALA chain in proposals: the given values, else ``CHAIN_DEFAULTS[drift]``
         divided by ``leapfrog`` (rounded up; at least 1 between records)."""
-        therm, every = CHAIN_DEFAULTS[self.drift]
-        therm, every = -(-therm // self.proposal_steps), max(1, every // self.proposal_steps)
+        if self.method == "resample":
+            therm, every = RESAMPLE_DEFAULTS
+        else:
+            therm, every = CHAIN_DEFAULTS[self.drift]
+            therm, every = -(-therm // self.proposal_steps), max(1, every // self.proposal_steps)
         return (therm if self.therm is None else self.therm, every if self.every is None else self.every)
 
     @property
@@ -147,7 +165,7 @@ class GaugeSampleConfig:
     def work_units(self) -> int:
         """Units of ``progress`` of the run: one per MAALA proposal or per raw generation, after one for the denoised
         start (size a progress bar with this)."""
-        if self.method != "maala":
+        if self.method not in ("maala", "resample"):
             return self.n
         therm, every = self.chain
         return 1 + therm + self.n * every
@@ -175,7 +193,7 @@ class GaugeSampleConfig:
             "beta_0": beta_0, "beta_scale": r, "denoise_steps": self.steps, "spacing": "geometric",
             "corrector": self.corrector, "drift": self.drift}
         corrector = Corrector(steps=self.corrector) if self.corrector else None
-        if self.method != "maala":
+        if self.method not in ("maala", "resample"):
             t_min = float(meta.get("train", {}).get("t_min", 1e-3))
             common = dict(score=score, process=process, steps=self.steps, t_min=t_min, spacing="geometric")
             kernel: AbstractKernel
@@ -192,18 +210,28 @@ class GaugeSampleConfig:
             def initial(generator: torch.Generator) -> LinkField:
                 return LinkField.identity(group, lattice, batch=self.chains // self.blocks, device=device)
         else:
-            # the adaptation starts from 0.1 n^(-1/3) (n: real degrees of freedom per chain; MALA's scaling)
-            n_dof = lattice.dim * lattice.volume * group.n_generators
-            step = 0.1 * n_dof ** (-1 / 3) if self.langevin_step is None else self.langevin_step
-            adapt = StepSizeAdaptation(target=TARGET_ACCEPTANCE) if self.langevin_step is None else None
-            therm, every = self.chain
-            # the force drift is the t -> 0 limit of the model's score at beta_0, scaled by r like the score
-            drift = score if self.drift == "score" else ConditionedScore(
-                wilson_score(WilsonAction(beta=beta_0, group=group)), r)
-            kernel = maala_kernel(action, drift, t_langevin=self.t_langevin, step_size=step,
-                                  leapfrog=self.proposal_steps, drift_label=self.drift)
-            settings |= {"t_langevin": self.t_langevin, "adapted": int(adapt is not None), "therm": therm,
-                         "every": every, "leapfrog": self.proposal_steps}
+            if self.method == "resample":
+                t_min = float(meta.get("train", {}).get("t_min", 1e-3))
+                move = DiffusionResample(score=score, process=process, action=action, steps=self.steps,
+                                         t_max=self.t_max, t_min=t_min, spacing="uniform")
+                kernel = Composite((move, *[Heatbath(action=action)] * self.local_sweeps))
+                adapt = None
+                therm, every = self.chain
+                settings |= {"t_max": self.t_max, "t_min": t_min, "resample_spacing": "uniform",
+                             "local_sweeps": self.local_sweeps, "therm": therm, "every": every}
+            else:
+                # the adaptation starts from 0.1 n^(-1/3) (n: real degrees of freedom per chain; MALA's scaling)
+                n_dof = lattice.dim * lattice.volume * group.n_generators
+                step = 0.1 * n_dof ** (-1 / 3) if self.langevin_step is None else self.langevin_step
+                adapt = StepSizeAdaptation(target=TARGET_ACCEPTANCE) if self.langevin_step is None else None
+                therm, every = self.chain
+                # the force drift is the t -> 0 limit of the model's score at beta_0, scaled by r like the score
+                drift = score if self.drift == "score" else ConditionedScore(
+                    wilson_score(WilsonAction(beta=beta_0, group=group)), r)
+                kernel = maala_kernel(action, drift, t_langevin=self.t_langevin, step_size=step,
+                                      leapfrog=self.proposal_steps, drift_label=self.drift)
+                settings |= {"t_langevin": self.t_langevin, "adapted": int(adapt is not None), "therm": therm,
+                             "every": every, "leapfrog": self.proposal_steps}
 
             def initial(generator: torch.Generator) -> LinkField:
                 like = LinkField.identity(group, lattice, batch=self.chains // self.blocks, device=device)
@@ -233,4 +261,5 @@ def _blocks_or_none(blocks: int) -> int | None:
     return None if blocks == 1 and world_size() == 1 else blocks
 
 
-__all__ = ["CHAIN_DEFAULTS", "DRIFTS", "LEAPFROG_DEFAULTS", "GaugeSampleConfig", "METHODS", "default_model", "model_metadata"]
+__all__ = ["CHAIN_DEFAULTS", "DRIFTS", "LEAPFROG_DEFAULTS", "GaugeSampleConfig", "METHODS", "RESAMPLE_DEFAULTS", "default_model",
+           "model_metadata"]

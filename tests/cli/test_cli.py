@@ -154,6 +154,11 @@ def test_sample_bad_options(tmp_path):
     result = run("sample", "--theory", "u1", "--L", 4, "--method", "sde", "--drift", "force",
                  "--out", tmp_path / "w.safetensors")
     assert result.exit_code != 0 and "--drift is for gauge sampling with --method maala" in result.output
+    result = run("sample", "--theory", "u1", "--L", 4, "--t-max", 0.2, "--out", tmp_path / "v.safetensors")
+    assert result.exit_code != 0 and "--t-max is for gauge sampling with --method resample" in result.output
+    result = run("sample", "--theory", "phi4", "--L", 4, "--kappa", 0.2, "--lam", 0.02, "--method", "resample",
+                 "--out", tmp_path / "u.safetensors")
+    assert result.exit_code != 0 and "--method resample is for gauge theories" in result.output
     result = run("sample", "--theory", "su2", "--L", 4, "--out", tmp_path / "z.safetensors")
     assert result.exit_code == 1 and "no shipped diffusion model" in result.output
 

@@ -13,7 +13,7 @@ from lgdiff._exact import u1_2d_topological_susceptibility, u1_2d_wilson_loop
 from lgdiff._io.ensemble import EnsembleError
 from lgdiff._models.lcnn import LCNNConfig
 from lgdiff._observables.gauge import topological_charge_u1_2d, wilson_loop
-from lgdiff._run.sample_gauge import GaugeSampleConfig, default_model, model_metadata
+from lgdiff._run.sample_gauge import RESAMPLE_DEFAULTS, GaugeSampleConfig, default_model, model_metadata
 from lgdiff._run.theory import Theory
 from lgdiff._sde.group import GroupVE
 from lgdiff._train.gauge import GaugeTrainConfig, train_lcnn
@@ -58,6 +58,31 @@ def test_fixed_step_and_explicit_beta_scale_are_used(tmp_path, tiny_u1_model):
                                langevin_step=0.03, beta_scale=1.0)
     s = config.run(tmp_path / "e.safetensors").metadata.settings
     assert s["step_size"] ** 2 / 2 == pytest.approx(0.03) and s["adapted"] == 0 and s["beta_scale"] == 1.0
+
+
+def test_resample_run_records_its_moves_and_resumes_bit_for_bit(tmp_path, tiny_u1_model):
+    config = GaugeSampleConfig(theory=u1_theory(4, 1.0), model=tiny_u1_model, method="resample", n=3, chains=2,
+                               steps=4, t_max=0.05, local_sweeps=2)
+    assert config.chain == RESAMPLE_DEFAULTS
+    ticks = []
+    ens = config.run(tmp_path / "e.safetensors", progress=ticks.append)
+    assert sum(ticks) == config.work_units == 1 + RESAMPLE_DEFAULTS[0] + 3 * RESAMPLE_DEFAULTS[1]
+    meta = ens.metadata
+    assert meta.algorithm == "dm-resample+heatbath+heatbath"
+    s = meta.settings
+    assert s["t_max"] == 0.05 and s["local_sweeps"] == 2 and s["dm-resample.t_max"] == 0.05
+    assert s["dm-resample.steps"] == 4 and s["dm-resample.spacing"] == "uniform"
+    # the recorded acceptance is the resampling move's (the heatbath's is always 1)
+    assert ens.acceptance.shape == (3, 2) and set(ens.acceptance.flatten().tolist()) <= {0.0, 1.0}
+    # a run cut short and rerun continues bit for bit
+    short = attrs.evolve(config, n=1).run(tmp_path / "r.safetensors")
+    assert short.n_records == 1
+    resumed = config.run(tmp_path / "r.safetensors")
+    assert torch.equal(resumed.configs().data, ens.configs().data)
+    with pytest.raises(ValueError, match="--local-sweeps must be >= 0"):
+        attrs.evolve(config, local_sweeps=-1)
+    with pytest.raises(ValueError, match="--t-max must be below"):
+        attrs.evolve(config, t_max=1.0)
 
 
 def test_sde_run_records_independent_batches(tmp_path, tiny_u1_model):
