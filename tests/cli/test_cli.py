@@ -184,6 +184,32 @@ def test_train_gauge_model_then_sample_with_it(tmp_path):
     assert info["params"] == {"beta": 2.0} and info["algorithm"] == "dm-maala"
 
 
+def test_train_gauge_with_the_force_residual_then_resample(tmp_path):
+    data, model = tmp_path / "u1.safetensors", tmp_path / "model.safetensors"
+    assert run("generate", "--theory", "u1", "--L", 4, "--beta", 3.0, "--algorithm", "direct", "--n", 4,
+               "--chains", 4, "--therm", 0, "--out", data).exit_code == 0
+    result = run("train", "--data", data, "--out", model, "--steps", 3, "--batch-size", 4, "--channels", 2,
+                 "--blocks", 1, "--force-residual")
+    assert result.exit_code == 0, result.output
+    from lgdiff._run.sample_gauge import model_metadata
+
+    assert model_metadata(model)["config"]["force_beta"] == 3.0
+    out = tmp_path / "dm.safetensors"
+    result = run("sample", "--theory", "u1", "--L", 4, "--model", model, "--method", "resample", "--t-max", 0.05,
+                 "--local-sweeps", 2, "--n", 2, "--chains", 2, "--steps", 4, "--out", out, "--json")
+    assert result.exit_code == 0, result.output
+    info = json.loads(run("info", out, "--json").output)
+    assert info["algorithm"] == "dm-resample+heatbath+heatbath" and info["settings"]["t_max"] == 0.05
+    phi4 = tmp_path / "phi4.safetensors"
+    assert run("generate", "--theory", "phi4", "--L", 4, "--kappa", 0.2, "--lam", 0.02, "--n", 2, "--chains", 2,
+               "--therm", 1, "--out", phi4).exit_code == 0
+    result = run("train", "--data", phi4, "--out", tmp_path / "p.safetensors", "--force-residual", "--steps", 1)
+    assert result.exit_code == 1 and "--force-residual is for gauge ensembles" in result.output
+    result = run("train", "--objective", "osq", "--theory", "phi4", "--L", 4, "--kappa", 0.2, "--lam", 0.02,
+                 "--force-residual", "--out", tmp_path / "o.safetensors")
+    assert result.exit_code != 0 and "--force-residual is for --objective dsm" in result.output
+
+
 def test_train_gauge_refuses_vp(tmp_path):
     data = tmp_path / "u1.safetensors"
     assert run("generate", "--theory", "u1", "--L", 4, "--beta", 2.0, "--algorithm", "heatbath", "--n", 2,
