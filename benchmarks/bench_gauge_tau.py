@@ -87,6 +87,8 @@ def main() -> None:
     p.add_argument("--t-max", type=float, default=0.1, help="dm-resample: the time the move noises up to")
     p.add_argument("--resample-steps", type=int, default=40, help="dm-resample: reverse steps (geometric grid)")
     p.add_argument("--local-sweeps", type=int, default=1, help="dm-resample+hb: heatbath+OR sweeps per update")
+    p.add_argument("--resample-n", type=int, default=None,
+                   help="dm-resample+hb: recorded updates per chain (default --n; each costs ~100x a sweep)")
     p.add_argument("--skip-maala", action="store_true", help="leave out the two MAALA rows")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true")
@@ -94,6 +96,7 @@ def main() -> None:
     args = p.parse_args()
     if args.quick:
         args.L, args.chains, args.n, args.therm = 8, 4, 40, 10
+        args.resample_n = args.resample_n and min(args.resample_n, 10)
     torch.set_num_threads(1)
     lattice = Lattice(shape=(args.L, args.L))
     action = WilsonAction(beta=args.beta, group=U1())
@@ -140,9 +143,10 @@ def main() -> None:
         move = DiffusionResample(score=score, process=process, action=action, steps=args.resample_steps,
                                  t_max=args.t_max, spacing="geometric")
         kernel = Composite((move, *[hb] * args.local_sweeps))  # reports the resampling move's acceptance
-        Q, P, acc, cpu = measure_chain(kernel_states(kernel, equilibrated, g), args.n)
+        n_resample = args.resample_n or args.n
+        Q, P, acc, cpu = measure_chain(kernel_states(kernel, equilibrated, g), n_resample)
         record("dm-resample+hb", Q, P, acc, cpu,
-               f"{args.chains} chains x {args.n} updates: t_max {args.t_max}, {args.resample_steps} steps, "
+               f"{args.chains} chains x {n_resample} updates: t_max {args.t_max}, {args.resample_steps} steps, "
                f"{args.local_sweeps} heatbath+OR sweeps; model {args.resample_model.name}")
 
     if not args.skip_maala:

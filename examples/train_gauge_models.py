@@ -1,5 +1,5 @@
-"""Make the shipped gauge score models (lgdiff/models/{su3_b5.0_L4,u1_b1.0_L16}.safetensors) and the ensembles
-they need, and run the validations reported in docs/gauge-diffusion.md.
+"""Make the shipped gauge score models (lgdiff/models/{su3_b5.0_L4,u1_b1.0_L16,u1_b7.0_L16}.safetensors) and the
+ensembles they need, and run the validations reported in docs/gauge-diffusion.md.
 
 This is the exact recipe behind the shipped models; the command line that trained each model is stored in its
 metadata (``meta["command"]``) and in docs/gauge-diffusion.md.
@@ -7,14 +7,15 @@ metadata (``meta["command"]``) and in docs/gauge-diffusion.md.
     OMP_NUM_THREADS=1 python examples/train_gauge_models.py data  --work /tmp/lgdiff-gauge
     OMP_NUM_THREADS=1 python examples/train_gauge_models.py train --work /tmp/lgdiff-gauge --model su3_b5.0_L4
     OMP_NUM_THREADS=1 python examples/train_gauge_models.py train --work /tmp/lgdiff-gauge --model u1_b1.0_L16
+    OMP_NUM_THREADS=1 python examples/train_gauge_models.py train --work /tmp/lgdiff-gauge --model u1_b7.0_L16
     OMP_NUM_THREADS=1 python examples/train_gauge_models.py ship  --work /tmp/lgdiff-gauge
     OMP_NUM_THREADS=1 python examples/train_gauge_models.py validate --work /tmp/lgdiff-gauge --check su3
     OMP_NUM_THREADS=1 python examples/train_gauge_models.py validate --work /tmp/lgdiff-gauge --check u1
     OMP_NUM_THREADS=1 python examples/train_gauge_models.py validate --work /tmp/lgdiff-gauge --check su3 \
         --corrector 30 --therm 1500      # the model's annealed-Langevin start, a shorter chain
 
-``data`` generates the training ensembles with the heatbath (the same library code as ``lgdiff generate``; the
-equivalent command is printed and stored in each file). ``train`` runs denoising score matching on the group
+``data`` generates the training ensembles with the heatbath, or (U(1) at beta = 7) with the exact direct sampler
+(the same library code as ``lgdiff generate``; the equivalent command is printed and stored in each file). ``train`` runs denoising score matching on the group
 (GroupVE, sigma = 25) for a small L-CNN on CPU in float32; rerunning resumes from the checkpoint. ``ship``
 keeps the EMA weights and the provenance and writes lgdiff/models/. ``validate`` samples with
 ``GaugeSampleConfig`` and compares with heatbath reference ensembles (su3) or the exact 2D U(1) values (u1).
@@ -22,7 +23,8 @@ Everything is resumable and deterministic given the seeds.
 
 Cost of the default run (wall time on the shared 2-core development CPU, OMP_NUM_THREADS=1, docs/gauge-diffusion.md):
 ``data`` about 27 minutes (455 s for the SU(3) 4^4 training set, 14 s for U(1) 16^2, 1141 s for the SU(3) 6^4
-reference), ``train`` 507 s (su3_b5.0_L4) and 232 s (u1_b1.0_L16), ``ship`` a second, ``validate --check su3``
+reference, 5 s for the U(1) beta = 7 draws), ``train`` 507 s (su3_b5.0_L4), 232 s (u1_b1.0_L16) and about an hour
+(u1_b7.0_L16, 40000 steps), ``ship`` a second, ``validate --check su3``
 70-80 s of sampling (after the reference ensemble), ``validate --check u1`` about 4 minutes (12 runs of 5-60 s).
 
 ``--smoke`` runs the same stages with the same model names at tiny sizes (SU(3) on 2^4 and 4^4, U(1) on 4^2, a few
@@ -65,12 +67,16 @@ from lgdiff._train.gauge import GaugeTrainConfig, train_lcnn
 
 from _smoke import SMOKE_HELP, ensure_checkpoint, wants_smoke, work_and_dest  # examples/_smoke.py
 
-# name -> (theory, D, L, beta, chains, n, every, therm, seed): n * chains heatbath configurations
+# name -> (theory, D, L, beta, chains, n, every, therm, seed): n * chains heatbath configurations, or exact
+# independent draws for the names in DIRECT
 ENSEMBLES: dict[str, tuple[str, int, int, float, int, int, int, int, int]] = {
     "su3_b5.0_L4_train": ("su3", 4, 4, 5.0, 64, 8, 10, 200, 1),     # 512 configurations
     "u1_b1.0_L16_train": ("u1", 2, 16, 1.0, 64, 16, 10, 100, 2),    # 1024 configurations
     "su3_b5.5_L6_ref": ("su3", 4, 6, 5.5, 16, 40, 5, 200, 3),       # validation reference (not for training)
+    "u1_b7.0_L16_train": ("u1", 2, 16, 7.0, 64, 64, 1, 0, 7),       # 4096 exact draws (no frozen topology)
 }
+DIRECT = frozenset({"u1_b7.0_L16_train"})
+"""Ensembles drawn by the exact direct sampler of 2D U(1) (``lgdiff generate --algorithm direct``)."""
 
 # model -> (training ensemble, architecture, training settings)
 MODELS: dict[str, tuple[str, LCNNConfig, GaugeTrainConfig]] = {
@@ -80,6 +86,11 @@ MODELS: dict[str, tuple[str, LCNNConfig, GaugeTrainConfig]] = {
     "u1_b1.0_L16": ("u1_b1.0_L16_train", LCNNConfig(group=U1(), dim=2, channels=8, blocks=2, dtype="float32"),
                     GaugeTrainConfig(steps=3000, batch_size=32, lr=3e-3, ema=0.995, target="heat_kernel", seed=0,
                                      checkpoint_every=100, t_focus=0.5)),
+    # the score around its exact t -> 0 limit (the Wilson force at beta = 7) plus a learned residual (issue #17)
+    "u1_b7.0_L16": ("u1_b7.0_L16_train", LCNNConfig(group=U1(), dim=2, channels=16, blocks=3, rectangles=True,
+                                                    dtype="float32", force_beta=7.0),
+                    GaugeTrainConfig(steps=40000, batch_size=32, lr=2e-3, ema=0.999, target="heat_kernel", seed=0,
+                                     checkpoint_every=500, t_focus=0.5)),
 }
 
 # --smoke: the same names at tiny sizes (seconds on one core); the heatbath needs even L
@@ -87,6 +98,7 @@ SMOKE_ENSEMBLES: dict[str, tuple[str, int, int, float, int, int, int, int, int]]
     "su3_b5.0_L4_train": ("su3", 4, 2, 5.0, 2, 2, 1, 2, 1),
     "u1_b1.0_L16_train": ("u1", 2, 4, 1.0, 2, 2, 1, 2, 2),
     "su3_b5.5_L6_ref": ("su3", 4, 4, 5.5, 2, 2, 1, 2, 3),  # W(2,2) needs L >= 3
+    "u1_b7.0_L16_train": ("u1", 2, 4, 7.0, 2, 2, 1, 0, 7),
 }
 SMOKE_MODELS: dict[str, tuple[str, LCNNConfig, GaugeTrainConfig]] = {
     model: (data, attrs.evolve(arch, channels=2, blocks=1, time_features=4),
@@ -114,16 +126,21 @@ SMOKE = Recipe(SMOKE_ENSEMBLES, SMOKE_MODELS, {"n": 2, "chains": 2, "steps": 4, 
                {"n": 4, "chains": 2, "steps": 4, "therm": 2, "every": 1})
 
 
+def _algorithm(name: str) -> str:
+    return "direct" if name in DIRECT else "heatbath"
+
+
 def generate_command(recipe: Recipe, name: str) -> str:
     theory, dim, L, beta, chains, n, every, therm, seed = recipe.ensembles[name]
-    return (f"lgdiff generate --theory {theory} --dim {dim} --L {L} --beta {beta} --algorithm heatbath "
+    return (f"lgdiff generate --theory {theory} --dim {dim} --L {L} --beta {beta} --algorithm {_algorithm(name)} "
             f"--chains {chains} --n {n} --every {every} --therm {therm} --seed {seed} --out {name}.safetensors")
 
 
 def make_ensemble(recipe: Recipe, work: Path, name: str) -> Ensemble:
     theory, dim, L, beta, chains, n, every, therm, seed = recipe.ensembles[name]
     th = Theory(name=theory, lattice=Lattice(shape=(L,) * dim), params={"beta": beta})
-    config = GenerateConfig(theory=th, algorithm="heatbath", n=n, chains=chains, every=every, therm=therm, seed=seed)
+    config = GenerateConfig(theory=th, algorithm=_algorithm(name), n=n, chains=chains, every=every, therm=therm,
+                            seed=seed)
     t0 = time.perf_counter()
     ens = config.run(work / f"{name}.safetensors", command=generate_command(recipe, name), flush_every=4)
     print(f"{name}: {ens.n_records} x {ens.chains} configurations, {time.perf_counter() - t0:.1f} s", flush=True)

@@ -230,11 +230,12 @@ def test_osq_toy_exact_variant_matches_quadrature_and_reports_the_kl(tmp_path):
 def test_gauge_data_writes_every_smoke_ensemble(tmp_path):
     out = run_example("train_gauge_models.py", "data", "--work", str(tmp_path), cwd=tmp_path).stdout
     want = {"su3_b5.0_L4_train": ((2,) * 4, "SU(3)"), "u1_b1.0_L16_train": ((4, 4), "U(1)"),
-            "su3_b5.5_L6_ref": ((4,) * 4, "SU(3)")}
+            "su3_b5.5_L6_ref": ((4,) * 4, "SU(3)"), "u1_b7.0_L16_train": ((4, 4), "U(1)")}
     for name, (lattice, group) in want.items():
         ens = Ensemble.load(tmp_path / f"{name}.safetensors")
         assert (ens.metadata.lattice, ens.metadata.group, ens.chains, ens.n_records) == (lattice, group, 2, 2)
         assert f"{name}: 2 x 2 configurations" in out
+        assert ens.metadata.algorithm == ("direct" if name == "u1_b7.0_L16_train" else "heatbath")
         U = ens.configs().data
         eye = torch.eye(U.shape[-1], dtype=U.dtype)
         torch.testing.assert_close(U @ U.mH, eye.expand_as(U), atol=1e-5, rtol=0)  # unitary links
@@ -250,7 +251,7 @@ def test_gauge_train_writes_a_checkpoint_and_a_finite_loss(tmp_path):
 
 def test_gauge_ship_writes_ema_weights_under_work(tmp_path):
     out = run_example("train_gauge_models.py", "ship", "--work", str(tmp_path), cwd=tmp_path).stdout
-    for model in ("su3_b5.0_L4", "u1_b1.0_L16"):
+    for model in ("su3_b5.0_L4", "u1_b1.0_L16", "u1_b7.0_L16"):
         path = tmp_path / "models" / f"{model}.safetensors"
         tensors, meta = load_checkpoint(path)
         assert tensors and all(k.startswith("ema.") for k in tensors) and meta["step"] == 3
