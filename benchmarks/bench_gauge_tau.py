@@ -12,7 +12,8 @@ Langevin step (every link moves). MAALA runs twice: from the model's denoiser (w
 heatbath-equilibrated links (the stationary Markov chain, the honest measure of its tau_int(Q)). "dm-resample+hb"
 (with ``--resample-model``): one update is one `DiffusionResample` move (noise to ``--t-max``, ``--resample-steps``
 reverse steps, accepted exactly; its acceptance is the one reported) followed by ``--local-sweeps`` heatbath+OR
-sweeps, from heatbath-equilibrated links. "direct": exact independent draws (`U1Direct`, 2D U(1) only), the
+sweeps, from exact draws (heatbath-thermalised links keep the charges of their hot start: at beta = 7 1000 sweeps
+do not equilibrate the topology). "direct": exact independent draws (`U1Direct`, 2D U(1) only), the
 reference for what a sampler without autocorrelation costs.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_gauge_tau.py                 # beta = 7, L = 16
@@ -134,6 +135,7 @@ def main() -> None:
     Q, P, acc, cpu = measure_chain(kernel_states(hmc, U, g), args.n)
     record("hmc", Q, P, acc, cpu, f"{args.chains} chains x {args.n} trajectories ({args.hmc_steps} Omelyan steps)")
 
+    exact = U1Direct(action).step(equilibrated, generator=g)[0]  # exact starts: every sector at its weight
     Q, P, acc, cpu = measure_chain(kernel_states(U1Direct(action), equilibrated, g), args.n)
     record("direct", Q, P, acc, cpu, f"{args.chains} chains x {args.n} independent draws")
 
@@ -144,7 +146,7 @@ def main() -> None:
                                  t_max=args.t_max, spacing="geometric")
         kernel = Composite((move, *[hb] * args.local_sweeps))  # reports the resampling move's acceptance
         n_resample = args.resample_n or args.n
-        Q, P, acc, cpu = measure_chain(kernel_states(kernel, equilibrated, g), n_resample)
+        Q, P, acc, cpu = measure_chain(kernel_states(kernel, exact, g), n_resample)
         record("dm-resample+hb", Q, P, acc, cpu,
                f"{args.chains} chains x {n_resample} updates: t_max {args.t_max}, {args.resample_steps} steps, "
                f"{args.local_sweeps} heatbath+OR sweeps; model {args.resample_model.name}")

@@ -54,10 +54,12 @@ SHIPPED_MODELS = (
     ShippedModel(name="phi4_k0.21_L32", theory="phi4", params={"kappa": 0.21, "lam": 0.022}, lattice=(32, 32)),
     ShippedModel(name="phi4_k0.27_L16", theory="phi4", params={"kappa": 0.27, "lam": 0.022}, lattice=(16, 16)),
     ShippedModel(name="u1_b1.0_L16", theory="u1", params={"beta": 1.0}, lattice=(16, 16)),
+    ShippedModel(name="u1_b7.0_L16", theory="u1", params={"beta": 7.0}, lattice=(16, 16)),
     ShippedModel(name="su3_b5.0_L4", theory="su3", params={"beta": 5.0}, lattice=(4, 4, 4, 4)),
 )
 """Every model in ``lgdiff/models``: phi^4 NCSN++ models in the symmetric phase (kappa = 0.21) and near the
-transition (kappa = 0.27), L-CNN gauge models for 2D U(1) and 4D SU(3)."""
+transition (kappa = 0.27), L-CNN gauge models for 2D U(1) (at beta = 1, and at beta = 7 with the force residual,
+trained on exact draws) and 4D SU(3)."""
 
 
 @typing.final

@@ -27,6 +27,12 @@ def test_the_table_lists_every_shipped_file_with_its_training_point():
         assert (meta["theory"], trained, tuple(meta["lattice"])) == (model.theory, model.params, model.lattice)
 
 
+@pytest.mark.parametrize("beta, name", [(1.0, "u1_b1.0_L16"), (1.5, "u1_b1.0_L16"), (3.0, "u1_b7.0_L16"),
+                                        (7.0, "u1_b7.0_L16"), (11.0, "u1_b7.0_L16")])
+def test_u1_takes_the_model_nearest_in_beta(beta, name):
+    assert choose_shipped_model("u1", params={"beta": beta}, L=16).model.name == name
+
+
 @pytest.mark.parametrize("kappa, name", [(0.21, "phi4_k0.21_L32"), (0.2, "phi4_k0.21_L32"), (0.25, "phi4_k0.27_L16"),
                                          (0.27, "phi4_k0.27_L16"), (0.3, "phi4_k0.27_L16")])
 def test_phi4_takes_the_model_nearest_in_kappa(kappa, name):
@@ -70,11 +76,11 @@ def test_sample_phi4_uses_the_shipped_model(tmp_path):
 
 
 def test_sample_gauge_says_which_model_and_warns_far_from_it(tmp_path):
-    result = run("sample", "--theory", "u1", "--L", 4, "--beta", 3.0, "--n", 1, "--chains", 1, "--steps", 2,
+    result = run("sample", "--theory", "u1", "--L", 4, "--beta", 1.5, "--n", 1, "--chains", 1, "--steps", 2,
                  "--therm", 1, "--every", 1, "--out", tmp_path / "u1.safetensors")
     assert result.exit_code == 0, result.output
     assert "model: shipped u1_b1.0_L16 (trained at beta = 1 on 16x16)" in result.stderr
-    assert "warning: the run (beta = 3, L = 4) is far from the training point" in result.stderr
+    assert "warning: the run (beta = 1.5, L = 4) is far from the training point" in result.stderr
 
 
 def test_docstring_examples_run():
