@@ -19,7 +19,7 @@ reference for what a sampler without autocorrelation costs.
     OMP_NUM_THREADS=1 python benchmarks/bench_gauge_tau.py                 # beta = 7, L = 16
     OMP_NUM_THREADS=1 python benchmarks/bench_gauge_tau.py --quick         # smoke run
     OMP_NUM_THREADS=1 python benchmarks/bench_gauge_tau.py --resample-model lgdiff/models/u1_b7.0_L16.safetensors \
-        --t-max 0.1 --resample-steps 40
+        --t-max 0.15 --resample-steps 100
 """
 
 import argparse
@@ -86,7 +86,8 @@ def main() -> None:
     p.add_argument("--resample-model", type=Path, default=None,
                    help="U(1) L-CNN for the dm-resample+hb row (the row is skipped without it)")
     p.add_argument("--t-max", type=float, default=0.1, help="dm-resample: the time the move noises up to")
-    p.add_argument("--resample-steps", type=int, default=40, help="dm-resample: reverse steps (geometric grid)")
+    p.add_argument("--resample-steps", type=int, default=100,
+                   help="dm-resample: reverse steps (uniform grid, as lgdiff sample --method resample)")
     p.add_argument("--local-sweeps", type=int, default=1, help="dm-resample+hb: heatbath+OR sweeps per update")
     p.add_argument("--resample-n", type=int, default=None,
                    help="dm-resample+hb: recorded updates per chain (default --n; each costs ~100x a sweep)")
@@ -143,7 +144,7 @@ def main() -> None:
         net, process, meta = load_lcnn(args.resample_model)
         score = ConditionedScore(lcnn_score(net, process), args.beta / float(meta["beta"]))
         move = DiffusionResample(score=score, process=process, action=action, steps=args.resample_steps,
-                                 t_max=args.t_max, spacing="geometric")
+                                 t_max=args.t_max, spacing="uniform")
         kernel = Composite((move, *[hb] * args.local_sweeps))  # reports the resampling move's acceptance
         n_resample = args.resample_n or args.n
         Q, P, acc, cpu = measure_chain(kernel_states(kernel, exact, g), n_resample)
