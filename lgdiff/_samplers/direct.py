@@ -39,7 +39,7 @@ from .._fields.links import LinkField
 from .._groups.u1 import U1
 from .._geometry.lattice import Lattice
 from .base import AbstractKernel, requires
-from .heatbath import _propose_von_mises, _rejection
+from .heatbath import _rejection, _von_mises
 
 
 def _wrap(theta: Tensor) -> Tensor:
@@ -51,15 +51,7 @@ def _wrap(theta: Tensor) -> Tensor:
 def _propose_plaquettes(beta: Tensor, volume: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
     """Candidates ``[M, V]`` of plaquette angles on the constraint surface and their acceptance mask ``[M]``."""
     kappa = beta[:, None].expand(-1, volume - 1).contiguous()
-    cs, ok = _propose_von_mises(kappa.reshape(-1), generator)
-    # the von Mises candidates themselves are drawn by rejection: redraw the ones refused until all are accepted
-    free = cs.reshape(*kappa.shape, 2)
-    todo = torch.nonzero(~ok.reshape(kappa.shape), as_tuple=False)
-    while todo.numel():
-        again, ok2 = _propose_von_mises(kappa[todo[:, 0], todo[:, 1]], generator)
-        keep = todo[ok2]
-        free[keep[:, 0], keep[:, 1]] = again[ok2]
-        todo = todo[~ok2]
+    free = _von_mises(kappa, generator)  # exact von Mises draws (the heatbath's sampler)
     theta = torch.atan2(free[..., 1], free[..., 0])
     last = _wrap(-theta.sum(1))
     u = torch.rand(beta.shape, generator=generator, dtype=beta.dtype, device=beta.device)
