@@ -39,6 +39,7 @@ from lgdiff import (OMELYAN, U1, Composite, ConditionedScore, DiffusionResample,
 from lgdiff._exact import u1_2d_plaquette, u1_2d_topological_susceptibility
 from lgdiff._run.sample_gauge import default_model
 from lgdiff._samplers.maala import denoise
+from lgdiff._sde.precondition import FreeU1Preconditioner
 from lgdiff._train.gauge import lcnn_score
 
 
@@ -91,6 +92,9 @@ def main() -> None:
     p.add_argument("--local-sweeps", type=int, default=1, help="dm-resample+hb: heatbath+OR sweeps per update")
     p.add_argument("--resample-n", type=int, default=None,
                    help="dm-resample+hb: recorded updates per chain (default --n; each costs ~100x a sweep)")
+    p.add_argument("--precondition", action="store_true",
+                   help="dm-resample: the reverse kernel exact for the Gaussian limit of the action "
+                        "(FreeU1Preconditioner at the mean-field beta, as lgdiff sample --method resample)")
     p.add_argument("--skip-maala", action="store_true", help="leave out the two MAALA rows")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true")
@@ -143,14 +147,17 @@ def main() -> None:
     if args.resample_model is not None:
         net, process, meta = load_lcnn(args.resample_model)
         score = ConditionedScore(lcnn_score(net, process), args.beta / float(meta["beta"]))
+        pre = FreeU1Preconditioner.mean_field(args.beta) if args.precondition else None
         move = DiffusionResample(score=score, process=process, action=action, steps=args.resample_steps,
-                                 t_max=args.t_max, spacing="uniform")
+                                 t_max=args.t_max, spacing="uniform", preconditioner=pre)
         kernel = Composite((move, *[hb] * args.local_sweeps))  # reports the resampling move's acceptance
         n_resample = args.resample_n or args.n
         Q, P, acc, cpu = measure_chain(kernel_states(kernel, exact, g), n_resample)
         record("dm-resample+hb", Q, P, acc, cpu,
                f"{args.chains} chains x {n_resample} updates: t_max {args.t_max}, {args.resample_steps} steps, "
-               f"{args.local_sweeps} heatbath+OR sweeps; model {args.resample_model.name}")
+               f"{args.local_sweeps} heatbath+OR sweeps; "
+               f"{'preconditioned (beta_eff %.3f); ' % pre.beta if pre is not None else ''}"
+               f"model {args.resample_model.name}")
 
     if not args.skip_maala:
         net, process, meta = load_lcnn(args.model or default_model("u1"))

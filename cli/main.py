@@ -512,6 +512,9 @@ def _train_gauge(links: Any, out: Path, n_steps: int, batch_size: int, lr: float
               help="Gauge --method resample: the diffusion time each move noises up to (default 0.1).")
 @click.option("--local-sweeps", type=click.IntRange(min=0), default=None,
               help="Gauge --method resample: heatbath + overrelaxation sweeps after each move (default 1).")
+@click.option("--precondition/--no-precondition", default=None,
+              help="U(1) --method resample, path, sde: reverse steps exact for the Gaussian limit of the Wilson "
+                   "action at the mean-field beta (default on for U(1)).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Ensemble file to write; rerunning the same command continues it.")
 @click.option("--seed", type=SEED, default=0, show_default=True)
@@ -525,7 +528,8 @@ def _train_gauge(links: Any, out: Path, n_steps: int, batch_size: int, lr: float
 def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: float | None, beta: float | None,
                model: Path | None, method: str | None, n: int, chains: int, steps: int | None, drift: str | None,
                corrector: int | None, leapfrog: int | None, therm: int | None, every: int | None,
-               t_max: float | None, local_sweeps: int | None, out: Path | None, seed: int, device: str,
+               t_max: float | None, local_sweeps: int | None, precondition: bool | None, out: Path | None,
+               seed: int, device: str,
                blocks: int | None, plot_dir: Path | None, as_json: bool) -> None:
     """Sample with a trained diffusion model and measure the result.
 
@@ -553,6 +557,8 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
                 raise click.UsageError(f"--{name} is for gauge sampling with --method resample")
     elif drift is not None or leapfrog is not None:
         raise click.UsageError("--drift and --leapfrog are for gauge sampling with --method maala")
+    if precondition is not None and (scalar or method not in ("resample", "path", "sde")):
+        raise click.UsageError("--precondition/--no-precondition is for U(1) with --method resample, path or sde")
     if scalar and method == "resample":
         raise click.UsageError("--method resample is for gauge theories (u1, su2, su3); phi4 samples with path, imh, "
                                "sde, ode, maala, osq or osq-imh")
@@ -598,7 +604,8 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
                 settings.pop("chains")
             settings |= {k: v for k, v in (("drift", drift), ("therm", therm), ("every", every),
                                            ("corrector", corrector), ("leapfrog", leapfrog), ("t_max", t_max),
-                                           ("local_sweeps", local_sweeps)) if v is not None}
+                                           ("local_sweeps", local_sweeps), ("precondition", precondition))
+                         if v is not None}
             config = GaugeSampleConfig.from_model(theory, L, beta=beta, model=model, **settings)
             if dim is not None and dim != config.theory.lattice.dim:
                 raise ValueError(f"the model is for D = {config.theory.lattice.dim}; got --dim {dim}")

@@ -127,6 +127,9 @@ from ._sde.score import ConditionedScore as ConditionedScore
 from ._sde.score import Score as Score
 from ._sde.ve import VESDE as VESDE
 from ._sde.vp import VPSDE as VPSDE
+from ._sde.precondition import AbstractPreconditioner as AbstractPreconditioner
+from ._sde.precondition import FreeScalarPreconditioner as FreeScalarPreconditioner
+from ._sde.precondition import FreeU1Preconditioner as FreeU1Preconditioner
 from ._stats import Autocorrelation as Autocorrelation
 from ._stats import Estimate as Estimate
 from ._stats import GammaEstimate as GammaEstimate

@@ -27,6 +27,8 @@ from .._samplers.independence import MarginalIMH, PathIMH, RawDraws
 from .._samplers.maala import TARGET_ACCEPTANCE, denoise, maala_kernel, wilson_score
 from .._samplers.resample import DiffusionResample
 from .._samplers.reverse import Corrector
+from .._groups.u1 import U1
+from .._sde.precondition import FreeU1Preconditioner
 from .._sde.score import ConditionedScore
 from .._models.files import load_score
 from .._models.lcnn import LCNN
@@ -43,6 +45,8 @@ CHAIN_DEFAULTS = {"force": (2000, 20), "score": (40, 5)}
 """drift -> the default (``therm``, ``every``) in score evaluations: a Langevin step with the force costs about a
 fifth of one with the L-CNN and takes ~50x larger steps in 4D SU(3) (docs/gauge-diffusion.md), so its default chain
 is longer."""
+PRECONDITIONED = ("resample", "path", "sde")
+"""The methods whose reverse kernel takes a preconditioner (U(1): on by default, ``precondition=False`` turns it off)."""
 RESAMPLE_DEFAULTS = (20, 1)
 """(``therm``, ``every``) of ``method = "resample"`` in updates (one update: a resampling move and ``local_sweeps``
 heatbath sweeps): the denoised start is already near equilibrium, and every update moves every link."""
@@ -110,6 +114,7 @@ class GaugeSampleConfig:
     t_max: float = attrs.field(default=0.1, validator=positive_or_unset)
     local_sweeps: int = 1
     blocks: int = 1
+    precondition: bool | None = None
 
     def __attrs_post_init__(self) -> None:
         _check_sample(self.method, METHODS, "for a gauge theory", self.chains, self.blocks)
@@ -132,6 +137,19 @@ class GaugeSampleConfig:
             raise ValueError(f"--local-sweeps must be >= 0; got {self.local_sweeps}")
         if self.t_max >= 1.0:
             raise ValueError(f"--t-max must be below the diffusion's final time T = 1; got {self.t_max}")
+        if self.precondition and (self.method not in PRECONDITIONED or self.theory.group != U1()):
+            raise ValueError(f"--precondition is for U(1) with --method {', '.join(PRECONDITIONED)} (the reverse kernel "
+                             f"exact for the Gaussian limit of the U(1) Wilson action); got {self.theory.name} with "
+                             f"--method {self.method}")
+
+    @property
+    def preconditioner(self) -> FreeU1Preconditioner | None:
+        """The reverse kernel's preconditioner: the Gaussian limit of the U(1) Wilson action at the mean-field beta
+        (:meth:`lgdiff.FreeU1Preconditioner.mean_field`) for U(1) with a reverse-SDE method, unless ``precondition``
+        is False; ``None`` otherwise."""
+        if self.precondition is False or self.method not in PRECONDITIONED or self.theory.group != U1():
+            return None
+        return FreeU1Preconditioner.mean_field(self.theory.beta)
 
     @property
     def chain(self) -> tuple[int, int]:
@@ -193,9 +211,13 @@ class GaugeSampleConfig:
             "beta_0": beta_0, "beta_scale": r, "denoise_steps": self.steps, "spacing": "geometric",
             "corrector": self.corrector, "drift": self.drift}
         corrector = Corrector(steps=self.corrector) if self.corrector else None
+        if self.method in PRECONDITIONED:
+            pre = self.preconditioner
+            settings |= {"preconditioner": "none"} if pre is None else pre.settings()
         if self.method not in ("maala", "resample"):
             t_min = float(meta.get("train", {}).get("t_min", 1e-3))
-            common = dict(score=score, process=process, steps=self.steps, t_min=t_min, spacing="geometric")
+            common = dict(score=score, process=process, steps=self.steps, t_min=t_min, spacing="geometric",
+                          preconditioner=self.preconditioner)
             kernel: AbstractKernel
             if self.method == "sde":
                 kernel = RawDraws(method="sde", **common)
@@ -213,7 +235,8 @@ class GaugeSampleConfig:
             if self.method == "resample":
                 t_min = float(meta.get("train", {}).get("t_min", 1e-3))
                 move = DiffusionResample(score=score, process=process, action=action, steps=self.steps,
-                                         t_max=self.t_max, t_min=t_min, spacing="uniform")
+                                         t_max=self.t_max, t_min=t_min, spacing="uniform",
+                                         preconditioner=self.preconditioner)
                 kernel = Composite((move, *[Heatbath(action=action)] * self.local_sweeps))
                 adapt = None
                 therm, every = self.chain
@@ -261,5 +284,5 @@ def _blocks_or_none(blocks: int) -> int | None:
     return None if blocks == 1 and world_size() == 1 else blocks
 
 
-__all__ = ["CHAIN_DEFAULTS", "DRIFTS", "LEAPFROG_DEFAULTS", "GaugeSampleConfig", "METHODS", "RESAMPLE_DEFAULTS", "default_model",
+__all__ = ["CHAIN_DEFAULTS", "DRIFTS", "LEAPFROG_DEFAULTS", "GaugeSampleConfig", "METHODS", "PRECONDITIONED", "RESAMPLE_DEFAULTS", "default_model",
            "model_metadata"]

@@ -39,10 +39,11 @@ from .._actions.base import AbstractGaugeAction, AbstractScalarAction
 from .._fields.links import LinkField
 from .._fields.scalar import Field
 from .._sde.base import AbstractProcess, AbstractSDE
+from .._sde.precondition import AbstractPreconditioner
 from .._sde.score import Score
 from .accept import metropolis, select
 from .base import AbstractKernel
-from .reverse import forward_path_weight, probability_flow, reverse_path, reverse_sde
+from .reverse import _check_preconditioner, forward_path_weight, probability_flow, reverse_path
 
 
 @typing.final
@@ -96,13 +97,16 @@ class AbstractDiffusionProposal(AbstractKernel):
     steps: int
     t_min: float = 1e-3
     spacing: str = "uniform"
+    preconditioner: AbstractPreconditioner | None = None
 
     def __attrs_post_init__(self) -> None:
         _check_common(self.process, self.steps)
         self.process.time_points(self.steps, t_min=self.t_min, spacing=self.spacing)  # validates the grid
+        _check_preconditioner(self.process, self.preconditioner)
 
     def settings(self) -> dict[str, float | int | str]:
-        return {"steps": self.steps, "t_min": self.t_min, "spacing": self.spacing, **self.process.settings()}
+        pre = {} if self.preconditioner is None else self.preconditioner.settings()
+        return {"steps": self.steps, "t_min": self.t_min, "spacing": self.spacing, **self.process.settings(), **pre}
 
     def _prior(self, like: Field | LinkField, generator: torch.Generator) -> typing.Any:
         """Prior noise at ``T`` shaped like ``like``, as the process's state."""
@@ -180,7 +184,8 @@ class PathIMH(AbstractIndependenceKernel):
         x_T = self._prior(like, generator)
         with torch.no_grad():
             x0, log_ratio = reverse_path(self.score, self.process, x_T, steps=self.steps, generator=generator,
-                                         t_min=self.t_min, spacing=self.spacing, weigh=True)
+                                         t_min=self.t_min, spacing=self.spacing, weigh=True,
+                                         preconditioner=self.preconditioner)
         assert log_ratio is not None
         state = _wrap(like, x0)
         return state, _log_target(self.action, state) + log_ratio - self.process.prior_logp(x_T).to(torch.float64)
@@ -191,7 +196,7 @@ class PathIMH(AbstractIndependenceKernel):
         with torch.no_grad():
             x_T, log_ratio = forward_path_weight(self.score, self.process, _unwrap(self.process, state),
                                                  steps=self.steps, generator=generator, t_min=self.t_min,
-                                                 spacing=self.spacing)
+                                                 spacing=self.spacing, preconditioner=self.preconditioner)
         return _log_target(self.action, state) + log_ratio - self.process.prior_logp(x_T).to(torch.float64)
 
 
@@ -204,6 +209,12 @@ class MarginalIMH(AbstractIndependenceKernel):
     AD (networks and closed-form scores do)."""
 
     chunk: int = 64
+
+    def __attrs_post_init__(self) -> None:
+        AbstractDiffusionProposal.__attrs_post_init__(self)
+        if self.preconditioner is not None:
+            raise ValueError("MarginalIMH integrates the probability-flow ODE, which has no reverse kernel to "
+                             "precondition; use PathIMH or DiffusionResample with a preconditioner")
 
     @property
     def name(self) -> str:
@@ -230,6 +241,8 @@ class RawDraws(AbstractDiffusionProposal):
         AbstractDiffusionProposal.__attrs_post_init__(self)
         if self.method not in ("sde", "ode"):
             raise ValueError(f"RawDraws method must be 'sde' or 'ode'; got {self.method!r}")
+        if self.method == "ode" and self.preconditioner is not None:
+            raise ValueError("RawDraws(method='ode') has no reverse kernel to precondition; use method='sde'")
 
     @property
     def name(self) -> str:
@@ -239,8 +252,8 @@ class RawDraws(AbstractDiffusionProposal):
         x_T = self._prior(state, generator)
         with torch.no_grad():
             if self.method == "sde":
-                x0 = reverse_sde(self.score, self.process, x_T, steps=self.steps, generator=generator,
-                                 t_min=self.t_min, spacing=self.spacing)
+                x0 = reverse_path(self.score, self.process, x_T, steps=self.steps, generator=generator,
+                                  t_min=self.t_min, spacing=self.spacing, preconditioner=self.preconditioner)[0]
             else:
                 x0 = probability_flow(self.score, self.process, x_T, steps=self.steps, divergence="none",
                                       t_min=self.t_min, spacing=self.spacing)[0]

@@ -26,6 +26,13 @@ independent of the current ``omega``: its ratio is ``Gamma' R / (Gamma R') = w' 
 invariant, whatever the model; the prior density never enters (``x_K`` is shared), so ``t_max`` can be any time.
 A poor model lowers only the acceptance; the model's errors above ``t_max`` do not enter at all.
 
+**Preconditioning.** Near ``t_min`` the short-distance modes are stiff and the plain Euler-Maruyama kernel is far
+from the true reverse transition, so the acceptance grows with ``steps`` long after the model stops limiting it. With
+a ``preconditioner`` (:class:`lgdiff.FreeU1Preconditioner`, :class:`lgdiff.FreeScalarPreconditioner`) every reverse
+step is exact for the Gaussian limit of the action (:mod:`lgdiff._sde.precondition`); the move stays exact for any
+preconditioner. At beta = 7 on 16^2 (2D U(1), the shipped ``u1_b7.0_L16``) it lifts the acceptance at
+``t_max = 0.15`` from 0.11 with 100 steps to 0.51 with 40 (docs/gauge-diffusion.md).
+
 The state is the configuration alone (the path is redrawn at every step), so the kernel composes with local kernels
 (:class:`lgdiff.Composite`) and resumes from a recorded configuration. The cost of a step is ``2 steps`` score
 evaluations.
@@ -83,7 +90,8 @@ class DiffusionResample(AbstractDiffusionProposal):
         return {"t_max": self.t_max, **AbstractDiffusionProposal.settings(self)}
 
     def step(self, state: Field | LinkField, *, generator: torch.Generator) -> tuple[Field | LinkField, Tensor]:
-        grid = dict(steps=self.steps, generator=generator, t_min=self.t_min, spacing=self.spacing, t_max=self.t_max)
+        grid = dict(steps=self.steps, generator=generator, t_min=self.t_min, spacing=self.spacing, t_max=self.t_max,
+                    preconditioner=self.preconditioner)
         with torch.no_grad():
             x_top, log_ratio = forward_path_weight(self.score, self.process, _unwrap(self.process, state), **grid)
             x_new, log_ratio_new = reverse_path(self.score, self.process, x_top, weigh=True, **grid)

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from .._sde.base import AbstractProcess, expand_like, flat_sq
+from .._sde.precondition import AbstractPreconditioner
 from .._sde.score import Score
 
 S = typing.TypeVar("S")
@@ -89,10 +90,22 @@ def _schedule(process: AbstractProcess, steps: int, t_min: float, spacing: str,
 
 # ---- the reverse SDE and its path weight ---------------------------------------------------------------
 
+def _check_preconditioner(process: AbstractProcess, preconditioner: AbstractPreconditioner | None) -> None:
+    if preconditioner is None:
+        return
+    if not isinstance(preconditioner, AbstractPreconditioner):
+        raise TypeError(f"preconditioner must be an AbstractPreconditioner (FreeScalarPreconditioner, "
+                        f"FreeU1Preconditioner) or None; got {type(preconditioner).__name__}")
+    if process.name not in ("ve", "group_ve"):
+        raise ValueError(f"a preconditioned reverse kernel needs a variance-expanding process (no drift: VESDE, "
+                         f"GroupVE); got {process.name!r}")
+
+
 def reverse_path(score: Score, process: AbstractProcess[S], initial: S, *, steps: int, generator: torch.Generator,
                  t_min: float, spacing: str = "uniform", corrector: Corrector | None = None,
                  callback: Callable[[StepInfo], None] | None = None, weigh: bool = False,
-                 t_max: float | None = None) -> tuple[S, Tensor | None]:
+                 t_max: float | None = None,
+                 preconditioner: AbstractPreconditioner | None = None) -> tuple[S, Tensor | None]:
     r"""Euler-Maruyama from ``initial`` at ``t_max`` (default ``T``) down to ``t_min``: with ``v_k = g(t_k)^2 dt`` and ``z ~ N(0, 1)``,
 
     ``omega_k = -f(x_k, t_k) dt + v_k s(x_k, t_k) + sqrt(v_k) z_k``,  ``x_{k-1} = retract(x_k, omega_k)``
@@ -104,9 +117,16 @@ def reverse_path(score: Score, process: AbstractProcess[S], initial: S, *, steps
 
     (same variances: the normalisations cancel), the weight of :class:`lgdiff.PathIMH`. Correctors (unadjusted) are
     refused with ``weigh=True``: the path density would not be the one written here.
+
+    With a ``preconditioner`` (:mod:`lgdiff._sde.precondition`; VE processes) each step is the reverse transition
+    that is exact for the preconditioner's Gaussian: ``omega_k = v_k M s(x_k, t_{k-1}) + sqrt(v_k) M^{1/2} z_k`` with
+    ``v_k = s(t_k)^2 - s(t_{k-1})^2`` and ``M = (1 + v_k A_{t_{k-1}})^{-1}``, and the log-ratio is
+    ``sum_k [(|z_k|^2 - |omega_k|^2 / v_k) / 2 + log det M / 2]`` (forward kernels ``N(0, v_k)``, reverse kernels
+    ``N(v_k M s, v_k M)``).
     """
     if weigh and corrector is not None and corrector.steps:
         raise ValueError("a weighed reverse path (path-space independence Metropolis) cannot take corrector steps")
+    _check_preconditioner(process, preconditioner)
     ts, g2, s2 = _schedule(process, steps, t_min, spacing, t_max)
     x = initial
     log_ratio = None
@@ -114,16 +134,28 @@ def reverse_path(score: Score, process: AbstractProcess[S], initial: S, *, steps
         log_ratio = torch.zeros(process.batch(x), dtype=torch.float64, device=process._real_like(x).device)
     for i in range(steps):
         dt = ts[i] - ts[i + 1]
-        v = g2[i] * dt
-        tb = process.times(ts[i], x)
-        s = process.score_coords(score, x, tb)
         z = process.noise(x, generator=generator)
-        omega = (v * s + math.sqrt(v) * z) - process.drift(x, tb) * dt
-        x_new = process.retract(x, omega)
-        if weigh:
-            assert log_ratio is not None
-            back = -omega - process.drift(x_new, process.times(ts[i + 1], x_new)) * dt
-            log_ratio = log_ratio + (flat_sq(z) - flat_sq(back) / v).to(torch.float64) / 2
+        if preconditioner is None:
+            v = g2[i] * dt
+            tb = process.times(ts[i], x)
+            s = process.score_coords(score, x, tb)
+            omega = (v * s + math.sqrt(v) * z) - process.drift(x, tb) * dt
+            x_new = process.retract(x, omega)
+            if weigh:
+                assert log_ratio is not None
+                back = -omega - process.drift(x_new, process.times(ts[i + 1], x_new)) * dt
+                log_ratio = log_ratio + (flat_sq(z) - flat_sq(back) / v).to(torch.float64) / 2
+        else:
+            v = s2[i] - s2[i + 1]
+            m = preconditioner.multipliers(z, v, s2[i + 1] - s2[-1])
+            s = process.score_coords(score, x, process.times(ts[i + 1], x))
+            half = preconditioner.apply(v * s, m, 0.5) + math.sqrt(v) * z
+            omega = preconditioner.apply(half, m, 0.5)
+            x_new = process.retract(x, omega)
+            if weigh:
+                assert log_ratio is not None
+                log_ratio = (log_ratio + (flat_sq(z) - flat_sq(omega) / v).to(torch.float64) / 2
+                             + preconditioner.logdet(m) / 2)
         x = x_new
         if corrector is not None and corrector.steps:
             x = corrector.apply(score, process, x, ts[i + 1], s2[i + 1], generator)
@@ -133,7 +165,8 @@ def reverse_path(score: Score, process: AbstractProcess[S], initial: S, *, steps
 
 
 def forward_path_weight(score: Score, process: AbstractProcess[S], x0: S, *, steps: int, generator: torch.Generator,
-                        t_min: float, spacing: str = "uniform", t_max: float | None = None) -> tuple[S, Tensor]:
+                        t_min: float, spacing: str = "uniform", t_max: float | None = None,
+                        preconditioner: AbstractPreconditioner | None = None) -> tuple[S, Tensor]:
     r"""Draw the auxiliary path of :func:`reverse_path` given its end ``x0`` (at ``t_min``), and return its start
     ``x_K`` (at ``t_max``, default ``T``) and the path log-ratio that ``reverse_path(..., weigh=True)`` would have returned for it.
 
@@ -143,15 +176,28 @@ def forward_path_weight(score: Score, process: AbstractProcess[S], x0: S, *, ste
     Gibbs update of the auxiliary variables given ``x0``; with the score at every ``x_k`` the log-ratio is
     ``sum_k [log N(-omega_k; f dt, v_k) - log N(omega_k; mu_k, v_k)]``, ``mu_k = v_k s(x_k, t_k) - f(x_k, t_k) dt``
     (``steps`` score evaluations, as many as a proposal). This is what lets a path-space independence sampler
-    re-weigh a configuration that another kernel moved (:class:`lgdiff.GlobalLocal`).
+    re-weigh a configuration that another kernel moved (:class:`lgdiff.GlobalLocal`). With a ``preconditioner`` the
+    reverse kernels are :func:`reverse_path`'s preconditioned ones (and so is the log-ratio).
     """
-    ts, g2, _ = _schedule(process, steps, t_min, spacing, t_max)
+    _check_preconditioner(process, preconditioner)
+    ts, g2, s2 = _schedule(process, steps, t_min, spacing, t_max)
     x = x0
     log_ratio = torch.zeros(process.batch(x), dtype=torch.float64, device=process._real_like(x).device)
     for i in reversed(range(steps)):
         dt = ts[i] - ts[i + 1]
-        v = g2[i] * dt
         xi = process.noise(x, generator=generator)
+        if preconditioner is not None:
+            v = s2[i] - s2[i + 1]
+            m = preconditioner.multipliers(xi, v, s2[i + 1] - s2[-1])
+            omega = -math.sqrt(v) * xi
+            x_up = process.retract(x, -omega)
+            s = process.score_coords(score, x_up, process.times(ts[i + 1], x_up))
+            z = (preconditioner.apply(omega, m, -0.5) - preconditioner.apply(v * s, m, 0.5)) / math.sqrt(v)
+            log_ratio = (log_ratio + (flat_sq(z) - flat_sq(xi)).to(torch.float64) / 2
+                         + preconditioner.logdet(m) / 2)
+            x = x_up
+            continue
+        v = g2[i] * dt
         omega = -process.drift(x, process.times(ts[i + 1], x)) * dt - math.sqrt(v) * xi
         x_up = process.retract(x, -omega)
         tb = process.times(ts[i], x_up)

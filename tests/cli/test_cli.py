@@ -156,6 +156,9 @@ def test_sample_bad_options(tmp_path):
     assert result.exit_code != 0 and "--drift is for gauge sampling with --method maala" in result.output
     result = run("sample", "--theory", "u1", "--L", 4, "--t-max", 0.2, "--out", tmp_path / "v.safetensors")
     assert result.exit_code != 0 and "--t-max is for gauge sampling with --method resample" in result.output
+    result = run("sample", "--theory", "u1", "--L", 4, "--method", "maala", "--precondition",
+                 "--out", tmp_path / "t.safetensors")
+    assert result.exit_code != 0 and "--precondition/--no-precondition is for U(1) with --method" in result.output
     result = run("sample", "--theory", "phi4", "--L", 4, "--kappa", 0.2, "--lam", 0.02, "--method", "resample",
                  "--out", tmp_path / "u.safetensors")
     assert result.exit_code != 0 and "--method resample is for gauge theories" in result.output
@@ -196,10 +199,12 @@ def test_train_gauge_with_the_force_residual_then_resample(tmp_path):
     assert model_metadata(model)["config"]["force_beta"] == 3.0
     out = tmp_path / "dm.safetensors"
     result = run("sample", "--theory", "u1", "--L", 4, "--model", model, "--method", "resample", "--t-max", 0.05,
-                 "--local-sweeps", 2, "--n", 2, "--chains", 2, "--steps", 4, "--out", out, "--json")
+                 "--local-sweeps", 2, "--n", 2, "--chains", 2, "--steps", 4, "--no-precondition", "--out", out,
+                 "--json")
     assert result.exit_code == 0, result.output
     info = json.loads(run("info", out, "--json").output)
     assert info["algorithm"] == "dm-resample+heatbath+heatbath" and info["settings"]["t_max"] == 0.05
+    assert info["settings"]["preconditioner"] == "none"
     phi4 = tmp_path / "phi4.safetensors"
     assert run("generate", "--theory", "phi4", "--L", 4, "--kappa", 0.2, "--lam", 0.02, "--n", 2, "--chains", 2,
                "--therm", 1, "--out", phi4).exit_code == 0

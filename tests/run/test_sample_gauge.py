@@ -72,6 +72,8 @@ def test_resample_run_records_its_moves_and_resumes_bit_for_bit(tmp_path, tiny_u
     s = meta.settings
     assert s["t_max"] == 0.05 and s["local_sweeps"] == 2 and s["dm-resample.t_max"] == 0.05
     assert s["dm-resample.steps"] == 4 and s["dm-resample.spacing"] == "uniform"
+    # U(1): the reverse steps are preconditioned by default, at the mean-field beta I_1(1) / I_0(1) = 0.4464
+    assert s["preconditioner"] == "free-u1" and s["precond_beta"] == pytest.approx(0.44639, abs=1e-5)
     # the recorded acceptance is the resampling move's (the heatbath's is always 1)
     assert ens.acceptance.shape == (3, 2) and set(ens.acceptance.flatten().tolist()) <= {0.0, 1.0}
     # a run cut short and rerun continues bit for bit
@@ -83,6 +85,21 @@ def test_resample_run_records_its_moves_and_resumes_bit_for_bit(tmp_path, tiny_u
         attrs.evolve(config, local_sweeps=-1)
     with pytest.raises(ValueError, match="--t-max must be below"):
         attrs.evolve(config, t_max=1.0)
+
+
+def test_preconditioning_is_on_for_u1_reverse_kernels_and_can_be_turned_off(tmp_path, tiny_u1_model):
+    config = GaugeSampleConfig(theory=u1_theory(4, 7.0), model=tiny_u1_model, method="resample", n=1, chains=2,
+                               steps=2, therm=0)
+    assert config.preconditioner is not None and 6.4 < config.preconditioner.beta < 6.5  # 7 I_1(7) / I_0(7)
+    off = attrs.evolve(config, precondition=False)
+    assert off.preconditioner is None
+    assert off.run(tmp_path / "off.safetensors").metadata.settings["preconditioner"] == "none"
+    assert attrs.evolve(config, method="maala").preconditioner is None
+    with pytest.raises(ValueError, match="--precondition is for U\\(1\\) with --method"):
+        attrs.evolve(config, method="maala", precondition=True)
+    su3 = Theory(name="su3", lattice=Lattice(shape=(4, 4, 4, 4)), params={"beta": 5.0})
+    with pytest.raises(ValueError, match="--precondition is for U\\(1\\)"):
+        GaugeSampleConfig(theory=su3, model=tiny_u1_model, method="resample", precondition=True)
 
 
 def test_sde_run_records_independent_batches(tmp_path, tiny_u1_model):

@@ -12,6 +12,7 @@ from lgdiff._exact import u1_2d_plaquette, u1_2d_topological_susceptibility
 from lgdiff._observables.gauge import mean_plaquette, topological_charge_u1_2d
 from lgdiff._samplers import resample
 from lgdiff._samplers.maala import sample_chain
+from lgdiff._sde.precondition import FreeU1Preconditioner
 from lgdiff._sde.score import ConditionedScore
 from lgdiff._sde.ve import VESDE
 
@@ -22,9 +23,13 @@ FREE = Phi4Action(kappa=KAPPA, lam=0.0)
 U1_ACTION = WilsonAction(beta=U1_BETA, group=U1())
 
 
-def u1_kernel(score, t_max: float = 0.3, steps: int = 10) -> DiffusionResample:
+def u1_kernel(score, t_max: float = 0.3, steps: int = 10, preconditioner=None) -> DiffusionResample:
     return DiffusionResample(score=score, process=PROCESS, action=U1_ACTION, steps=steps, t_max=t_max, t_min=0.01,
-                             spacing="geometric")
+                             spacing="geometric", preconditioner=preconditioner)
+
+
+# a preconditioner for the wrong beta (the Gaussian limit of beta = 3 against the target's beta = 1)
+WRONG_PRECONDITIONER = FreeU1Preconditioner(beta=3.0)
 
 
 def accept_all(monkeypatch):
@@ -35,22 +40,25 @@ def accept_all(monkeypatch):
     monkeypatch.setattr(resample, "metropolis", always)
 
 
-@pytest.mark.parametrize("poor", ["wrong_beta", "untrained_lcnn"])
-def test_resample_with_a_poor_score_reproduces_exact_u1_2d(poor, generator):
+@pytest.mark.parametrize("poor,pre", [("wrong_beta", None), ("untrained_lcnn", None),
+                                      ("untrained_lcnn", WRONG_PRECONDITIONER)])
+def test_resample_with_a_poor_score_reproduces_exact_u1_2d(poor, pre, generator):
     # an untrained L-CNN's raw output is O(1), so its score is O(1 / s(t)): scaled by 0.1 some moves are accepted
     score = damped_wrong_force(U1(), 3.0, 4.0) if poor == "wrong_beta" else ConditionedScore(
         untrained_lcnn_score(U1(), 3), 0.1)
     hot = LinkField.random(U1(), like(U1(), 1).lattice, batch=64, generator=generator)
-    kernel = u1_kernel(score, t_max=0.3 if poor == "wrong_beta" else 0.1)
+    kernel = u1_kernel(score, t_max=0.3 if poor == "wrong_beta" else 0.1, preconditioner=pre)
     res = sample_chain(kernel, hot, n=150, generator=generator)
     assert_exact(res.samples[50:], U1(), *U1_EXACT)
     assert 0.05 < float(res.acceptance.mean()) < 0.95
 
 
-def test_unadjusted_resampling_with_the_same_score_misses_u1_2d(generator, monkeypatch):
+@pytest.mark.parametrize("pre", [None, WRONG_PRECONDITIONER])
+def test_unadjusted_resampling_with_the_same_score_misses_u1_2d(pre, generator, monkeypatch):
     # the power of the test above: the same noise-denoise moves, all accepted
     accept_all(monkeypatch)
-    res = sample_chain(u1_kernel(damped_wrong_force(U1(), 3.0, 4.0)), like(U1(), 64), n=100, generator=generator)
+    res = sample_chain(u1_kernel(damped_wrong_force(U1(), 3.0, 4.0), preconditioner=pre), like(U1(), 64), n=100,
+                       generator=generator)
     p, p_err = chain_stats(res.samples[30:], U1(), mean_plaquette)  # one mean per independent chain
     assert abs(p - U1_EXACT[0]) > 8 * p_err, f"{p} +- {p_err}"
 
