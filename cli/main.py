@@ -487,8 +487,8 @@ def _train_gauge(links: Any, out: Path, n_steps: int, batch_size: int, lr: float
                    "the model, accepted exactly, then --local-sweeps heatbath sweeps) sampling with a diffusion "
                    "model; phi4 with an OSQ "
                    "model (lgdiff train --objective osq) or without one (v = 0 from the Hartree prior): raw (osq) or "
-                   "exact (osq-imh). Default path for phi4, "
-                   "maala for gauge.")
+                   "exact (osq-imh). Default path for phi4; gauge: resample with a U(1) force-residual model (the "
+                   "shipped beta = 7 one), maala otherwise.")
 @click.option("--n", "n", type=click.IntRange(min=1), default=16, show_default=True, help="Records (per chain).")
 @click.option("--chains", type=click.IntRange(min=1), default=16, show_default=True,
               help="Independent chains (gauge: the model's default unless given).")
@@ -509,7 +509,7 @@ def _train_gauge(links: Any, out: Path, n_steps: int, batch_size: int, lr: float
               help="Gauge MAALA: proposals between records (default 20 / leapfrog with the force drift, 5 with "
                    "score).")
 @click.option("--t-max", "t_max", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
-              help="Gauge --method resample: the diffusion time each move noises up to (default 0.1).")
+              help="Gauge --method resample: the diffusion time each move noises up to (default 0.15).")
 @click.option("--local-sweeps", type=click.IntRange(min=0), default=None,
               help="Gauge --method resample: heatbath + overrelaxation sweeps after each move (default 1).")
 @click.option("--precondition/--no-precondition", default=None,
@@ -534,14 +534,15 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
     """Sample with a trained diffusion model and measure the result.
 
     Without --model, the shipped model of the theory nearest to the requested couplings (phi4: kappa = 0.21 on
-    32^2 or 0.27 on 16^2; u1: beta = 1 on 16^2; su3: beta = 5.0 on 4^4), named on stderr, with a warning where
-    the run is far from its training point. Gauge theories (u1, su3) sample with MAALA (exact) by default; e.g.
+    32^2 or 0.27 on 16^2; u1: beta = 1 or 7 on 16^2; su3: beta = 5.0 on 4^4), named on stderr, with a warning where
+    the run is far from its training point. Gauge theories sample with MAALA (exact) by default, U(1) with a
+    force-residual model (the shipped beta = 7 one) with diffusion resampling (exact); e.g.
     `lgdiff sample --theory su3 --L 6` (beta defaults to the model's beta_0 = 5.0; --beta rescales the score
     by beta/beta_0). phi4 needs --kappa and --lam and defaults to the path-space independence sampler; with an
     OSQ model (--method osq or osq-imh) the couplings default to the model's; without --model these methods run
     with no network (v = 0) from the Hartree prior of --kappa, --lam (T = 0.5, --steps path steps, default 20).
     """
-    from lgdiff._run.sample_gauge import GaugeSampleConfig
+    from lgdiff._run.sample_gauge import GaugeSampleConfig, default_method
     from lgdiff._run.sample_scalar import OSQ_METHODS, ScalarSampleConfig
 
     out = out or Path(f"lgdiff-sample-{theory}-L{L}-seed{seed}.safetensors")
@@ -551,13 +552,11 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
         for name, value in (("drift", drift), ("therm", therm), ("every", every), ("leapfrog", leapfrog)):
             if value is not None:
                 raise click.UsageError(f"--{name} is for gauge sampling with --method maala")
-    if method != "resample":
-        for name, value in (("t-max", t_max), ("local-sweeps", local_sweeps)):
-            if value is not None:
-                raise click.UsageError(f"--{name} is for gauge sampling with --method resample")
-    elif drift is not None or leapfrog is not None:
+    if method not in ("resample", None) or (method is None and scalar):
+        _refuse_resample_options(t_max, local_sweeps)
+    elif method == "resample" and (drift is not None or leapfrog is not None):
         raise click.UsageError("--drift and --leapfrog are for gauge sampling with --method maala")
-    if precondition is not None and (scalar or method not in ("resample", "path", "sde")):
+    if precondition is not None and (scalar or method not in ("resample", "path", "sde", None)):
         raise click.UsageError("--precondition/--no-precondition is for U(1) with --method resample, path or sde")
     if scalar and method == "resample":
         raise click.UsageError("--method resample is for gauge theories (u1, su2, su3); phi4 samples with path, imh, "
@@ -596,7 +595,15 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
             total, unit = n, "records"
         else:
             model = model or _shipped_model(theory, {} if beta is None else {"beta": beta}, L, dim)
-            settings: dict[str, object] = {"method": method or "maala", "n": n, "chains": chains, "seed": seed,
+            method = method or default_method(model)
+            if method != "resample":
+                _refuse_resample_options(t_max, local_sweeps)
+            elif drift is not None or leapfrog is not None:
+                raise click.UsageError("--drift and --leapfrog are for gauge sampling with --method maala")
+            if precondition is not None and method not in ("resample", "path", "sde"):
+                raise click.UsageError("--precondition/--no-precondition is for U(1) with --method resample, path or "
+                                       "sde")
+            settings: dict[str, object] = {"method": method, "n": n, "chains": chains, "seed": seed,
                                            "blocks": blocks or world}
             if steps is not None:
                 settings["steps"] = steps
@@ -621,6 +628,12 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
     if ens is not None:  # rank 0
         _report(ens, as_json)
         _plot(ens, plot_dir)
+
+
+def _refuse_resample_options(t_max: float | None, local_sweeps: int | None) -> None:
+    for name, value in (("t-max", t_max), ("local-sweeps", local_sweeps)):
+        if value is not None:
+            raise click.UsageError(f"--{name} is for gauge sampling with --method resample")
 
 
 def _shipped_model(theory: str, params: dict[str, float], L: int, dim: int | None) -> Path:

@@ -62,6 +62,14 @@ def default_model(theory: str) -> Path:
     return choose_shipped_model(theory).path
 
 
+def default_method(model: str | Path) -> str:
+    """The default sampler of a gauge model: ``resample`` for a U(1) model with a force residual (its score is right
+    at small t, where the resampling move is decided: ``force_beta > 0``), ``maala`` otherwise (a plain L-CNN's
+    resampling moves are almost never accepted: 0 of 128 at beta = 1 with the shipped ``u1_b1.0_L16``)."""
+    config = model_metadata(model).get("config", {})
+    return "resample" if config.get("group") == "U(1)" and float(config.get("force_beta") or 0.0) > 0 else "maala"
+
+
 def model_metadata(path: str | Path) -> dict[str, Any]:
     """The metadata of a gauge model file (``theory``, ``beta``, ``lattice``, ``config``, ``command``, ...)."""
     _, meta = load_checkpoint(path)
@@ -111,7 +119,7 @@ class GaugeSampleConfig:
     corrector: int = 0
     leapfrog: int | None = None
     beta_scale: float | None = attrs.field(default=None, validator=positive_or_unset)
-    t_max: float = attrs.field(default=0.1, validator=positive_or_unset)
+    t_max: float = attrs.field(default=0.15, validator=positive_or_unset)
     local_sweeps: int = 1
     blocks: int = 1
     precondition: bool | None = None
@@ -284,5 +292,5 @@ def _blocks_or_none(blocks: int) -> int | None:
     return None if blocks == 1 and world_size() == 1 else blocks
 
 
-__all__ = ["CHAIN_DEFAULTS", "DRIFTS", "LEAPFROG_DEFAULTS", "GaugeSampleConfig", "METHODS", "PRECONDITIONED", "RESAMPLE_DEFAULTS", "default_model",
+__all__ = ["CHAIN_DEFAULTS", "DRIFTS", "LEAPFROG_DEFAULTS", "GaugeSampleConfig", "default_method", "METHODS", "PRECONDITIONED", "RESAMPLE_DEFAULTS", "default_model",
            "model_metadata"]

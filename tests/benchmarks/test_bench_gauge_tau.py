@@ -17,7 +17,7 @@ def test_bench_gauge_tau_quick_with_resampling(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_gauge_tau.py"), "--quick", "--skip-maala",
                            "--resample-model", str(REPO / "lgdiff" / "models" / "u1_b7.0_L16.safetensors"),
-                           "--resample-steps", "4", "--json", str(out)],
+                           "--resample-steps", "4", "--precondition", "--json", str(out)],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
     report = json.loads(out.read_text())
@@ -28,3 +28,4 @@ def test_bench_gauge_tau_quick_with_resampling(tmp_path):
         assert math.isfinite(row["plaquette"][0]) and math.isfinite(row["chi_t"][0]), name
     assert report["rows"]["heatbath+OR"]["acceptance"] == 1.0
     assert "t_max 0.1, 4 steps" in report["rows"]["dm-resample+hb"]["note"]
+    assert "preconditioned (beta_eff 6.479)" in report["rows"]["dm-resample+hb"]["note"]

@@ -133,8 +133,9 @@ def test_sample_gauge_drift_and_chain_options(tmp_path):
 
 
 def test_sample_warns_when_the_chains_are_not_equilibrated(tmp_path):
-    # beta = 7 from the beta = 1 model's denoiser, no thermalisation: the plaquette is still climbing
-    args = ["sample", "--theory", "u1", "--L", 16, "--beta", 7, "--every", 5, "--n", 16, "--chains", 8, "--steps", 10]
+    # beta = 7, MAALA from a 10-step denoiser, no thermalisation: the plaquette is still climbing
+    args = ["sample", "--theory", "u1", "--L", 16, "--beta", 7, "--method", "maala", "--every", 5, "--n", 16,
+            "--chains", 8, "--steps", 10]
     result = run(*args, "--therm", 0, "--out", tmp_path / "a.safetensors")
     assert result.exit_code == 0 and "warning: the plaquette drifts from" in result.stderr, result.output
     assert "rerun with a longer --therm" in result.stderr
@@ -143,6 +144,18 @@ def test_sample_warns_when_the_chains_are_not_equilibrated(tmp_path):
     result = run(*args, "--therm", 2000, "--out", tmp_path / "b.safetensors")
     assert result.exit_code == 0 and "drifts" not in result.stderr, result.stderr
     assert re.search(r"warning: (\w+, )*topo_charge(, \w+)*: error from a jackknife over the 8 chain means", result.stderr)
+
+
+def test_u1_at_beta_7_samples_with_preconditioned_resampling_by_default(tmp_path):
+    out = tmp_path / "r.safetensors"
+    result = run("sample", "--theory", "u1", "--L", 4, "--beta", 7, "--n", 2, "--chains", 2, "--steps", 4,
+                 "--out", out)
+    assert result.exit_code == 0 and "shipped u1_b7.0_L16" in result.stderr, result.output
+    info = json.loads(run("info", out, "--json").output)
+    assert info["algorithm"] == "dm-resample+heatbath" and info["settings"]["preconditioner"] == "free-u1"
+    assert info["settings"]["t_max"] == 0.15
+    result = run("sample", "--theory", "u1", "--L", 4, "--beta", 7, "--drift", "force", "--out", out)
+    assert result.exit_code != 0 and "--drift and --leapfrog are for gauge sampling with --method maala" in result.output
 
 
 def test_sample_bad_options(tmp_path):

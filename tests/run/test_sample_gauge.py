@@ -13,7 +13,8 @@ from lgdiff._exact import u1_2d_topological_susceptibility, u1_2d_wilson_loop
 from lgdiff._io.ensemble import EnsembleError
 from lgdiff._models.lcnn import LCNNConfig
 from lgdiff._observables.gauge import topological_charge_u1_2d, wilson_loop
-from lgdiff._run.sample_gauge import RESAMPLE_DEFAULTS, GaugeSampleConfig, default_model, model_metadata
+from lgdiff._run.sample_gauge import (RESAMPLE_DEFAULTS, GaugeSampleConfig, default_method, default_model,
+                                      model_metadata)
 from lgdiff._run.theory import Theory
 from lgdiff._sde.group import GroupVE
 from lgdiff._train.gauge import GaugeTrainConfig, train_lcnn
@@ -85,6 +86,18 @@ def test_resample_run_records_its_moves_and_resumes_bit_for_bit(tmp_path, tiny_u
         attrs.evolve(config, local_sweeps=-1)
     with pytest.raises(ValueError, match="--t-max must be below"):
         attrs.evolve(config, t_max=1.0)
+
+
+def test_the_default_method_follows_the_model(tiny_u1_model):
+    # resampling needs a score that is right at small t: the force-residual U(1) model; MAALA for the others
+    assert default_method(default_model_path("u1_b7.0_L16")) == "resample"
+    assert default_method(default_model_path("u1_b1.0_L16")) == "maala"
+    assert default_method(default_model_path("su3_b5.0_L4")) == "maala"
+    assert default_method(tiny_u1_model) == "maala"
+
+
+def default_model_path(name: str) -> str:
+    return str(Path(SHIPPED_PHI4).parent / f"{name}.safetensors")
 
 
 def test_preconditioning_is_on_for_u1_reverse_kernels_and_can_be_turned_off(tmp_path, tiny_u1_model):
