@@ -514,7 +514,7 @@ def _train_gauge(links: Any, out: Path, n_steps: int, batch_size: int, lr: float
               help="Gauge --method resample: heatbath + overrelaxation sweeps after each move (default 1).")
 @click.option("--precondition/--no-precondition", default=None,
               help="U(1) --method resample, path, sde: reverse steps exact for the Gaussian limit of the Wilson "
-                   "action at the mean-field beta (default on for U(1)).")
+                   "action at the mean-field beta (default: on for resample, off for path and sde).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Ensemble file to write; rerunning the same command continues it.")
 @click.option("--seed", type=SEED, default=0, show_default=True)

@@ -46,7 +46,7 @@ CHAIN_DEFAULTS = {"force": (2000, 20), "score": (40, 5)}
 fifth of one with the L-CNN and takes ~50x larger steps in 4D SU(3) (docs/gauge-diffusion.md), so its default chain
 is longer."""
 PRECONDITIONED = ("resample", "path", "sde")
-"""The methods whose reverse kernel takes a preconditioner (U(1): on by default, ``precondition=False`` turns it off)."""
+"""The methods whose reverse kernel takes a preconditioner (U(1): on by default for ``resample``)."""
 RESAMPLE_DEFAULTS = (20, 1)
 """(``therm``, ``every``) of ``method = "resample"`` in updates (one update: a resampling move and ``local_sweeps``
 heatbath sweeps): the denoised start is already near equilibrium, and every update moves every link."""
@@ -153,9 +153,13 @@ class GaugeSampleConfig:
     @property
     def preconditioner(self) -> FreeU1Preconditioner | None:
         """The reverse kernel's preconditioner: the Gaussian limit of the U(1) Wilson action at the mean-field beta
-        (:meth:`lgdiff.FreeU1Preconditioner.mean_field`) for U(1) with a reverse-SDE method, unless ``precondition``
-        is False; ``None`` otherwise."""
-        if self.precondition is False or self.method not in PRECONDITIONED or self.theory.group != U1():
+        (:meth:`lgdiff.FreeU1Preconditioner.mean_field`) for U(1) with ``resample`` unless ``precondition`` is
+        False, and with ``path`` or ``sde`` if ``precondition`` is True; ``None`` otherwise. (Default only where it
+        measured better: at beta = 7 the resampling acceptance rises from 0.11 to 0.51; the beta = 1 model's
+        path-space weights spread more with it, var(log w) 16 -> 103 over 64 proposals of 40 steps.)"""
+        if self.method not in PRECONDITIONED or self.theory.group != U1():
+            return None
+        if self.precondition is False or (self.precondition is None and self.method != "resample"):
             return None
         return FreeU1Preconditioner.mean_field(self.theory.beta)
 

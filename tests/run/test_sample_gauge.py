@@ -108,6 +108,8 @@ def test_preconditioning_is_on_for_u1_reverse_kernels_and_can_be_turned_off(tmp_
     assert off.preconditioner is None
     assert off.run(tmp_path / "off.safetensors").metadata.settings["preconditioner"] == "none"
     assert attrs.evolve(config, method="maala").preconditioner is None
+    assert attrs.evolve(config, method="path").preconditioner is None  # opt-in there
+    assert attrs.evolve(config, method="path", precondition=True).preconditioner == config.preconditioner
     with pytest.raises(ValueError, match="--precondition is for U\\(1\\) with --method"):
         attrs.evolve(config, method="maala", precondition=True)
     su3 = Theory(name="su3", lattice=Lattice(shape=(4, 4, 4, 4)), params={"beta": 5.0})
