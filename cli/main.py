@@ -556,7 +556,7 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
         _refuse_resample_options(t_max, local_sweeps)
     elif method == "resample" and (drift is not None or leapfrog is not None):
         raise click.UsageError("--drift and --leapfrog are for gauge sampling with --method maala")
-    if precondition is not None and (scalar or method not in ("resample", "path", "sde", None)):
+    if precondition is not None and scalar:
         raise click.UsageError("--precondition/--no-precondition is for U(1) with --method resample, path or sde")
     if scalar and method == "resample":
         raise click.UsageError("--method resample is for gauge theories (u1, su2, su3); phi4 samples with path, imh, "

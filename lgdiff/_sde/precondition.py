@@ -35,6 +35,7 @@ import attrs
 import torch
 from torch import Tensor
 
+from .._geometry.lattice import Lattice
 from .._provenance import AbstractRecorded
 
 
@@ -46,15 +47,6 @@ def _positive(instance: object, attribute: attrs.Attribute, value: object) -> No
 def _non_negative(instance: object, attribute: attrs.Attribute, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         raise ValueError(f"{type(instance).__name__}.{attribute.name} must be a finite number >= 0; got {value!r}")
-
-
-def _phases(shape: tuple[int, ...], device: torch.device) -> list[Tensor]:
-    """``p_mu`` on the momenta of a periodic lattice of ``shape``, each broadcast over the lattice (float64)."""
-    out = []
-    for mu, n in enumerate(shape):
-        p = 2 * math.pi * torch.arange(n, dtype=torch.float64, device=device) / n
-        out.append(p.reshape([n if i == mu else 1 for i in range(len(shape))]))
-    return out
 
 
 class AbstractPreconditioner(AbstractRecorded):
@@ -72,8 +64,9 @@ class AbstractPreconditioner(AbstractRecorded):
         """``M^power u`` (real, same shape and dtype as ``u``)."""
 
     @abc.abstractmethod
-    def logdet(self, m: Tensor) -> float:
-        """``log det M`` per configuration (host float: the same for every configuration)."""
+    def logdet(self, m: Tensor) -> Tensor:
+        """``log det M`` per configuration (a 0-d tensor on ``m``'s device, the same for every configuration: no
+        host synchronisation per step)."""
 
     @staticmethod
     def _marginal(a0: Tensor, v: float, noise: float) -> Tensor:
@@ -102,18 +95,16 @@ class FreeScalarPreconditioner(AbstractPreconditioner):
         return {"preconditioner": self.name, "precond_std": self.std, "precond_kinetic": self.kinetic}
 
     def multipliers(self, like: Tensor, v: float, noise: float) -> Tensor:
-        a0 = torch.full((), 1.0 / self.std**2, dtype=torch.float64, device=like.device)
-        for p in _phases(tuple(like.shape[1:]), like.device):
-            a0 = a0 + self.kinetic * 4 * torch.sin(p / 2) ** 2
-        return self._marginal(a0, v, noise)
+        phat2 = Lattice(shape=tuple(like.shape[1:])).momentum_squared(device=like.device)
+        return self._marginal(1.0 / self.std**2 + self.kinetic * phat2, v, noise)
 
     def apply(self, u: Tensor, m: Tensor, power: float) -> Tensor:
         dims = tuple(range(1, u.ndim))
         out = torch.fft.ifftn(torch.fft.fftn(u, dim=dims) * m.pow(power), dim=dims).real
         return out.to(u.dtype)
 
-    def logdet(self, m: Tensor) -> float:
-        return float(m.log().sum())
+    def logdet(self, m: Tensor) -> Tensor:
+        return m.log().sum()
 
 
 @typing.final
@@ -150,16 +141,13 @@ class FreeU1Preconditioner(AbstractPreconditioner):
     def multipliers(self, like: Tensor, v: float, noise: float) -> Tensor:
         if like.ndim < 4 or like.shape[-1] != 1 or like.shape[1] != like.ndim - 3:
             raise ValueError(f"FreeU1Preconditioner acts on U(1) link tangents [B, D, *L, 1]; got {tuple(like.shape)}")
-        phat2 = torch.zeros((), dtype=torch.float64, device=like.device)
-        for p in _phases(tuple(like.shape[2:-1]), like.device):
-            phat2 = phat2 + 4 * torch.sin(p / 2) ** 2
-        m = self._marginal(self.beta * phat2, v, noise)
-        return m.expand(tuple(like.shape[2:-1]))
+        phat2 = Lattice(shape=tuple(like.shape[2:-1])).momentum_squared(device=like.device)
+        return self._marginal(self.beta * phat2, v, noise)
 
     def apply(self, u: Tensor, m: Tensor, power: float) -> Tensor:
         dims = tuple(range(2, u.ndim - 1))
         lattice = tuple(u.shape[2:-1])
-        g = torch.stack([torch.broadcast_to(torch.exp(1j * p) - 1, lattice) for p in _phases(lattice, u.device)])  # [D, *L]
+        g = torch.exp(1j * Lattice(shape=lattice).momenta(device=u.device)) - 1  # [D, *L]
         norm = (g.abs() ** 2).sum(0)
         uh = torch.fft.fftn(u[..., 0].to(torch.float64), dim=dims)  # [B, D, *L]
         along = (g.conj() * uh).sum(1, keepdim=True) / torch.where(norm > 0, norm, 1.0)  # g^dagger u / |g|^2
@@ -167,10 +155,9 @@ class FreeU1Preconditioner(AbstractPreconditioner):
         out = longitudinal + m.pow(power) * (uh - longitudinal)
         return torch.fft.ifftn(out, dim=dims).real.unsqueeze(-1).to(u.dtype)
 
-    def logdet(self, m: Tensor) -> float:
+    def logdet(self, m: Tensor) -> Tensor:
         """``D - 1`` transverse modes at every ``p != 0`` (``m = 1`` at ``p = 0``, where the sum has no weight)."""
-        dim = m.ndim
-        return float((dim - 1) * m.log().sum())
+        return (m.ndim - 1) * m.log().sum()
 
 
 __all__ = ["AbstractPreconditioner", "FreeScalarPreconditioner", "FreeU1Preconditioner"]
