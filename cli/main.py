@@ -285,6 +285,10 @@ def measure_cmd(file: Path, flow_time: float, as_json: bool) -> None:
 @click.option("--force-residual", is_flag=True, default=False,
               help="Gauge links: parametrise the score around its exact t -> 0 limit, the Wilson force "
                    "-beta grad S of the ensemble's beta, so the L-CNN learns only the residual.")
+@click.option("--force-filter", type=click.IntRange(min=1), default=None,
+              help="With --force-residual: pass the force through the gauge-covariant Gaussian filter "
+                   "(1 + s^2 gamma c_0 H)^-1 (H the plaquettes' Gauss-Newton Hessian, gamma learned) with this many "
+                   "conjugate-gradient steps, e.g. 5 (SU(3): docs/gauge-diffusion.md).")
 @click.option("--z2/--no-z2", default=True, show_default=True,
               help="phi4: phi -> -phi augmentation (dsm) or an odd drift network (osq).")
 @click.option("--theory", type=click.Choice(THEORIES), help="--objective osq: the theory (phi4).")
@@ -315,6 +319,7 @@ def measure_cmd(file: Path, flow_time: float, as_json: bool) -> None:
 @click.option("--device", type=DEVICE, default="cpu", show_default=True)
 def train_cmd(objective: str, data: Path | None, out: Path, steps: int | None, epochs: float | None, batch_size: int,
               lr: float, sde_name: str | None, channels: int | None, lcnn_blocks: int | None, force_residual: bool,
+              force_filter: int | None,
               z2: bool, theory: str | None, dim: int | None, L: int | None, kappa: float | None, lam: float | None,
               horizon: float | None, path_steps: int | None, noise: float | None, osq_prior: str | None,
               prior_std: float | None, osq_objective: str | None, gradient: str | None, dtype: str | None, seed: int,
@@ -333,7 +338,9 @@ def train_cmd(objective: str, data: Path | None, out: Path, steps: int | None, e
            "osq_objective": osq_objective,
            "gradient": gradient, "dtype": dtype}
     dsm = {"data": data, "epochs": epochs, "sde": sde_name, "blocks": lcnn_blocks,
-           "force_residual": True if force_residual else None}
+           "force_residual": True if force_residual else None, "force_filter": force_filter}
+    if force_filter and not force_residual:
+        raise click.UsageError("--force-filter filters the Wilson force of --force-residual; add --force-residual")
     if objective == "osq":
         if (given := [name for name, value in dsm.items() if value is not None]):
             raise click.UsageError(f"{_flags(given)} {'is' if len(given) == 1 else 'are'} for --objective dsm; "
@@ -369,8 +376,9 @@ def train_cmd(objective: str, data: Path | None, out: Path, steps: int | None, e
                       "command": _command_line(click.get_current_context(), world)}
         with _progress(n_steps, "training") as update:
             if ens.metadata.kind == "scalar":
-                if force_residual:
-                    raise ValueError("--force-residual is for gauge ensembles (u1, su2, su3): it adds the Wilson "
+                if force_residual or force_filter:
+                    flag = "--force-residual" if force_residual else "--force-filter"
+                    raise ValueError(f"{flag} is for gauge ensembles (u1, su2, su3): it adds the Wilson "
                                      "force to an L-CNN score")
                 report = _train_scalar(field.data, out, n_steps, batch_size, lr, sde_name, channels or 16, z2, seed,
                                        device, provenance, update)
@@ -380,7 +388,8 @@ def train_cmd(objective: str, data: Path | None, out: Path, steps: int | None, e
                                      "drop --sde or use --sde ve")
                 provenance["beta"] = float(beta)
                 report = _train_gauge(field, out, n_steps, batch_size, lr, channels or 8, lcnn_blocks, seed, device,
-                                      provenance, update, force_beta=float(beta) if force_residual else 0.0)
+                                      provenance, update, force_beta=float(beta) if force_residual else 0.0,
+                                      force_filter=force_filter or 0)
         main = _dist.is_main()
     if not main:  # rank 0 reports
         return
@@ -457,7 +466,7 @@ def _train_scalar(x: Any, out: Path, n_steps: int, batch_size: int, lr: float, s
 
 def _train_gauge(links: Any, out: Path, n_steps: int, batch_size: int, lr: float, channels: int, blocks: int,
                  seed: int, device: str, provenance: dict[str, Any], update: Callable[[int], None], *,
-                 force_beta: float = 0.0) -> Any:
+                 force_beta: float = 0.0, force_filter: int = 0) -> Any:
     from lgdiff._models.lcnn import LCNNConfig
     from lgdiff._sde.group import GroupVE
     from lgdiff._sde.heat_kernel import heat_kernel
@@ -467,7 +476,7 @@ def _train_gauge(links: Any, out: Path, n_steps: int, batch_size: int, lr: float
     target = "heat_kernel" if heat_kernel(links.group).can_sample else "gaussian"
     config = GaugeTrainConfig(steps=n_steps, batch_size=batch_size, lr=lr, seed=seed, target=target, t_focus=0.5)
     arch = LCNNConfig(group=links.group, dim=links.lattice.dim, channels=channels, blocks=blocks, dtype="float32",
-                      force_beta=force_beta)
+                      force_beta=force_beta, force_filter=force_filter)
     return train_lcnn(links, out, config=config, arch=arch, process=GroupVE(), provenance=provenance, device=device,
                       progress=lambda step, loss: update(1))
 

@@ -47,6 +47,7 @@ from .._groups.base import AbstractGroup, complex_dtype
 from .._groups.names import group_from_name
 from .._types import Algebra, Links, Time
 from .._geometry.paths import projected_closed_staples
+from .covfilter import covariant_filter
 from .embedding import TimeEmbedding
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -96,6 +97,13 @@ def _float(x: object) -> object:
     return float(x) if isinstance(x, int) and not isinstance(x, bool) else x
 
 
+def _check_force_filter(instance: object, attribute: attrs.Attribute, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"LCNNConfig.force_filter must be an int >= 0 (conjugate-gradient steps; 0: off); got {value!r}")
+    if value > 0 and not instance.force_beta > 0:  # type: ignore[attr-defined]
+        raise ValueError("LCNNConfig.force_filter filters the Wilson force: it needs force_beta > 0")
+
+
 def _check_dtype(instance: object, attribute: attrs.Attribute, value: object) -> None:
     if value not in _DTYPES:
         raise ValueError(
@@ -119,6 +127,9 @@ class LCNNConfig:
       ``F = -beta_0 grad S`` of the training ensemble (the class docstring of `LCNN`); 0 (the default) is the plain
       network.
     - `force_gate`: the noise level ``s_0`` below which the learned residual is switched off (with `force_beta`).
+    - `force_filter`: ``K > 0`` replaces the force's scalar damping ``1 / (1 + lambda s^2)`` by the gauge-covariant
+      Gaussian filter ``(1 + s^2 gamma c_0 H)^{-1}`` (`lgdiff._models.covfilter`, ``K`` conjugate-gradient steps,
+      ``gamma`` learned, ``c_0 = beta_0 norm / N`` the linearised action's stiffness); 0 (the default) is off.
     - `dtype`: real dtype of the weights, ``"float32"`` (complex64 links) or ``"float64"`` (complex128).
 
     >>> from lgdiff import SU
@@ -139,6 +150,7 @@ class LCNNConfig:
     dtype: str = attrs.field(default="float64", validator=_check_dtype)
     force_beta: float = attrs.field(default=0.0, converter=_float, validator=_check_force_beta)
     force_gate: float = attrs.field(default=0.1, converter=_float, validator=_check_scale)
+    force_filter: int = attrs.field(default=0, validator=_check_force_filter)
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -422,7 +434,9 @@ class LCNN(nn.Module):
         c_z = c + config.n_loops
         self.readout_local = _normal(generator, dtype, 1 / math.sqrt(2 * c_z), dim, c_z)
         self.readout_link = _normal(generator, dtype, 1 / math.sqrt(2 * c_z), dim, c_z)
-        if config.force_beta > 0:  # softplus(l) = 2 beta_0 initially
+        if config.force_filter > 0:  # softplus(l) = gamma = 0.2 initially (docs/gauge-diffusion.md, the SU(3) filter)
+            self.filter_scale = nn.Parameter(torch.tensor(0.2 + math.log(-math.expm1(-0.2)), dtype=dtype))
+        elif config.force_beta > 0:  # softplus(l) = 2 beta_0 initially
             init = 2 * config.force_beta
             self.force_scale = nn.Parameter(torch.tensor(init + math.log(-math.expm1(-init)), dtype=dtype))
 
@@ -477,13 +491,18 @@ class LCNN(nn.Module):
         return out
 
     def _force_residual(self, u: Tensor, tau: Tensor, net: Tensor) -> Tensor:
-        """``s F / (1 + lambda s^2) + N s^2 / (s^2 + s_0^2)`` (module docstring, "Force residual")."""
+        """``s F / (1 + lambda s^2) + N s^2 / (s^2 + s_0^2)``, or with `LCNNConfig.force_filter`
+        ``s (1 + s^2 gamma c_0 H)^{-1} F + N s^2 / (s^2 + s_0^2)`` (the class docstring)."""
         cfg = self._config
         s2 = torch.exp(8 * tau).reshape(-1, *([1] * (net.ndim - 1)))
-        force = projected_closed_staples(u, traceless=cfg.group.n_generators == cfg.group.n ** 2 - 1,
-                                         scale=-cfg.force_beta * cfg.group.norm / cfg.group.n)
+        c0 = cfg.force_beta * cfg.group.norm / cfg.group.n
+        force = projected_closed_staples(u, traceless=cfg.group.n_generators == cfg.group.n ** 2 - 1, scale=-c0)
+        gated = net * (s2 / (s2 + cfg.force_gate ** 2))
+        if cfg.force_filter > 0:
+            k = s2.reshape(-1) * (nn.functional.softplus(self.filter_scale) * c0)
+            return covariant_filter(u, force, k, steps=cfg.force_filter) * s2.sqrt() + gated
         lam = nn.functional.softplus(self.force_scale)
-        return force * (s2.sqrt() / (1 + lam * s2)) + net * (s2 / (s2 + cfg.force_gate ** 2))
+        return force * (s2.sqrt() / (1 + lam * s2)) + gated
 
     def _check_raw(self, u: Tensor, t: Tensor) -> None:
         cfg = self._config

@@ -226,6 +226,14 @@ def test_train_gauge_with_the_force_residual_then_resample(tmp_path):
     result = run("train", "--objective", "osq", "--theory", "phi4", "--L", 4, "--kappa", 0.2, "--lam", 0.02,
                  "--force-residual", "--out", tmp_path / "o.safetensors")
     assert result.exit_code != 0 and "--force-residual is for --objective dsm" in result.output
+    # the covariant filter of the force: recorded in the model, and only with the force residual
+    filtered = tmp_path / "filtered.safetensors"
+    result = run("train", "--data", data, "--out", filtered, "--steps", 2, "--batch-size", 4, "--channels", 2,
+                 "--blocks", 1, "--force-residual", "--force-filter", 3)
+    assert result.exit_code == 0, result.output
+    assert model_metadata(filtered)["config"]["force_filter"] == 3
+    result = run("train", "--data", data, "--out", tmp_path / "f.safetensors", "--steps", 1, "--force-filter", 3)
+    assert result.exit_code == 2 and "--force-filter filters the Wilson force of --force-residual" in result.output
 
 
 def test_train_gauge_refuses_vp(tmp_path):

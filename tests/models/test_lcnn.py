@@ -1,6 +1,7 @@
 import json
 import math
 
+import attrs
 import pytest
 import torch
 
@@ -359,10 +360,11 @@ def test_denoising_score_matching_learns_pure_gauge_noise(generator):
 
 # ---- the force residual: the score parametrised around its exact t -> 0 limit ---------------------------
 
+@pytest.mark.parametrize("force_filter", [0, 4], ids=["damped", "filtered"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize(("group", "shape"), [(U1(), (4, 6)), (SU(3), (3, 2, 3, 2))], ids=str)
-def test_force_residual_tends_to_the_wilson_force_and_stays_covariant(group, shape, dtype, generator):
-    model = make_model(group, len(shape), dtype, generator, force_beta=3.0, channels=4)
+def test_force_residual_tends_to_the_wilson_force_and_stays_covariant(group, shape, dtype, force_filter, generator):
+    model = make_model(group, len(shape), dtype, generator, force_beta=3.0, channels=4, force_filter=force_filter)
     U = links(group, shape, dtype, generator)
     force = -WilsonAction(beta=3.0, group=group).force(U).data
     real = torch.empty((), dtype=dtype).real.dtype
@@ -393,3 +395,15 @@ def test_force_residual_config_and_old_files(generator):
     loss = model.score_raw(U, torch.full((2,), -0.3, dtype=torch.float64)).abs().square().sum()
     loss.backward()
     assert float(model.force_scale.grad.abs()) > 0
+    # the covariant filter: its own learned strength, no scalar damping, recorded in the config
+    filtered = LCNNConfig(group=SU(3), dim=4, channels=2, force_beta=5.0, force_filter=3)
+    assert LCNNConfig.from_dict(json.loads(json.dumps(filtered.to_dict()))) == filtered
+    assert LCNNConfig.from_dict(old).force_filter == 0
+    with pytest.raises(ValueError, match="force_filter filters the Wilson force: it needs force_beta > 0"):
+        LCNNConfig(group=U1(), dim=2, force_filter=2)
+    with pytest.raises(ValueError, match="force_filter must be an int >= 0"):
+        LCNNConfig(group=U1(), dim=2, force_beta=1.0, force_filter=-1)
+    model = LCNN.from_config(attrs.evolve(cfg, force_filter=2), generator=generator)
+    assert "force_scale" not in dict(model.named_parameters())
+    model.score_raw(U, torch.full((2,), -0.3, dtype=torch.float64)).abs().square().sum().backward()
+    assert float(model.filter_scale.grad.abs()) > 0
