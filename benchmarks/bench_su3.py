@@ -16,6 +16,17 @@ Metropolis step uses the exact action at beta, so all four are exact whatever th
     OMP_NUM_THREADS=1 python benchmarks/bench_su3.py                  # beta = 5.5, L = 6, 4 chains x 200 updates
     OMP_NUM_THREADS=1 python benchmarks/bench_su3.py --quick          # smoke run (L = 4, seconds)
     OMP_NUM_THREADS=1 python benchmarks/bench_su3.py --json su3.json  # also write the rows to a file
+    OMP_NUM_THREADS=1 python benchmarks/bench_su3.py --to-ensemble    # CPU s to N effective configurations,
+                                                                      # thermalisation included (below)
+
+``--to-ensemble`` (issue #19): at L = 4, beta = 5.0 and L = 6, beta = 5.5 in one run, the CPU-seconds to an
+ensemble of N = 16 and 256 effective configurations *including thermalisation*, for HMC from the shipped model's
+denoised start (the default of ``lgdiff sample --theory su3``, at a fixed HMC step here), HMC from a cold
+(identity) and a hot (Haar) start, and heatbath + overrelaxation from a hot start. Each runs ``--chains`` chains of
+``--n`` updates from its start. The thermalisation ``t_th`` is the first cut on a grid of ``n / 20`` updates after
+which the plaquette records pass lgdiff's equilibration-drift test (|z| < 3); ``tau_int`` is the Gamma method's on
+the records after it. With ``c`` the CPU s per update and chain and ``s_0`` the start's cost per chain (the
+denoiser), ``CPU(N) = chains (s_0 + t_th c) + 2 tau_int N c``. The model's training cost is listed beside it.
 
 Columns: ``acc`` mean acceptance (heatbath: 1 by construction); ``step`` the HMC step size or MAALA's adapted
 Langevin step ``e``; ``plaquette`` <P> with its Gamma-method error (independent chains as replicas); ``W(2,2)`` the
@@ -45,7 +56,8 @@ from lgdiff import (OMELYAN, SU, ConditionedScore, GaugeHMC, Heatbath, Lattice, 
                     wilson_score)
 from lgdiff import run_chain as kernel_chain  # noqa: E402  (run_chain below is this benchmark's measurement)
 from lgdiff._run.sample_gauge import default_model  # noqa: E402
-from lgdiff._samplers.maala import langevin_step  # noqa: E402
+from lgdiff._samplers.maala import denoise, langevin_step  # noqa: E402
+from lgdiff._stats.equilibration import equilibration_drift  # noqa: E402
 from lgdiff._stats import format_value_error  # noqa: E402
 from lgdiff._train.gauge import lcnn_score  # noqa: E402
 
@@ -119,7 +131,11 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="smoke run: L = 4, 2 chains, n = 10, therm = 5, therm-hb = 5")
     p.add_argument("--json", type=Path, help="also write the results to this file")
+    p.add_argument("--to-ensemble", action="store_true",
+                   help="CPU s to N = 16, 256 effective configurations including thermalisation (module docstring)")
     args = p.parse_args()
+    if args.to_ensemble:
+        return to_ensemble(args)
     if args.quick:
         args.L, args.chains, args.n, args.therm, args.therm_hb = 4, 2, 10, 5, 5
     maala_n = args.n if args.maala_n is None else args.maala_n
@@ -206,6 +222,70 @@ def main() -> None:
                                     "source": "640-configuration heatbath run"},
             "rows": rows}, indent=1))
     sys.stdout.flush()
+
+
+ENSEMBLE_POINTS = ((4, 5.0), (6, 5.5))
+"""(L, beta) of ``--to-ensemble``: the model's training point and the headline run's."""
+
+
+def thermalisation(P: np.ndarray, grid: int) -> int | None:
+    """The first cut ``t`` (a multiple of ``grid``) after which ``P[t:]`` passes the drift test, or None."""
+    for cut in range(0, P.shape[0] // 2, grid):
+        if not equilibration_drift(P[cut:]).drifting():
+            return cut
+    return None
+
+
+def to_ensemble(args: argparse.Namespace) -> None:
+    """``--to-ensemble`` (module docstring): CPU s to N effective configurations including thermalisation."""
+    if args.quick:
+        args.chains, args.n = 4, 20
+    points = ((4, 5.0),) if args.quick else ENSEMBLE_POINTS
+    torch.set_num_threads(1)
+    group = SU(3)
+    net, process, meta = load_lcnn(default_model("su3"))
+    beta_0 = float(meta["beta"])
+    report: dict = {"chains": args.chains, "n": args.n, "hmc_steps": args.hmc_steps, "seed": args.seed,
+                    "model_train_cpu_s": float(meta.get("train_seconds", math.nan)), "points": {}}
+    print(f"4D SU(3): CPU s to N effective configurations including thermalisation; {args.chains} chains x {args.n} "
+          f"updates per algorithm; model training {report['model_train_cpu_s']:.0f} s (listed, not counted)",
+          flush=True)
+    for L, beta in points:
+        lattice = Lattice(shape=(L,) * 4)
+        action = WilsonAction(beta=beta, group=group)
+        hmc = GaugeHMC(action=action, step_size=1.0 / args.hmc_steps, n_steps=args.hmc_steps, scheme=OMELYAN)
+        score = ConditionedScore(lcnn_score(net, process), beta / beta_0)
+        rows: dict[str, dict] = {}
+        for k, (name, kernel, how) in enumerate((("hmc (model start)", hmc, "model"), ("hmc (cold)", hmc, "cold"),
+                                                 ("hmc (hot)", hmc, "hot"), ("heatbath+OR (hot)", Heatbath(action), "hot"))):
+            g = torch.Generator().manual_seed(args.seed + k)
+            cpu0 = time.process_time()
+            if how == "model":
+                U = denoise(score, process, LinkField.identity(group, lattice, batch=args.chains), steps=40,
+                            generator=g, t_min=T_LANGEVIN, spacing="geometric")
+            elif how == "cold":
+                U = LinkField.identity(group, lattice, batch=args.chains)
+            else:
+                U = LinkField.random(group, lattice, batch=args.chains, generator=g)
+            start_cpu = (time.process_time() - cpu0) / args.chains
+            P, W, acc, cpu = run_chain(kernel_update(kernel, U, g), U, args.n)
+            c = cpu / (args.chains * args.n)
+            t_th = thermalisation(P.astype(np.float64), max(1, args.n // 20))
+            row = {"acceptance": acc, "start_cpu_s_per_chain": start_cpu, "cpu_s_per_update": c,
+                   "plaquette_first": float(P[0].mean()), "thermalisation": t_th}
+            if t_th is not None:
+                plaq, dplaq, tp, dtp, _ = tau(P[t_th:].astype(np.float64))
+                row |= {"plaquette": [plaq, dplaq], "tau_int_plaquette": [tp, dtp]}
+                for n_eff in (16, 256):
+                    row[f"cpu_s_to_{n_eff}"] = args.chains * (start_cpu + t_th * c) + 2 * tp * n_eff * c
+            rows[name] = row
+            cost = "  ".join(f"N={m}: {row.get(f'cpu_s_to_{m}', math.nan):8.1f} CPU s" for m in (16, 256))
+            print(f"  L = {L}, beta = {beta}: {name:18s} acc {acc:.3f}  first plaquette {row['plaquette_first']:.4f}  "
+                  f"t_th {t_th}  tau_int(P) {row.get('tau_int_plaquette', [math.nan])[0]:.2f}  "
+                  f"{c:.4f} CPU s/update  start {start_cpu:.2f} s  {cost}", flush=True)
+        report["points"][f"L{L}_beta{beta}"] = {"L": L, "beta": beta, "rows": rows}
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1))
 
 
 def _fmt(value: float, error: float) -> str:

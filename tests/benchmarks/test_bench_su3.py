@@ -38,3 +38,26 @@ def test_bench_su3_quick_writes_four_sane_rows(tmp_path):
     assert rows["heatbath+OR"]["acceptance"] == 1.0
     for name in ("maala (force)", "maala (score)"):
         assert 0.0 < rows[name]["step_size"] < 1.0, (name, rows[name]["step_size"])
+
+
+def test_bench_su3_to_ensemble_quick_counts_thermalisation(tmp_path):
+    """``--to-ensemble --quick``: the four starts, a thermalisation cut that is a record index (or None when the
+    drift test never passes in the short smoke chains), and a cost to N that grows with N where it is defined."""
+    out = tmp_path / "ensemble.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_su3.py"), "--to-ensemble", "--quick",
+                           "--json", str(out)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"--to-ensemble exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    report = json.loads(out.read_text())
+    assert report["model_train_cpu_s"] > 0
+    (point,) = report["points"].values()
+    rows = point["rows"]
+    assert tuple(rows) == ("hmc (model start)", "hmc (cold)", "hmc (hot)", "heatbath+OR (hot)")
+    assert rows["hmc (model start)"]["start_cpu_s_per_chain"] > 0  # the denoiser's cost is counted
+    assert rows["hmc (cold)"]["plaquette_first"] > rows["hmc (hot)"]["plaquette_first"]
+    for name, row in rows.items():
+        assert 0.0 <= row["acceptance"] <= 1.0 and row["cpu_s_per_update"] > 0, name
+        t_th = row["thermalisation"]
+        assert t_th is None or 0 <= t_th < report["n"] // 2, (name, t_th)
+        if t_th is not None and math.isfinite(row["tau_int_plaquette"][0]):
+            assert 0 < row["cpu_s_to_16"] < row["cpu_s_to_256"], name
