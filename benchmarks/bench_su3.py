@@ -23,9 +23,10 @@ Metropolis step uses the exact action at beta, so all four are exact whatever th
 ensemble of N = 16 and 256 effective configurations *including thermalisation*, for HMC from the shipped model's
 denoised start (the default of ``lgdiff sample --theory su3``, at a fixed HMC step here), HMC from a cold
 (identity) and a hot (Haar) start, and heatbath + overrelaxation from a hot start. Each runs ``--chains`` chains of
-``--n`` updates from its start. The thermalisation ``t_th`` is the first cut on a grid of ``n / 20`` updates after
-which the plaquette records pass lgdiff's equilibration-drift test (|z| < 3); ``tau_int`` is the Gamma method's on
-the records after it. With ``c`` the CPU s per update and chain and ``s_0`` the start's cost per chain (the
+``--n`` updates from its start. The thermalisation ``t_th`` is the first cut on a grid of ``n / 40`` updates from
+which a window of ``n / 5`` plaquette records passes lgdiff's equilibration-drift test (|z| < 3) and agrees with the
+last half of the chains within 3 standard errors (``thermalisation``); ``tau_int`` is the Gamma method's on the
+records after it. With ``c`` the CPU s per update and chain and ``s_0`` the start's cost per chain (the
 denoiser), ``CPU(N) = chains (s_0 + t_th c) + 2 tau_int N c``. The model's training cost is listed beside it.
 
 Columns: ``acc`` mean acceptance (heatbath: 1 by construction); ``step`` the HMC step size or MAALA's adapted
@@ -228,10 +229,19 @@ ENSEMBLE_POINTS = ((4, 5.0), (6, 5.5))
 """(L, beta) of ``--to-ensemble``: the model's training point and the headline run's."""
 
 
-def thermalisation(P: np.ndarray, grid: int) -> int | None:
-    """The first cut ``t`` (a multiple of ``grid``) after which ``P[t:]`` passes the drift test, or None."""
-    for cut in range(0, P.shape[0] // 2, grid):
-        if not equilibration_drift(P[cut:]).drifting():
+def thermalisation(P: np.ndarray, grid: int, window: int) -> int | None:
+    """The first cut ``t`` (a multiple of ``grid``, ``t <= n / 2``) from which the ``window`` records
+    ``P[t:t + window]`` pass the drift test and their mean agrees with the last half's, ``P[n/2:]``, within 3 standard
+    errors (from the spread of the independent chains' last-half means, so that chains still stuck at their start
+    cannot widen it), or None. The window is short so that a transient at its start moves its first half's mean
+    enough to be seen; the comparison with the last half catches a drift too slow for the window and chains that
+    leave a cold start late (at beta = 5.5 on 6^4 some HMC chains keep U = 1 for over 100 trajectories)."""
+    n, chains = P.shape
+    late = P[n // 2:].mean(0)
+    se = math.sqrt(2 * late.var(ddof=1) / chains)
+    for cut in range(0, n // 2 + 1, grid):
+        w = P[cut:cut + window]
+        if not equilibration_drift(w).drifting() and abs(w.mean() - late.mean()) < 3 * se:
             return cut
     return None
 
@@ -270,9 +280,10 @@ def to_ensemble(args: argparse.Namespace) -> None:
             start_cpu = (time.process_time() - cpu0) / args.chains
             P, W, acc, cpu = run_chain(kernel_update(kernel, U, g), U, args.n)
             c = cpu / (args.chains * args.n)
-            t_th = thermalisation(P.astype(np.float64), max(1, args.n // 20))
+            t_th = thermalisation(P.astype(np.float64), max(1, args.n // 40), max(4, args.n // 5))
             row = {"acceptance": acc, "start_cpu_s_per_chain": start_cpu, "cpu_s_per_update": c,
-                   "plaquette_first": float(P[0].mean()), "thermalisation": t_th}
+                   "plaquette_first": float(P[0].mean()), "thermalisation": t_th,
+                   "plaquette_chain_mean": P.mean(1).tolist(), "plaquette_series": P.tolist()}
             if t_th is not None:
                 plaq, dplaq, tp, dtp, _ = tau(P[t_th:].astype(np.float64))
                 row |= {"plaquette": [plaq, dplaq], "tau_int_plaquette": [tp, dtp]}
