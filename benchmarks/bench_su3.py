@@ -58,7 +58,7 @@ from lgdiff import (OMELYAN, SU, ConditionedScore, GaugeHMC, Heatbath, Lattice, 
 from lgdiff import run_chain as kernel_chain  # noqa: E402  (run_chain below is this benchmark's measurement)
 from lgdiff._run.sample_gauge import default_model  # noqa: E402
 from lgdiff._samplers.maala import denoise, langevin_step  # noqa: E402
-from lgdiff._stats.equilibration import equilibration_drift  # noqa: E402
+from lgdiff._stats.equilibration import MIN_CHAINS, equilibration_drift  # noqa: E402
 from lgdiff._stats import format_value_error  # noqa: E402
 from lgdiff._train.gauge import lcnn_score  # noqa: E402
 
@@ -250,6 +250,9 @@ def to_ensemble(args: argparse.Namespace) -> None:
     """``--to-ensemble`` (module docstring): CPU s to N effective configurations including thermalisation."""
     if args.quick:
         args.chains, args.n = 4, 20
+    if args.chains < MIN_CHAINS or args.n < 20:
+        raise SystemExit(f"--to-ensemble needs --chains >= {MIN_CHAINS} (the drift test compares independent chains) "
+                         f"and --n >= 20; got --chains {args.chains} --n {args.n}")
     points = ((4, 5.0),) if args.quick else ENSEMBLE_POINTS
     torch.set_num_threads(1)
     group = SU(3)
@@ -286,7 +289,9 @@ def to_ensemble(args: argparse.Namespace) -> None:
                    "plaquette_chain_mean": P.mean(1).tolist(), "plaquette_series": P.tolist()}
             if t_th is not None:
                 plaq, dplaq, tp, dtp, _ = tau(P[t_th:].astype(np.float64))
-                row |= {"plaquette": [plaq, dplaq], "tau_int_plaquette": [tp, dtp]}
+                w, dw, tw, dtw, _ = tau(W[t_th:].astype(np.float64))
+                row |= {"plaquette": [plaq, dplaq], "tau_int_plaquette": [tp, dtp], "wilson_2x2": [w, dw],
+                        "tau_int_wilson_2x2": [tw, dtw]}
                 for n_eff in (16, 256):
                     row[f"cpu_s_to_{n_eff}"] = args.chains * (start_cpu + t_th * c) + 2 * tp * n_eff * c
             rows[name] = row

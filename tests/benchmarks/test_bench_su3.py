@@ -60,5 +60,7 @@ def test_bench_su3_to_ensemble_quick_counts_thermalisation(tmp_path):
         t_th = row["thermalisation"]
         assert t_th is None or 0 <= t_th <= report["n"] // 2, (name, t_th)
         assert len(row["plaquette_chain_mean"]) == report["n"]
+        if t_th is not None:
+            assert 0.0 < row["wilson_2x2"][0] < 1.0, name
         if t_th is not None and math.isfinite(row["tau_int_plaquette"][0]):
             assert 0 < row["cpu_s_to_16"] < row["cpu_s_to_256"], name
