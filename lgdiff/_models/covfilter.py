@@ -19,17 +19,18 @@ gauge modes) at ``U = 1``. For 2D U(1) it is exactly the Hessian of the Gaussian
 :func:`covariant_filter` applies ``(1 + k H)^{-1}`` (``k`` per configuration) by a fixed number of conjugate-gradient
 steps from zero: a fixed polynomial in ``H`` applied to the force, so the result is gauge covariant to float precision
 for any number of steps, deterministic and differentiable (a network can learn ``c`` through it). A diffusion
-score built on it (``LCNNConfig(force_filter=True)``) holds what a local network cannot represent: the non-local
+score built on it (``LCNNConfig(force_filter=K)``, ``K`` conjugate-gradient steps) holds what a local network cannot represent: the non-local
 filter that the Gaussian analogue of the score has at intermediate noise (docs/gauge-diffusion.md).
 """
+
+import functools
 
 import torch
 from torch import Tensor
 
+from .._geometry.lattice import shift
 
-def _shift(x: Tensor, mu: int, step: int) -> Tensor:
-    """``x(site + step * mu)`` on ``[B, *L, N, N]`` (periodic)."""
-    return torch.roll(x, shifts=-step, dims=1 + mu)
+_shift = functools.partial(shift, site_axis=1)  # one link direction [B, *L, N, N]
 
 
 def _ad(g: Tensor, x: Tensor) -> Tensor:
@@ -43,7 +44,7 @@ def _frames(u: Tensor) -> list[tuple[int, int, Tensor, Tensor, Tensor]]:
     for mu in range(dim):
         for nu in range(mu + 1, dim):
             a = u[:, mu]
-            b = a @ _shift(u[:, nu], mu, 1) @ _shift(u[:, mu], nu, 1).mH
+            b = a @ _shift(u[:, nu], mu) @ _shift(u[:, mu], nu).mH
             out.append((mu, nu, a, b, b @ u[:, nu].mH))
     return out
 
@@ -52,7 +53,7 @@ def plaquette_jacobian(u: Tensor, x: Tensor, frames: list | None = None) -> Tens
     """``J X``: link algebra field ``x [B, D, *L, N, N]`` -> plaquette perturbations ``[B, D(D-1)/2, *L, N, N]``
     (module docstring) at links ``u [B, D, *L, N, N]``."""
     frames = _frames(u) if frames is None else frames
-    ys = [x[:, mu] + _ad(a, _shift(x[:, nu], mu, 1)) - _ad(b, _shift(x[:, mu], nu, 1)) - _ad(p, x[:, nu])
+    ys = [x[:, mu] + _ad(a, _shift(x[:, nu], mu)) - _ad(b, _shift(x[:, mu], nu)) - _ad(p, x[:, nu])
           for mu, nu, a, b, p in frames]
     return torch.stack(ys, dim=1)
 
@@ -64,8 +65,8 @@ def plaquette_jacobian_t(u: Tensor, y: Tensor, frames: list | None = None) -> Te
     out = [torch.zeros_like(u[:, 0]) for _ in range(u.shape[1])]
     for i, (mu, nu, a, b, p) in enumerate(frames):
         yp = y[:, i]
-        out[mu] = out[mu] + yp - _shift(_ad(b.mH, yp), nu, -1)
-        out[nu] = out[nu] + _shift(_ad(a.mH, yp), mu, -1) - _ad(p.mH, yp)
+        out[mu] = out[mu] + yp - _shift(_ad(b.mH, yp), nu, steps=-1)
+        out[nu] = out[nu] + _shift(_ad(a.mH, yp), mu, steps=-1) - _ad(p.mH, yp)
     return torch.stack(out, dim=1)
 
 
