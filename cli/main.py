@@ -283,8 +283,9 @@ def measure_cmd(file: Path, flow_time: float, as_json: bool) -> None:
 @click.option("--blocks", "lcnn_blocks", type=click.IntRange(min=1), default=None,
               help="L-CNN blocks (gauge links only; default 2).")
 @click.option("--force-residual", is_flag=True, default=False,
-              help="Gauge links: parametrise the score around its exact t -> 0 limit, the Wilson force "
-                   "-beta grad S of the ensemble's beta, so the L-CNN learns only the residual.")
+              help="Parametrise the score around its exact t -> 0 limit, so the network learns only the residual: "
+                   "gauge links, the Wilson force -beta grad S of the ensemble's beta; phi4, -grad S through the "
+                   "Gaussian filter (1 + s^2 K)^-1 of the Hartree approximation (docs/diffusion-phi4.md).")
 @click.option("--force-filter", type=click.IntRange(min=1), default=None,
               help="With --force-residual: pass the force through the gauge-covariant Gaussian filter "
                    "(1 + s^2 gamma c_0 H)^-1 (H the plaquettes' Gauss-Newton Hessian, gamma learned) with this many "
@@ -376,12 +377,13 @@ def train_cmd(objective: str, data: Path | None, out: Path, steps: int | None, e
                       "command": _command_line(click.get_current_context(), world)}
         with _progress(n_steps, "training") as update:
             if ens.metadata.kind == "scalar":
-                if force_residual or force_filter:
-                    flag = "--force-residual" if force_residual else "--force-filter"
-                    raise ValueError(f"{flag} is for gauge ensembles (u1, su2, su3): it adds the Wilson "
-                                     "force to an L-CNN score")
+                if force_filter:
+                    raise ValueError("--force-filter is for gauge ensembles (u1, su2, su3): it filters the Wilson "
+                                     "force of an L-CNN score (phi4's --force-residual has its own Gaussian filter)")
+                force = _phi4_force(ens.metadata.theory, ens.metadata.params, tuple(ens.metadata.lattice),
+                                    sde_name) if force_residual else {}
                 report = _train_scalar(field.data, out, n_steps, batch_size, lr, sde_name, channels or 16, z2, seed,
-                                       device, provenance, update)
+                                       device, provenance, update, force=force)
             else:
                 if sde_name != "ve":
                     raise ValueError(f"--sde {sde_name}: gauge links diffuse with the group VE process only; "
@@ -450,15 +452,32 @@ def _train_osq_cmd(out: Path, *, steps: int | None, batch_size: int, lr: float, 
     _train_report(out, report)
 
 
+def _phi4_force(theory: str, params: dict[str, Any], lattice: tuple[int, ...], sde_name: str) -> dict[str, float]:
+    """The NCSN++ force-base settings of a phi4 ensemble: its kappa and lambda, and the symmetric Hartree mass c_0
+    of its lattice (`lgdiff._samplers.hartree`)."""
+    from lgdiff._actions.phi4 import Phi4Action
+    from lgdiff._samplers.hartree import hartree_gaussian
+
+    if theory != "phi4" or not all(isinstance(params.get(k), (int, float)) for k in ("kappa", "lam")):
+        raise ValueError(f"--force-residual for scalar fields needs a phi4 ensemble with kappa and lam; this one is "
+                         f"{theory!r} with {params}")
+    if sde_name != "ve":
+        raise ValueError(f"--force-residual parametrises the VE score around -grad S; drop --sde {sde_name}")
+    kappa, lam = float(params["kappa"]), float(params["lam"])
+    gauss = hartree_gaussian(Phi4Action(kappa=kappa, lam=lam), lattice, phase="symmetric")
+    return {"force_kappa": kappa, "force_lam": lam, "force_c0": gauss.std ** -2}
+
+
 def _train_scalar(x: Any, out: Path, n_steps: int, batch_size: int, lr: float, sde_name: str, channels: int, z2: bool,
-                  seed: int, device: str, provenance: dict[str, Any], update: Callable[[int], None]) -> Any:
+                  seed: int, device: str, provenance: dict[str, Any], update: Callable[[int], None], *,
+                  force: dict[str, float]) -> Any:
     from lgdiff._models.ncsnpp import NCSNppConfig
     from lgdiff._sde.ve import VESDE
     from lgdiff._sde.vp import VPSDE
     from lgdiff._train.dsm import TrainConfig, train_ncsnpp
 
     config = TrainConfig(steps=n_steps, batch_size=batch_size, lr=lr, z2_augment=z2, seed=seed)
-    arch = NCSNppConfig(dim=x.ndim - 1, channels=channels)
+    arch = NCSNppConfig(dim=x.ndim - 1, channels=channels, **force)
     sde = VESDE() if sde_name == "ve" else VPSDE()
     return train_ncsnpp(x, out, config=config, arch=arch, sde=sde, provenance=provenance, device=device,
                         progress=lambda step, loss: update(1))
@@ -522,8 +541,9 @@ def _train_gauge(links: Any, out: Path, n_steps: int, batch_size: int, lr: float
 @click.option("--local-sweeps", type=click.IntRange(min=0), default=None,
               help="Gauge --method resample: heatbath + overrelaxation sweeps after each move (default 1).")
 @click.option("--precondition/--no-precondition", default=None,
-              help="U(1) --method resample, path, sde: reverse steps exact for the Gaussian limit of the Wilson "
-                   "action at the mean-field beta (default: on for resample, off for path and sde).")
+              help="Reverse steps exact for a Gaussian limit of the action. U(1) --method resample, path, sde: the "
+                   "Wilson action at the mean-field beta (default: on for resample, off for path and sde); phi4 "
+                   "--method path, sde: the Hartree Gaussian (default on).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Ensemble file to write; rerunning the same command continues it.")
 @click.option("--seed", type=SEED, default=0, show_default=True)
@@ -565,8 +585,9 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
         _refuse_resample_options(t_max, local_sweeps)
     elif method == "resample" and (drift is not None or leapfrog is not None):
         raise click.UsageError("--drift and --leapfrog are for gauge sampling with --method maala")
-    if precondition is not None and scalar:
-        raise click.UsageError("--precondition/--no-precondition is for U(1) with --method resample, path or sde")
+    if precondition is not None and scalar and method not in (None, "path", "sde"):
+        raise click.UsageError("--precondition/--no-precondition is for phi4 with --method path or sde (on by "
+                               "default), and U(1) with --method resample, path or sde")
     if scalar and method == "resample":
         raise click.UsageError("--method resample is for gauge theories (u1, su2, su3); phi4 samples with path, imh, "
                                "sde, ode, maala, osq or osq-imh")
@@ -600,6 +621,8 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
             else:
                 th = _theory(theory, dim or 2, L, kappa, lam, beta)
                 model = model or _shipped_model(theory, th.params, L, dim)
+                if precondition is not None:
+                    given["precondition"] = precondition
                 config = ScalarSampleConfig(theory=th, model=model, method=method or "path", **given)
             total, unit = n, "records"
         else:

@@ -5,6 +5,19 @@ Circular padding in every convolution, average-pool down-sampling and nearest up
 embedding of ``log s(t)`` added in every residual block (Song et al., ICLR 2021, App. H). No layer
 depends on the lattice size: a model trained on L = 8 runs on L = 32, for any L divisible by
 ``2^(levels - 1)``. The output is ``net(x, t) / s(t)``, so denoising score matching regresses ``-eps``.
+
+**Force base** (phi^4, ``NCSNppConfig(force_kappa=kappa, force_lam=lam, force_c0=c_0)``). The score is parametrised
+around its exact ``t -> 0`` limit ``-grad S`` and the network learns only the residual:
+
+    ``s_theta(x, t) = -(1 + s^2 K)^-1 [K x + N(x_bar)] + net(x, t) s / (s^2 + s_0^2)``,
+    ``x_bar = (1 + s^2 K)^-1 x``, ``N(y) = grad S(y) - K y``, ``K(p) = c_0 + 2 kappa p_hat^2``,
+
+with ``K`` the quadratic form of the symmetric Hartree Gaussian (`lgdiff._samplers.hartree`), applied by FFT, and
+``s_0`` = ``force_gate``. For a Gaussian action ``x K x / 2`` the base is the exact score ``-(K^-1 + s^2)^-1 x`` at
+every noise level; for phi^4 it tends to ``-grad S`` as ``s -> 0`` and to ``-x / s^2`` as ``s -> infinity`` (the
+non-linear force is taken at the Gaussian posterior mean ``x_bar``, which stays O(1/s) where ``x`` is O(s), so the
+cubic term cannot blow up at large noise). Like the Wilson-force residual of the L-CNN it puts the long-distance
+modes, which denoising score matching barely weighs, into the model from the start (docs/diffusion-phi4.md).
 """
 
 import math
@@ -48,10 +61,29 @@ class NCSNppConfig:
     res_blocks: int = 1
     time_features: int = 32
     z2_odd: bool = False  # make the score exactly odd, s(-x) = -s(x), for Z2-symmetric theories
+    # phi^4 force base (0: off): the score around its exact t -> 0 limit -grad S (module docstring, "Force base")
+    force_kappa: float = 0.0
+    force_lam: float = 0.0
+    force_c0: float = 0.0
+    force_gate: float = 0.1
 
     def __attrs_post_init__(self) -> None:
         if self.channels < 4 or self.res_blocks < 1 or not self.multipliers or min(self.multipliers) < 1:
             raise ValueError(f"NCSNppConfig needs channels >= 4, res_blocks >= 1, positive multipliers; got {self}")
+        numbers = (self.force_kappa, self.force_lam, self.force_c0, self.force_gate)
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in numbers):
+            raise ValueError(f"NCSNppConfig force_kappa, force_lam, force_c0, force_gate must be finite numbers; got "
+                             f"{numbers}")
+        if self.force_kappa != 0 and not (self.force_kappa > 0 and self.force_lam >= 0 and self.force_c0 > 0
+                                          and self.force_gate > 0):
+            raise ValueError(f"the phi^4 force base needs force_kappa > 0, force_lam >= 0 and a Hartree mass "
+                             f"force_c0 > 0, force_gate > 0; got kappa={self.force_kappa}, lam={self.force_lam}, "
+                             f"c0={self.force_c0}, gate={self.force_gate}")
+
+    @property
+    def force(self) -> bool:
+        """Whether the score is parametrised around the phi^4 force (``force_kappa > 0``)."""
+        return self.force_kappa > 0
 
     @property
     def levels(self) -> int:
@@ -196,4 +228,37 @@ class NCSNpp(nn.Module):
         out = self._net(x, t)
         if self.config.z2_odd:
             out = (out - self._net(-x, t)) / 2
-        return out if self.sde is None else out / expand_like(self.sde.std(t), out)
+        if self.sde is None:
+            return out
+        s = expand_like(self.sde.std(t), out)
+        if not self.config.force:
+            return out / s
+        return self.force_base(x, s) + out * (s / (s * s + self.config.force_gate ** 2))
+
+    def force_base(self, x: Tensor, s: Tensor) -> Tensor:
+        """``-(1 + s^2 K)^-1 [K x + N((1 + s^2 K)^-1 x)]`` with ``N = grad S - K`` (module docstring, "Force base")."""
+        cfg = self.config
+        dims = tuple(range(1, x.ndim))
+        kernel = cfg.force_c0 + 2 * cfg.force_kappa * _phat2(x.shape[1:], x)
+        kernel = kernel[..., : x.shape[-1] // 2 + 1]  # the real FFT's half of the last axis (p_hat^2 is even)
+        damp = 1 / (1 + (s * s) * kernel)
+
+        def filtered(y: Tensor) -> Tensor:
+            return torch.fft.irfftn(torch.fft.rfftn(y, dim=dims) * damp, s=x.shape[1:], dim=dims)
+
+        smooth = filtered(x)
+        # N(y) = grad S(y) - K y, with grad S = 2 (1 - 2 lam) y + 4 lam y^3 - 2 kappa sum_mu (y_{x+mu} + y_{x-mu})
+        # and K y = c0 y + 2 kappa (2 D y - sum_mu (y_{x+mu} + y_{x-mu})): the hopping terms cancel
+        nonlinear = (2 * (1 - 2 * cfg.force_lam) - cfg.force_c0 - 4 * cfg.force_kappa * len(dims)) * smooth \
+            + 4 * cfg.force_lam * smooth ** 3
+        linear = torch.fft.irfftn(torch.fft.rfftn(x, dim=dims) * (kernel * damp), s=x.shape[1:], dim=dims)
+        return -(linear + filtered(nonlinear))
+
+
+def _phat2(shape: tuple[int, ...], like: Tensor) -> Tensor:
+    """``p_hat^2 = sum_mu 4 sin^2(p_mu / 2)`` on the momenta of a periodic lattice of ``shape``."""
+    out = torch.zeros(shape, dtype=like.dtype, device=like.device)
+    for mu, n in enumerate(shape):
+        p = 2 * math.pi * torch.arange(n, dtype=like.dtype, device=like.device) / n
+        out = out + (4 * torch.sin(p / 2) ** 2).reshape([n if i == mu else 1 for i in range(len(shape))])
+    return out

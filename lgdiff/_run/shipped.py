@@ -8,6 +8,7 @@ How the models were trained and what they reach: docs/diffusion-phi4.md, docs/ga
 """
 
 import importlib.resources
+import math
 import typing
 from collections.abc import Mapping
 from pathlib import Path
@@ -53,12 +54,13 @@ class ShippedModel:
 SHIPPED_MODELS = (
     ShippedModel(name="phi4_k0.21_L32", theory="phi4", params={"kappa": 0.21, "lam": 0.022}, lattice=(32, 32)),
     ShippedModel(name="phi4_k0.27_L16", theory="phi4", params={"kappa": 0.27, "lam": 0.022}, lattice=(16, 16)),
+    ShippedModel(name="phi4_k0.27_L32", theory="phi4", params={"kappa": 0.27, "lam": 0.022}, lattice=(32, 32)),
     ShippedModel(name="u1_b1.0_L16", theory="u1", params={"beta": 1.0}, lattice=(16, 16)),
     ShippedModel(name="u1_b7.0_L16", theory="u1", params={"beta": 7.0}, lattice=(16, 16)),
     ShippedModel(name="su3_b5.0_L4", theory="su3", params={"beta": 5.0}, lattice=(4, 4, 4, 4)),
 )
 """Every model in ``lgdiff/models``: phi^4 NCSN++ models in the symmetric phase (kappa = 0.21) and near the
-transition (kappa = 0.27), L-CNN gauge models for 2D U(1) (at beta = 1, and at beta = 7 with the force residual,
+transition (kappa = 0.27, trained on 16^2 and on 32^2, with the force base), L-CNN gauge models for 2D U(1) (at beta = 1, and at beta = 7 with the force residual,
 trained on exact draws) and 4D SU(3)."""
 
 
@@ -84,7 +86,8 @@ def _relative(value: float, reference: float) -> float:
 def choose_shipped_model(theory: str, *, params: Mapping[str, float] | None = None, L: int | None = None,
                          dim: int | None = None) -> ModelChoice:
     """The shipped model for ``theory`` nearest to the couplings ``params`` (the sum of the relative differences of
-    the given couplings; ties: the first in `SHIPPED_MODELS`), among those in ``dim`` dimensions if given.
+    the given couplings; ties: the training lattice nearest to ``L`` in ratio, then the first in `SHIPPED_MODELS`),
+    among those in ``dim`` dimensions if given.
 
     Warns when a coupling is more than `FAR_COUPLING` from the model's or the extent ``L`` is more than
     `FAR_EXTENT` times larger or smaller than the training lattice's. Raises `ValueError` (with the command that
@@ -105,7 +108,10 @@ def choose_shipped_model(theory: str, *, params: Mapping[str, float] | None = No
     def distance(model: ShippedModel) -> float:
         return sum((_relative(v, model.params[k]) for k, v in given.items() if k in model.params), 0.0)
 
-    model = min(candidates, key=distance)
+    def extent(model: ShippedModel) -> float:  # among models at the same couplings, the nearest training lattice
+        return 0.0 if L is None else abs(math.log(L / model.lattice[0]))
+
+    model = min(candidates, key=lambda m: (distance(m), extent(m)))
     run_params = {**model.params, **given}
     far = [f"{k} = {v:g}" for k, v in run_params.items() if k in model.params
            and _relative(v, model.params[k]) > FAR_COUPLING]

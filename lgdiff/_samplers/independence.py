@@ -113,6 +113,15 @@ class AbstractDiffusionProposal(AbstractKernel):
         return self.process.prior_like(_unwrap(self.process, like), generator=generator)
 
 
+INIT_TRIES = 20
+"""Redraws of a chain's first proposal while it is not finite (`AbstractIMH.init`)."""
+
+
+def _finite_proposal(state: Field | LinkField, log_w: Tensor) -> Tensor:
+    """``[B]``: the log weight is finite (not NaN, not +-inf) and so is every entry of the configuration."""
+    return torch.isfinite(log_w) & torch.isfinite(state.data.reshape(state.data.shape[0], -1)).all(dim=1)
+
+
 class AbstractIMH(AbstractKernel):
     """Independence Metropolis over a fresh proposal per step, whose log weight is against the exact target (module
     docstring): the accept/reject and the chain state of every independence sampler (the diffusion routes here, OSQ
@@ -127,7 +136,20 @@ class AbstractIMH(AbstractKernel):
         """A fresh proposal shaped like ``like`` and its log weight ``[B]`` (float64)."""
 
     def init(self, initial: Field | LinkField, *, generator: torch.Generator) -> Weighted:
-        return Weighted(*self.propose(initial, generator=generator))
+        """The first proposal of every chain; a chain whose proposal is not finite (a reverse path that diverged:
+        the steps rejects those) draws again, up to `INIT_TRIES` times, so that no chain starts from a NaN."""
+        state, log_w = self.propose(initial, generator=generator)
+        for _ in range(INIT_TRIES):
+            bad = ~_finite_proposal(state, log_w)
+            if not bool(bad.any()):
+                return Weighted(state, log_w)
+            new, new_w = self.propose(initial, generator=generator)
+            state = state.with_data(select(bad, new.data, state.data))
+            log_w = torch.where(bad, new_w, log_w)
+        if bool((~_finite_proposal(state, log_w)).any()):
+            raise ValueError(f"{self.name}: some chains drew no finite proposal in {INIT_TRIES + 1} tries (the reverse "
+                             f"paths diverge); use more steps, a preconditioner or a model trained nearer this run")
+        return Weighted(state, log_w)
 
     def config(self, state: Weighted) -> Field | LinkField:
         return state.state

@@ -187,9 +187,17 @@ def train(task: AbstractFieldTraining, out: str | os.PathLike, *, provenance: di
     if out.exists():
         tensors, meta = load_checkpoint(out, device=device)
         for key, value in defining.items():
-            if meta.get(key) != value:
-                raise ValueError(f"{out} holds a model trained with other {key} ({meta.get(key)} != {value}); "
+            if key == "train" and isinstance(meta.get(key), dict):  # more steps extend the run (constant rate: the
+                value, held = dict(value), dict(meta[key])          # same weights as a run this long from the start)
+                value.pop("steps"), held.pop("steps", None)
+            else:
+                held = meta.get(key)
+            if held != value:
+                raise ValueError(f"{out} holds a model trained with other {key} ({held} != {value}); "
                                  f"choose another --out or delete it")
+        if int(meta.get("step", 0)) > config.steps:
+            raise ValueError(f"{out} holds {meta['step']} training steps, more than the {config.steps} asked for; "
+                             f"ask for at least {meta['step']} steps to extend it, or train into another --out")
         if "data_identity" not in meta:
             raise ValueError(f"{out} does not record its training data (an older lgdiff wrote it), so resuming it "
                              f"on this data cannot be checked; train into another --out")

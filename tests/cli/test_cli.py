@@ -221,8 +221,19 @@ def test_train_gauge_with_the_force_residual_then_resample(tmp_path):
     phi4 = tmp_path / "phi4.safetensors"
     assert run("generate", "--theory", "phi4", "--L", 4, "--kappa", 0.2, "--lam", 0.02, "--n", 2, "--chains", 2,
                "--therm", 1, "--out", phi4).exit_code == 0
-    result = run("train", "--data", phi4, "--out", tmp_path / "p.safetensors", "--force-residual", "--steps", 1)
-    assert result.exit_code == 1 and "--force-residual is for gauge ensembles" in result.output
+    result = run("train", "--data", phi4, "--out", tmp_path / "p.safetensors", "--force-residual", "--steps", 1,
+                 "--channels", 4, "--batch-size", 2)
+    assert result.exit_code == 0, result.output
+    from lgdiff._models.files import load_model
+
+    config = load_model(tmp_path / "p.safetensors")[0].config
+    assert (config.force_kappa, config.force_lam) == (0.2, 0.02) and config.force_c0 > 0
+    result = run("train", "--data", phi4, "--out", tmp_path / "q.safetensors", "--force-residual", "--sde", "vp",
+                 "--steps", 1)
+    assert result.exit_code == 1 and "drop --sde vp" in result.output
+    result = run("train", "--data", phi4, "--out", tmp_path / "q.safetensors", "--force-residual", "--force-filter",
+                 2, "--steps", 1)
+    assert result.exit_code == 1 and "--force-filter is for gauge ensembles" in result.output
     result = run("train", "--objective", "osq", "--theory", "phi4", "--L", 4, "--kappa", 0.2, "--lam", 0.02,
                  "--force-residual", "--out", tmp_path / "o.safetensors")
     assert result.exit_code != 0 and "--force-residual is for --objective dsm" in result.output

@@ -80,7 +80,7 @@ def test_phi4_data_writes_every_smoke_ensemble(tmp_path):
     out = run_example("train_phi4_models.py", "data", "--work", str(tmp_path), cwd=tmp_path).stdout
     # name -> (L, chains, records): the smoke recipe
     want = {"k0.21_L32_train": (8, 4, 4), "k0.21_L32_test": (8, 4, 4), "k0.21_L8_train": (4, 4, 4),
-            "k0.27_L16_train": (8, 4, 4)}
+            "k0.27_L16_train": (8, 4, 4), "k0.27_L32_train": (8, 4, 4)}
     for name, (L, chains, records) in want.items():
         ens = Ensemble.load(tmp_path / f"{name}.safetensors")
         assert (ens.metadata.lattice, ens.chains, ens.n_records) == ((L, L), chains, records), name
@@ -102,10 +102,15 @@ def test_phi4_ship_without_work_uses_a_fresh_temporary_directory(tmp_path):
     (work,) = re.findall(r"smoke run in (\S+)", out)
     work = Path(work)
     assert work.parent == tmp_path  # tempfile.mkdtemp under TMPDIR, not the repository
-    for model in ("k0.21_L32", "k0.27_L16"):  # ship trains what it ships in a smoke run
+    for model in ("k0.21_L32", "k0.27_L16", "k0.27_L32"):  # ship trains what it ships in a smoke run
         tensors, meta = load_checkpoint(work / "models" / f"phi4_{model}.safetensors")
         assert tensors and all(k.startswith("ema.") for k in tensors)
-        assert meta["step"] == 4 and meta["train_seconds_wall"] >= 0
+        assert meta["step"] == 4 and meta["train_seconds_wall"] >= 0 and meta["train_seconds_cpu"] >= 0
+        # the near-critical models are parametrised around the force, with the Hartree mass of their lattice
+        assert (meta["config"]["force_kappa"] > 0) == (model != "k0.21_L32"), model
+    only = run_example("train_phi4_models.py", "ship", "--model", "k0.27_L32_force", "--work", str(work),
+                       cwd=tmp_path).stdout
+    assert "phi4_k0.27_L32.safetensors" in only and "phi4_k0.21_L32" not in only
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -66,3 +66,90 @@ def test_bad_shapes(generator):
 @pytest.mark.parametrize("sde", [VESDE(sigma=10.0), VPSDE()], ids=lambda s: s.name)
 def test_sde_round_trip(sde):
     assert sde_from_dict(sde_to_dict(sde)) == sde
+
+
+# --- the phi^4 force base (NCSNppConfig.force_*): the score around its exact t -> 0 limit ---------------------------
+
+def _force_net(kappa, lam, c0, generator, *, zero_residual=False, dtype=torch.float64, **kw):
+    net = NCSNpp(NCSNppConfig(dim=2, channels=8, force_kappa=kappa, force_lam=lam, force_c0=c0, **kw), VESDE(),
+                 generator=generator, dtype=dtype)
+    if zero_residual:
+        with torch.no_grad():
+            for p in net.conv_out.parameters():
+                p.zero_()
+    return net
+
+
+def _dense_quadratic(shape, kappa, c0):
+    """The matrix ``K = c0 + 2 kappa p_hat^2`` in real space, built from the lattice Laplacian site by site."""
+    n = shape[0] * shape[1]
+    index = torch.arange(n).reshape(shape)
+    k = torch.zeros(n, n, dtype=torch.float64)
+    for i in range(shape[0]):
+        for j in range(shape[1]):
+            a = index[i, j]
+            k[a, a] += c0 + 2 * kappa * 4
+            for di, dj in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+                k[a, index[(i + di) % shape[0], (j + dj) % shape[1]]] -= 2 * kappa
+    return k
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("shape", [(4, 6), (8, 8)])
+def test_force_base_is_the_exact_score_of_a_gaussian(shape, generator):
+    # lambda = 0 and c0 = the action's own mass: S = x K x / 2, so p_t = N(0, K^-1 + s^2) and the score is
+    # -(K^-1 + s^2)^-1 x; the untrained residual is switched off, so the model must equal it at every s
+    kappa = 0.2
+    c0 = 2 - 8 * kappa  # 2 (1 - 2 lambda) - 4 kappa D
+    net = _force_net(kappa, 0.0, c0, generator, zero_residual=True)
+    k = _dense_quadratic(shape, kappa, c0)
+    x = torch.randn(3, *shape, generator=generator, dtype=torch.float64)
+    t = torch.tensor([0.05, 0.4, 0.9], dtype=torch.float64)
+    s = net.sde.std(t)
+    n = shape[0] * shape[1]
+    exact = torch.stack([-torch.linalg.solve(torch.linalg.inv(k) + s[b] ** 2 * torch.eye(n, dtype=torch.float64),
+                                             x[b].reshape(n)) for b in range(3)]).reshape(x.shape)
+    torch.testing.assert_close(net(x, t), exact, rtol=1e-10, atol=1e-10)
+    # power: a filter with the wrong stiffness is not the exact score
+    wrong = _force_net(kappa, 0.0, 1.5 * c0, generator, zero_residual=True)
+    assert float((wrong(x, t) - exact).abs().max()) > 1e-3
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_force_base_tends_to_minus_grad_s(dtype, generator):
+    # at s -> 0 the score of p_t is -grad S, whatever the residual network says (it is gated off)
+    from lgdiff import Phi4Action
+
+    kappa, lam = 0.27, 0.022
+    net = _force_net(kappa, lam, 0.05, generator, dtype=dtype)
+    phi = Field.randn(Lattice(shape=(8, 8)), batch=2, generator=generator)
+    grad = Phi4Action(kappa=kappa, lam=lam).gradient(phi).data
+    t = torch.full((2,), 1e-4, dtype=dtype)  # s(t) ~ 0.01: O(s^2) from the filter, O(s / gate^2) from the residual
+    with torch.no_grad():
+        out = net(phi.data.to(dtype), t).double()
+        far = net(phi.data.to(dtype), torch.full((2,), 0.5, dtype=dtype)).double()
+    err = float((out + grad).abs().max() / grad.abs().max())
+    assert err < 0.05
+    assert float((far + grad).abs().max() / grad.abs().max()) > 10 * err  # it is a limit, not an identity
+
+
+@torch.no_grad()
+def test_force_model_symmetries(generator):
+    net = _force_net(0.27, 0.022, 0.05, generator, z2_odd=True)
+    phi = Field.randn(Lattice(shape=(8, 8)), batch=2, generator=generator)
+    x, t = phi.data, torch.full((2,), 0.3, dtype=torch.float64)
+    torch.testing.assert_close(net(-x, t), -net(x, t))
+    assert_translation_equivariant(lambda f: net(f.data, t), phi, (2, 4), atol=1e-12)
+    big = x.repeat(1, 2, 2)  # the base's Fourier filter is periodic too: tiling commutes with the score
+    torch.testing.assert_close(net(big, t), net(x, t).repeat(1, 2, 2))
+
+
+def test_force_config_checks_and_round_trip():
+    cfg = NCSNppConfig(dim=2, channels=8, force_kappa=0.27, force_lam=0.022, force_c0=0.0217)
+    assert cfg.force and NCSNppConfig.from_dict(cfg.to_dict()) == cfg
+    old = {k: v for k, v in NCSNppConfig(dim=2).to_dict().items() if not k.startswith("force")}
+    assert not NCSNppConfig.from_dict(old).force  # files written before the force base load without it
+    with pytest.raises(ValueError, match="Hartree mass force_c0 > 0"):
+        NCSNppConfig(dim=2, force_kappa=0.27, force_lam=0.022)
+    with pytest.raises(ValueError, match="finite numbers"):
+        NCSNppConfig(dim=2, force_kappa=float("nan"))

@@ -33,6 +33,14 @@ def test_u1_takes_the_model_nearest_in_beta(beta, name):
     assert choose_shipped_model("u1", params={"beta": beta}, L=16).model.name == name
 
 
+@pytest.mark.parametrize("L, name", [(8, "phi4_k0.27_L16"), (16, "phi4_k0.27_L16"), (24, "phi4_k0.27_L32"),
+                                     (32, "phi4_k0.27_L32"), (64, "phi4_k0.27_L32")])
+def test_phi4_at_equal_couplings_takes_the_training_lattice_nearest_to_l(L, name):
+    choice = choose_shipped_model("phi4", params={"kappa": 0.27, "lam": 0.022}, L=L)
+    assert choice.model.name == name and choice.warnings == ()
+    assert choose_shipped_model("phi4", params={"kappa": 0.27, "lam": 0.022}).model.name == "phi4_k0.27_L16"
+
+
 @pytest.mark.parametrize("kappa, name", [(0.21, "phi4_k0.21_L32"), (0.2, "phi4_k0.21_L32"), (0.25, "phi4_k0.27_L16"),
                                          (0.27, "phi4_k0.27_L16"), (0.3, "phi4_k0.27_L16")])
 def test_phi4_takes_the_model_nearest_in_kappa(kappa, name):
@@ -90,3 +98,30 @@ def test_docstring_examples_run():
 
     result = doctest.testmod(shipped)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_phi4_path_is_preconditioned_by_the_hartree_gaussian_by_default(tmp_path):
+    from lgdiff._run.sample_scalar import ScalarSampleConfig
+    from lgdiff._run.theory import Theory
+    from lgdiff._samplers.hartree import hartree_gaussian
+    from lgdiff import Lattice, Phi4Action
+
+    out = tmp_path / "p.safetensors"
+    result = run("sample", "--theory", "phi4", "--L", 8, "--kappa", 0.27, "--lam", 0.022, "--steps", 4, "--n", 2,
+                 "--chains", 2, "--out", out, "--json")
+    assert result.exit_code == 0, result.output
+    settings = json.loads(run("info", out, "--json").output)["settings"]
+    gauss = hartree_gaussian(Phi4Action(kappa=0.27, lam=0.022), (8, 8))  # of the sampled lattice
+    assert settings["preconditioner"] == "free-scalar"
+    assert settings["precond_std"] == pytest.approx(gauss.std) and settings["precond_kinetic"] == 0.54
+    result = run("sample", "--theory", "phi4", "--L", 8, "--kappa", 0.27, "--lam", 0.022, "--steps", 4, "--n", 2,
+                 "--chains", 2, "--no-precondition", "--out", tmp_path / "q.safetensors")
+    assert result.exit_code == 0, result.output
+    assert json.loads(run("info", tmp_path / "q.safetensors", "--json").output)["settings"]["preconditioner"] == "none"
+    result = run("sample", "--theory", "phi4", "--L", 8, "--kappa", 0.27, "--lam", 0.022, "--method", "imh",
+                 "--precondition", "--out", tmp_path / "r.safetensors")
+    assert result.exit_code != 0 and "--precondition/--no-precondition is for phi4 with --method path or sde" \
+        in result.output
+    theory = Theory(name="phi4", lattice=Lattice(shape=(8, 8)), params={"kappa": 0.27, "lam": 0.022})
+    with pytest.raises(ValueError, match="--precondition is for phi4 with --method path or sde"):
+        ScalarSampleConfig(theory=theory, model=out, method="maala", precondition=True)

@@ -147,6 +147,23 @@ def test_path_imh_is_exact_with_poor_score(lat, generator):
     assert 0.02 < float(res.acceptance.mean()) < 1
 
 
+def test_preconditioned_path_imh_is_exact_with_poor_score_and_a_wrong_preconditioner(generator):
+    # the default phi4 route of `lgdiff sample`: the reverse kernel preconditioned by a Gaussian, here one for the
+    # wrong mass and stiffness, driven by the poor score; the power is test_raw_sampler_with_poor_score_misses
+    from lgdiff import PathIMH
+    from lgdiff._samplers.maala import sample_chain
+    from lgdiff._sde.precondition import FreeScalarPreconditioner
+
+    sde = VESDE()
+    pre = FreeScalarPreconditioner(std=0.5, kinetic=1.0)  # the free field's are (2 - 8 kappa)^-1/2 = 1.29 and 0.4
+    kernel = PathIMH(score=gaussian_score(sde, KAPPA, inflate=POOR, lat=SMALL), process=sde,
+                     action=Phi4Action(kappa=KAPPA, lam=0.0), steps=20, t_min=1e-3, preconditioner=pre)
+    res = sample_chain(kernel, Field.zeros(SMALL, batch=256), n=60, generator=generator)
+    z = z_scores(res.samples[20:], KAPPA, SMALL)
+    assert float(z.abs().max()) < 4, z
+    assert 0.02 < float(res.acceptance.mean()) < 1
+
+
 @pytest.mark.parametrize("lat", [SMALL, pytest.param(LAT, marks=pytest.mark.slow)], ids=str)
 def test_marginal_imh_is_exact_with_poor_score(lat, generator):
     sde = VESDE()
@@ -188,3 +205,35 @@ def test_path_acceptance_grows_as_the_path_is_refined(generator):
                        Field.zeros(SMALL, batch=256), n=6, steps=steps, generator=generator, t_min=0.0)
         accs.append(float(res.acceptance.mean()))
     assert accs[1] > accs[0] + 0.1, accs
+
+
+def test_an_independence_chain_never_starts_from_a_diverged_proposal(generator, monkeypatch):
+    # a reverse path that diverges gives a NaN proposal: step rejects it (accept.metropolis), and init draws that
+    # chain again rather than start it at NaN (a NaN state with a NaN weight would reject everything after it)
+    from lgdiff import PathIMH
+
+    sde = VESDE()
+    kernel = PathIMH(score=gaussian_score(sde, KAPPA, lat=SMALL), process=sde, action=Phi4Action(kappa=KAPPA, lam=0.0),
+                     steps=4, t_min=0.0)
+    original, calls = PathIMH.propose, []
+
+    def flaky(self, like, *, generator):
+        state, log_w = original(self, like, generator=generator)
+        calls.append(1)
+        if len(calls) == 1:  # the first draw of chain 1 diverges
+            data = state.data.clone()
+            data[1] = float("nan")
+            return state.with_data(data), torch.where(torch.arange(len(log_w)) == 1, float("nan"), log_w)
+        return state, log_w
+
+    monkeypatch.setattr(PathIMH, "propose", flaky)
+    state = kernel.init(Field.zeros(SMALL, batch=3), generator=generator)
+    assert len(calls) == 2 and torch.isfinite(state.log_w).all() and torch.isfinite(state.state.data).all()
+
+    def broken(self, like, *, generator):
+        state, log_w = original(self, like, generator=generator)
+        return state.with_data(torch.full_like(state.data, float("nan"))), log_w
+
+    monkeypatch.setattr(PathIMH, "propose", broken)
+    with pytest.raises(ValueError, match="dm-path: some chains drew no finite proposal in 21 tries"):
+        kernel.init(Field.zeros(SMALL, batch=3), generator=generator)

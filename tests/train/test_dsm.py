@@ -1,5 +1,6 @@
 import math
 
+import attrs
 import pytest
 import torch
 
@@ -39,9 +40,19 @@ def test_training_reduces_loss_and_checkpoints_resume(tmp_path, generator):
     out2 = tmp_path / "m2.safetensors"
     train_ncsnpp(data, out2, config=TrainConfig(steps=20, batch_size=16, checkpoint_every=20, lr=3e-3), arch=arch,
                  sde=VESDE(), provenance={"theory": "test"}, dtype=torch.float64)
-    with pytest.raises(ValueError, match="trained with other train"):
-        train_ncsnpp(data, out2, config=cfg, arch=arch, sde=VESDE(), provenance={"theory": "test"},
-                     dtype=torch.float64)
+    with pytest.raises(ValueError, match="trained with other train"):  # another learning rate is another run
+        train_ncsnpp(data, out2, config=attrs.evolve(cfg, lr=1e-3), arch=arch, sde=VESDE(),
+                     provenance={"theory": "test"}, dtype=torch.float64)
+    # more steps extend it: the same weights as the run that asked for 40 from the start
+    train_ncsnpp(data, out2, config=cfg, arch=arch, sde=VESDE(), provenance={"theory": "test"}, dtype=torch.float64)
+    extended, ref = load_checkpoint(out2), load_checkpoint(out)
+    assert extended[1]["step"] == 40 and extended[1]["train"]["steps"] == 40
+    for k in ref[0]:
+        if k.startswith(("model.", "ema.")):
+            assert torch.equal(extended[0][k], ref[0][k]), k
+    with pytest.raises(ValueError, match="holds 40 training steps, more than the 20 asked for"):
+        train_ncsnpp(data, out2, config=attrs.evolve(cfg, steps=20), arch=arch, sde=VESDE(),
+                     provenance={"theory": "test"}, dtype=torch.float64)
     a, meta = load_ncsnpp(out)
     assert meta["step"] == 40 and meta["theory"] == "test" and meta["sde"]["name"] == "ve"
     x, t = torch.randn(2, 8, 8, generator=generator), torch.full((2,), 0.5)

@@ -102,8 +102,8 @@ def test_training_errors_say_what_to_fix(tmp_path, generator):
         train_lcnn(data, tmp_path / "a.safetensors", config=cfg, arch=LCNNConfig(group=SU(3), dim=2),
                    process=GroupVE(), provenance={})
     train_lcnn(data, tmp_path / "b.safetensors", config=cfg, arch=arch, process=GroupVE(), provenance={})
-    with pytest.raises(ValueError, match="trained with other train"):
-        train_lcnn(data, tmp_path / "b.safetensors", config=GaugeTrainConfig(steps=3, batch_size=2), arch=arch,
+    with pytest.raises(ValueError, match="trained with other train"):  # more steps would extend it; another batch
+        train_lcnn(data, tmp_path / "b.safetensors", config=GaugeTrainConfig(steps=2, batch_size=3), arch=arch,
                    process=GroupVE(), provenance={})
     with pytest.raises(ValueError, match="target must be one of"):
         GaugeTrainConfig(target="exact")

@@ -21,7 +21,8 @@ from lgdiff._train.dsm import load_ncsnpp
 from lgdiff.testing import assert_translation_equivariant
 
 MODELS = Path(lgdiff.__file__).parent / "models"
-SHIPPED = {"phi4_k0.21_L32.safetensors": (0.21, 32), "phi4_k0.27_L16.safetensors": (0.27, 16)}
+SHIPPED = {"phi4_k0.21_L32.safetensors": (0.21, 32), "phi4_k0.27_L16.safetensors": (0.27, 16),
+           "phi4_k0.27_L32.safetensors": (0.27, 32)}
 LAM = 0.022
 
 # Reference: 2D phi^4, L = 8, kappa = 0.27, lambda = 0.022, HMC (Omelyan, 10 steps, length 1) + single-cluster
@@ -74,7 +75,8 @@ def test_shipped_model_is_translation_equivariant_at_other_volumes(name, generat
 @pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_shipped_model_learned_the_large_t_score(name, generator):
     """At t = T the data are negligible next to the noise (s(T) ~ 10 >> |phi| ~ 1): the exact score is
-    ``-(x - mean) / (s^2 + Var phi)``, ``~ -x / s^2`` to 1 %. An untrained network (output near 0) fails."""
+    ``-(x - mean) / (s^2 + Var phi)``, ``~ -x / s^2`` to 1 %. An untrained network without the force base (output
+    near 0) fails."""
     net, _ = _model(name)
     sde = net.sde
     L = SHIPPED[name][1]
