@@ -27,6 +27,7 @@ import attrs
 import torch
 from torch import Tensor, nn
 
+from .._geometry.lattice import Lattice
 from .._sde.base import AbstractSDE, expand_like
 from .._sde.ve import VESDE
 from .._sde.vp import VPSDE
@@ -239,7 +240,8 @@ class NCSNpp(nn.Module):
         """``-(1 + s^2 K)^-1 [K x + N((1 + s^2 K)^-1 x)]`` with ``N = grad S - K`` (module docstring, "Force base")."""
         cfg = self.config
         dims = tuple(range(1, x.ndim))
-        kernel = cfg.force_c0 + 2 * cfg.force_kappa * _phat2(x.shape[1:], x)
+        phat2 = Lattice(shape=tuple(x.shape[1:])).momentum_squared(dtype=x.dtype, device=x.device)
+        kernel = cfg.force_c0 + 2 * cfg.force_kappa * phat2
         kernel = kernel[..., : x.shape[-1] // 2 + 1]  # the real FFT's half of the last axis (p_hat^2 is even)
         damp = 1 / (1 + (s * s) * kernel)
 
@@ -254,11 +256,3 @@ class NCSNpp(nn.Module):
         linear = torch.fft.irfftn(torch.fft.rfftn(x, dim=dims) * (kernel * damp), s=x.shape[1:], dim=dims)
         return -(linear + filtered(nonlinear))
 
-
-def _phat2(shape: tuple[int, ...], like: Tensor) -> Tensor:
-    """``p_hat^2 = sum_mu 4 sin^2(p_mu / 2)`` on the momenta of a periodic lattice of ``shape``."""
-    out = torch.zeros(shape, dtype=like.dtype, device=like.device)
-    for mu, n in enumerate(shape):
-        p = 2 * math.pi * torch.arange(n, dtype=like.dtype, device=like.device) / n
-        out = out + (4 * torch.sin(p / 2) ** 2).reshape([n if i == mu else 1 for i in range(len(shape))])
-    return out
