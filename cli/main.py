@@ -509,13 +509,15 @@ def _train_gauge(links: Any, out: Path, n_steps: int, batch_size: int, lr: float
 @click.option("--beta", type=POSITIVE, help="Gauge coupling (default: the model's).")
 @click.option("--model", type=click.Path(dir_okay=False, path_type=Path),
               help="Model file (default: the shipped model nearest to the couplings).")
-@click.option("--method", type=click.Choice(["sde", "ode", "imh", "path", "maala", "resample", "osq", "osq-imh"]),
+@click.option("--method", type=click.Choice(["sde", "ode", "imh", "path", "maala", "mix", "resample", "osq",
+                                           "osq-imh"]),
               default=None,
-              help="Raw (sde, ode) or exact (imh, path, maala; gauge: resample, noise to --t-max and denoise with "
+              help="Raw (sde, ode) or exact (imh, path, maala; phi4: mix, one FA-HMC trajectory then one path "
+                   "proposal per update; gauge: resample, noise to --t-max and denoise with "
                    "the model, accepted exactly, then --local-sweeps heatbath sweeps) sampling with a diffusion "
                    "model; phi4 with an OSQ "
                    "model (lgdiff train --objective osq) or without one (v = 0 from the Hartree prior): raw (osq) or "
-                   "exact (osq-imh). Default path for phi4; gauge: resample with a U(1) force-residual model (the "
+                   "exact (osq-imh). Default mix for phi4; gauge: resample with a U(1) force-residual model (the "
                    "shipped beta = 7 one), maala otherwise.")
 @click.option("--n", "n", type=click.IntRange(min=1), default=16, show_default=True, help="Records (per chain).")
 @click.option("--chains", type=click.IntRange(min=1), default=16, show_default=True,
@@ -543,7 +545,10 @@ def _train_gauge(links: Any, out: Path, n_steps: int, batch_size: int, lr: float
 @click.option("--precondition/--no-precondition", default=None,
               help="Reverse steps exact for a Gaussian limit of the action. U(1) --method resample, path, sde: the "
                    "Wilson action at the mean-field beta (default: on for resample, off for path and sde); phi4 "
-                   "--method path, sde: the Hartree Gaussian (default on).")
+                   "--method path, sde, mix: the Hartree Gaussian (default on).")
+@click.option("--fit-prior/--no-fit-prior", default=None,
+              help="phi4 --method path, mix: start the proposals from a prior with the two magnetisation peaks, "
+                   "fitted to the model before the chains start (default on; recorded in the file).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Ensemble file to write; rerunning the same command continues it.")
 @click.option("--seed", type=SEED, default=0, show_default=True)
@@ -557,7 +562,8 @@ def _train_gauge(links: Any, out: Path, n_steps: int, batch_size: int, lr: float
 def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: float | None, beta: float | None,
                model: Path | None, method: str | None, n: int, chains: int, steps: int | None, drift: str | None,
                corrector: int | None, leapfrog: int | None, therm: int | None, every: int | None,
-               t_max: float | None, local_sweeps: int | None, precondition: bool | None, out: Path | None,
+               t_max: float | None, local_sweeps: int | None, precondition: bool | None, fit_prior: bool | None,
+               out: Path | None,
                seed: int, device: str,
                blocks: int | None, plot_dir: Path | None, as_json: bool) -> None:
     """Sample with a trained diffusion model and measure the result.
@@ -567,12 +573,12 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
     the run is far from its training point. Gauge theories sample with MAALA (exact) by default, U(1) with a
     force-residual model (the shipped beta = 7 one) with diffusion resampling (exact); e.g.
     `lgdiff sample --theory su3 --L 6` (beta defaults to the model's beta_0 = 5.0; --beta rescales the score
-    by beta/beta_0). phi4 needs --kappa and --lam and defaults to the path-space independence sampler; with an
+    by beta/beta_0). phi4 needs --kappa and --lam and defaults to the mixture of FA-HMC and path-space proposals; with an
     OSQ model (--method osq or osq-imh) the couplings default to the model's; without --model these methods run
     with no network (v = 0) from the Hartree prior of --kappa, --lam (T = 0.5, --steps path steps, default 20).
     """
     from lgdiff._run.sample_gauge import GaugeSampleConfig, default_method
-    from lgdiff._run.sample_scalar import OSQ_METHODS, ScalarSampleConfig
+    from lgdiff._run.sample_scalar import DEFAULT_METHOD, OSQ_METHODS, ScalarSampleConfig
 
     out = out or Path(f"lgdiff-sample-{theory}-L{L}-seed{seed}.safetensors")
     _check_plotting(plot_dir)
@@ -585,12 +591,14 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
         _refuse_resample_options(t_max, local_sweeps)
     elif method == "resample" and (drift is not None or leapfrog is not None):
         raise click.UsageError("--drift and --leapfrog are for gauge sampling with --method maala")
-    if precondition is not None and scalar and method not in (None, "path", "sde"):
-        raise click.UsageError("--precondition/--no-precondition is for phi4 with --method path or sde (on by "
+    if precondition is not None and scalar and method not in (None, "path", "sde", "mix"):
+        raise click.UsageError("--precondition/--no-precondition is for phi4 with --method path, sde or mix (on by "
                                "default), and U(1) with --method resample, path or sde")
+    if fit_prior is not None and (not scalar or method not in (None, "path", "mix")):
+        raise click.UsageError("--fit-prior/--no-fit-prior is for phi4 with --method path or mix (on by default)")
     if scalar and method == "resample":
-        raise click.UsageError("--method resample is for gauge theories (u1, su2, su3); phi4 samples with path, imh, "
-                               "sde, ode, maala, osq or osq-imh")
+        raise click.UsageError("--method resample is for gauge theories (u1, su2, su3); phi4 samples with mix, path, "
+                               "imh, sde, ode, maala, osq or osq-imh")
     if scalar and corrector is not None:
         raise click.UsageError("--corrector is for gauge sampling")
     if scalar and method in OSQ_METHODS:
@@ -602,7 +610,7 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
     if not scalar:
         if kappa is not None or lam is not None:
             raise click.UsageError(f"--kappa/--lam are for phi4; {theory} takes --beta")
-        if method not in (None, "maala", "sde", "path", "imh", "resample"):
+        if method not in (None, "maala", "sde", "path", "imh", "resample"):  # phi4 only: ode, mix, osq, osq-imh
             raise click.UsageError(f"--method {method} is for phi4; gauge theories sample with maala, resample, path, "
                                    f"imh or sde")
     with _user_errors(), _dist.process_group(device) as world:
@@ -621,9 +629,8 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
             else:
                 th = _theory(theory, dim or 2, L, kappa, lam, beta)
                 model = model or _shipped_model(theory, th.params, L, dim)
-                if precondition is not None:
-                    given["precondition"] = precondition
-                config = ScalarSampleConfig(theory=th, model=model, method=method or "path", **given)
+                given |= {k: v for k, v in (("precondition", precondition), ("fit_prior", fit_prior)) if v is not None}
+                config = ScalarSampleConfig(theory=th, model=model, method=method or DEFAULT_METHOD, **given)
             total, unit = n, "records"
         else:
             model = model or _shipped_model(theory, {} if beta is None else {"beta": beta}, L, dim)

@@ -130,6 +130,7 @@ from ._sde.vp import VPSDE as VPSDE
 from ._sde.precondition import AbstractPreconditioner as AbstractPreconditioner
 from ._sde.precondition import FreeScalarPreconditioner as FreeScalarPreconditioner
 from ._sde.precondition import FreeU1Preconditioner as FreeU1Preconditioner
+from ._sde.prior import MagnetisedPrior as MagnetisedPrior
 from ._stats import Autocorrelation as Autocorrelation
 from ._stats import Estimate as Estimate
 from ._stats import GammaEstimate as GammaEstimate

@@ -3,6 +3,7 @@ ensemble file that ``lgdiff measure`` reads. The model is a diffusion score netw
 or an optimal-stochastic-quantisation drift (methods `OSQ_METHODS`, `lgdiff._samplers.osq`)."""
 
 import typing
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,22 +20,31 @@ from .._samplers.base import AbstractKernel
 from .._samplers.hartree import hartree_gaussian
 from .._samplers.independence import MarginalIMH, PathIMH, RawDraws
 from .._samplers.maala import denoise, maala_kernel
+from .._samplers.mixture import GlobalLocal
 from .._models.files import load_osq, load_score
 from .._models.ncsnpp import NCSNpp, NCSNppConfig
 from .._samplers.osq import OSQDraws, OSQPathIMH, OSQProcess, zero_drift
 from .._sde.base import AbstractSDE
 from .._sde.precondition import FreeScalarPreconditioner
+from .generate import GenerateConfig
 from .sample_gauge import _blocks_or_none, _check_sample
 from .split import run_ensemble
 from .theory import Theory
 
-DSM_METHODS = ("sde", "ode", "imh", "path", "maala")
+DSM_METHODS = ("sde", "ode", "imh", "path", "maala", "mix")
 """Methods that sample with a diffusion score model (model kind ``"ncsnpp"``)."""
 OSQ_METHODS = ("osq", "osq-imh")
 """Methods that sample with an optimal-stochastic-quantisation drift (model kind ``"osq"``)."""
 METHODS = DSM_METHODS + OSQ_METHODS
-PRECONDITIONED = ("path", "sde")
+DEFAULT_METHOD = "mix"
+"""``lgdiff sample --theory phi4`` without ``--method``: the mixture, whose tau_int(|M|) per update is the lowest of
+the exact routes at L = 16 and 32 (docs/diffusion-phi4.md)."""
+PRECONDITIONED = ("path", "sde", "mix")
 """Methods whose reverse-SDE kernel takes the Hartree preconditioner (on by default)."""
+FITTED_PRIOR = ("path", "mix")
+"""Methods whose proposals start from a `lgdiff.MagnetisedPrior` fitted to the model (on by default)."""
+PRIOR_PROPOSALS = 64
+"""Proposals per round (two rounds) of the prior fit: ~1 % of the path sampler's default run at L = 32."""
 _KINDS = {"ncsnpp": "a diffusion score network (NCSN++)", "osq": "an optimal-stochastic-quantisation drift",
           "lcnn": "a gauge L-CNN score network"}
 """model kind -> what the errors call it."""
@@ -63,18 +73,24 @@ class ScalarSampleConfig:
 
     ``method``: ``sde`` (reverse SDE, raw), ``ode`` (probability flow, raw), ``imh`` (exact route 1: PF-ODE
     proposals with exact log-determinants; small volumes), ``path`` (exact route 2: path-space independence
-    Metropolis, any volume), ``maala`` (exact route 3), with a score model; ``osq`` (raw OSQ paths,
+    Metropolis, any volume), ``maala`` (exact route 3), ``mix`` (exact: one FA-HMC trajectory, then one ``path``
+    proposal against the current configuration re-weighed with a fresh path, `lgdiff.GlobalLocal`), with a score
+    model; ``osq`` (raw OSQ paths,
     `lgdiff.OSQDraws`) and ``osq-imh`` (exact: independence Metropolis over OSQ paths, `lgdiff.OSQPathIMH`) with an
     OSQ model (`from_osq_model`), or with ``model=None`` and no network (``v = 0``: finite-time Langevin from the
     Hartree prior of the action, `OSQProcess.hartree`, T = 0.5: data-free and training-free, docs/osq.md). Raw
     methods record ``n`` batches of ``chains`` independent samples; exact methods run ``chains`` Markov chains for
     ``n`` steps each. ``steps``: reverse-SDE/ODE steps; for the OSQ methods the Euler-Maruyama steps of a path,
-    ``None`` for the model's own (without a model: 20; the path weight is exact for any).
+    ``None`` for the model's own (without a model: 20; the path weight is exact for any). ``precondition``
+    (``path``, ``sde``, ``mix``; default on): reverse steps exact for the Hartree Gaussian. ``fit_prior`` (``path``,
+    ``mix``; default on): the proposals start from a `lgdiff.MagnetisedPrior` fitted to the model before the chains
+    start (`lgdiff.PathIMH.with_fitted_prior`, `PRIOR_PROPOSALS` proposals per round, from a generator seeded by
+    ``seed``; recorded in the file's settings).
     """
 
     theory: Theory
     model: Path | None
-    method: str = "path"
+    method: str = DEFAULT_METHOD
     n: int = 16
     chains: int = 16
     steps: int | None = 100
@@ -84,12 +100,16 @@ class ScalarSampleConfig:
     therm: int = 0
     blocks: int = 1
     precondition: bool | None = None
+    fit_prior: bool | None = None
 
     def __attrs_post_init__(self) -> None:
         _check_sample(self.method, METHODS, "for a scalar field", self.chains, self.blocks)
         if self.precondition and self.method not in PRECONDITIONED:
-            raise ValueError(f"--precondition is for phi4 with --method {' or '.join(PRECONDITIONED)} (the reverse "
+            raise ValueError(f"--precondition is for phi4 with --method {', '.join(PRECONDITIONED)} (the reverse "
                              f"SDE's kernel); --method {self.method} has none")
+        if self.fit_prior and self.method not in FITTED_PRIOR:
+            raise ValueError(f"--fit-prior is for phi4 with --method {' or '.join(FITTED_PRIOR)} (where the proposals "
+                             f"start from a prior); --method {self.method} has none")
         if self.theory.is_gauge or self.theory.lattice.dim == 0:  # a scalar field on a lattice: not toy (D = 0)
             raise ValueError(f"ScalarSampleConfig is for phi4; got theory {self.theory.name}")
         if self.steps is None and self.method not in OSQ_METHODS:
@@ -203,10 +223,20 @@ class ScalarSampleConfig:
             pre = self.preconditioner
             kernel = RawDraws(score=score, process=sde, steps=steps, method=self.method,
                               t_min=0.0 if self.method == "sde" and pre is None else 1e-3, preconditioner=pre)
-        elif self.method == "path":
+        elif self.method in ("path", "mix"):
             pre = self.preconditioner
-            kernel = PathIMH(score=score, process=sde, action=action, steps=steps, t_min=0.0 if pre is None else 1e-3,
-                             preconditioner=pre)
+            path = PathIMH(score=score, process=sde, action=action, steps=steps, t_min=0.0 if pre is None else 1e-3,
+                           preconditioner=pre)
+            if self.fit_prior is not False:
+                gauss = hartree_gaussian(action, lattice.shape)
+                like = Field.zeros(lattice, batch=self.chains // self.blocks, dtype=dtype, device=device)
+                fit = torch.Generator(device=device).manual_seed(zlib.crc32(f"lgdiff prior {self.seed}".encode()))
+                path = path.with_fitted_prior(like, generator=fit, proposals=PRIOR_PROPOSALS,
+                                              gaussian=FreeScalarPreconditioner(std=gauss.std, kinetic=gauss.kinetic))
+            kernel = path
+            if self.method == "mix":
+                fahmc = GenerateConfig(theory=self.theory, algorithm="fahmc", n=1).kernel()
+                kernel = GlobalLocal(global_=path, local=fahmc, local_steps=1)
         elif self.method == "imh":
             kernel = MarginalIMH(score=score, process=sde, action=action, steps=steps)
         else:

@@ -39,7 +39,8 @@ from .._actions.base import AbstractGaugeAction, AbstractScalarAction
 from .._fields.links import LinkField
 from .._fields.scalar import Field
 from .._sde.base import AbstractProcess, AbstractSDE
-from .._sde.precondition import AbstractPreconditioner
+from .._sde.precondition import AbstractPreconditioner, FreeScalarPreconditioner
+from .._sde.prior import MagnetisedPrior
 from .._sde.score import Score
 from .accept import metropolis, select
 from .base import AbstractKernel
@@ -186,7 +187,9 @@ class AbstractIndependenceKernel(AbstractDiffusionProposal, AbstractIMH):
 @attrs.frozen(kw_only=True)
 class PathIMH(AbstractIndependenceKernel):
     r"""Exact route 2: path-space independence Metropolis (module docstring). Each proposal is one reverse-SDE
-    generation (one score evaluation per step).
+    generation (one score evaluation per step) from the process's prior, or from ``prior`` (real fields: a
+    :class:`lgdiff.MagnetisedPrior`, whose zero mode has the two peaks of a magnetised field; fit one with
+    :meth:`with_fitted_prior`).
 
     >>> from lgdiff import U1, Lattice, LinkField, WilsonAction, GroupVE, AlgebraField
     >>> zero = lambda U, t: AlgebraField(torch.zeros_like(U.data), U.group, U.lattice)
@@ -198,19 +201,37 @@ class PathIMH(AbstractIndependenceKernel):
     ((3,), (3,))
     """
 
+    prior: MagnetisedPrior | None = None
+
+    def __attrs_post_init__(self) -> None:
+        AbstractDiffusionProposal.__attrs_post_init__(self)
+        if self.prior is not None and not isinstance(self.process, AbstractSDE):
+            raise ValueError(f"PathIMH.prior (a MagnetisedPrior) is for real scalar fields; the {self.process.name} "
+                             f"process acts on links")
+
     @property
     def name(self) -> str:
         return "dm-path"
 
+    def settings(self) -> dict[str, float | int | str]:
+        return {**AbstractDiffusionProposal.settings(self), **({} if self.prior is None else self.prior.settings())}
+
+    def _prior_logp(self, x_T: typing.Any) -> Tensor:
+        logp = self.process.prior_logp(x_T) if self.prior is None else self.prior.logp(x_T)
+        return logp.to(torch.float64)
+
     def propose(self, like: Field | LinkField, *, generator: torch.Generator) -> tuple[Field | LinkField, Tensor]:
-        x_T = self._prior(like, generator)
+        if self.prior is None:
+            x_T = self._prior(like, generator)
+        else:
+            x_T = self.prior.sample_like(_unwrap(self.process, like), generator=generator)
         with torch.no_grad():
             x0, log_ratio = reverse_path(self.score, self.process, x_T, steps=self.steps, generator=generator,
                                          t_min=self.t_min, spacing=self.spacing, weigh=True,
                                          preconditioner=self.preconditioner)
         assert log_ratio is not None
         state = _wrap(like, x0)
-        return state, _log_target(self.action, state) + log_ratio - self.process.prior_logp(x_T).to(torch.float64)
+        return state, _log_target(self.action, state) + log_ratio - self._prior_logp(x_T)
 
     def reweigh(self, state: Field | LinkField, *, generator: torch.Generator) -> Tensor:
         """The log weight ``[B]`` of ``state`` with a fresh auxiliary path drawn given it (an exact Gibbs update of the
@@ -219,7 +240,50 @@ class PathIMH(AbstractIndependenceKernel):
             x_T, log_ratio = forward_path_weight(self.score, self.process, _unwrap(self.process, state),
                                                  steps=self.steps, generator=generator, t_min=self.t_min,
                                                  spacing=self.spacing, preconditioner=self.preconditioner)
-        return _log_target(self.action, state) + log_ratio - self.process.prior_logp(x_T).to(torch.float64)
+        return _log_target(self.action, state) + log_ratio - self._prior_logp(x_T)
+
+    def with_fitted_prior(self, like: Field, *, generator: torch.Generator, rounds: int = 2, proposals: int = 64,
+                          gaussian: FreeScalarPreconditioner | None = None) -> "PathIMH":
+        r"""This sampler with a :class:`lgdiff.MagnetisedPrior` fitted to the model: ``rounds`` rounds of at least
+        ``proposals`` proposals (batches shaped like ``like``), each from the prior fitted to the round before (the
+        first from ``shift = 0``), estimate
+        ``shift = <|M|>`` and ``zero_var = <M^2> - <|M|>^2`` (``M``: the site mean) with self-normalised importance
+        weights. The non-zero modes are those of ``gaussian`` (default: the preconditioner, e.g. the Hartree
+        Gaussian). The proposals are discarded; the chain is exact given the fitted prior, which is fixed before it
+        starts (and recorded in :meth:`settings`). Same generator state, same prior.
+
+        A poor model gives a poor fit (few effective proposals), which lowers only the acceptance."""
+        if not isinstance(like, Field) or not isinstance(self.process, AbstractSDE):
+            raise ValueError("PathIMH.with_fitted_prior fits the zero mode of a real scalar field; got "
+                             f"{type(like).__name__} with the {self.process.name} process")
+        for name, value in (("rounds", rounds), ("proposals", proposals)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"with_fitted_prior: {name} must be an int >= 1; got {value!r}")
+        gaussian = self.preconditioner if gaussian is None else gaussian
+        if not isinstance(gaussian, FreeScalarPreconditioner):
+            raise ValueError("with_fitted_prior needs the Gaussian of the non-zero modes: give gaussian= a "
+                             "FreeScalarPreconditioner (e.g. the Hartree Gaussian) or a sampler preconditioned by one")
+        volume = like.data[0].numel()
+        fit = dict(std=gaussian.std, kinetic=gaussian.kinetic)
+        kernel = attrs.evolve(self, prior=MagnetisedPrior.at_T(self.process, shift=0.0,
+                                                               zero_var=gaussian.std**2 / volume, **fit))
+        batches = -(-proposals // like.data.shape[0])
+        for _ in range(rounds):
+            drawn = [kernel.propose(like, generator=generator) for _ in range(batches)]
+            log_w = torch.cat([w for _, w in drawn])
+            m = torch.cat([x.data.to(torch.float64).reshape(x.data.shape[0], -1).mean(1) for x, _ in drawn])
+            ok = torch.isfinite(log_w) & torch.isfinite(m)
+            if not bool(ok.any()):
+                raise ValueError("with_fitted_prior: no proposal has a finite weight (the reverse paths diverge); use "
+                                 "more steps or a model trained nearer this run")
+            w = torch.softmax(torch.where(ok, log_w, -torch.inf), 0)
+            m = torch.where(ok, m, 0.0)
+            shift = float((w * m.abs()).sum())
+            zero_var = max(float((w * m * m).sum()) - shift**2, 0.0)
+            ess = float(1.0 / (w * w).sum())
+            kernel = attrs.evolve(kernel, prior=MagnetisedPrior.at_T(
+                self.process, shift=shift, zero_var=zero_var, fit_proposals=int(ok.sum()), fit_ess=ess, **fit))
+        return kernel
 
 
 @typing.final

@@ -100,6 +100,39 @@ def test_docstring_examples_run():
     assert result.attempted > 0 and result.failed == 0
 
 
+def test_phi4_default_is_the_mixture_from_a_fitted_prior(tmp_path):
+    # every update: one FA-HMC trajectory and one path proposal (GlobalLocal), the proposals from a MagnetisedPrior
+    # fitted to the model with a generator seeded by --seed (the same prior in every run of the command)
+    from lgdiff._run.sample_scalar import ScalarSampleConfig
+    from lgdiff._run.theory import Theory
+    from lgdiff import Lattice
+
+    args = ("sample", "--theory", "phi4", "--L", 8, "--kappa", 0.27, "--lam", 0.022, "--steps", 4, "--n", 2,
+            "--chains", 2)
+    infos = []
+    for name in ("a", "b"):
+        result = run(*args, "--out", tmp_path / f"{name}.safetensors")
+        assert result.exit_code == 0, result.output
+        infos.append(json.loads(run("info", tmp_path / f"{name}.safetensors", "--json").output))
+    settings = infos[0]["settings"]
+    assert infos[0]["algorithm"] == "dm-path+fahmc" and settings["local.m_eff2"] == 0.1  # lgdiff generate's FA-HMC
+    assert settings["global.prior"] == "magnetised" and 0 < settings["global.prior_fit_proposals"] <= 64  # finite
+    assert 0 < settings["global.prior_shift"] < 2 and settings["global.prior_fit_ess"] >= 1
+    assert {k: v for k, v in infos[1]["settings"].items() if "prior" in k} == \
+        {k: v for k, v in settings.items() if "prior" in k}
+    result = run(*args, "--method", "path", "--no-fit-prior", "--out", tmp_path / "c.safetensors")
+    assert result.exit_code == 0, result.output
+    info = json.loads(run("info", tmp_path / "c.safetensors", "--json").output)
+    assert info["algorithm"] == "dm-path" and not any("prior" in k for k in info["settings"])
+    result = run(*args, "--method", "imh", "--fit-prior", "--out", tmp_path / "d.safetensors")
+    assert result.exit_code != 0 and "--fit-prior/--no-fit-prior is for phi4 with --method path or mix" in result.output
+    result = run("sample", "--theory", "u1", "--L", 4, "--fit-prior", "--out", tmp_path / "e.safetensors")
+    assert result.exit_code != 0 and "--fit-prior/--no-fit-prior is for phi4" in result.output
+    theory = Theory(name="phi4", lattice=Lattice(shape=(8, 8)), params={"kappa": 0.27, "lam": 0.022})
+    with pytest.raises(ValueError, match="--fit-prior is for phi4 with --method path or mix"):
+        ScalarSampleConfig(theory=theory, model=tmp_path / "a.safetensors", method="maala", fit_prior=True)
+
+
 def test_phi4_path_is_preconditioned_by_the_hartree_gaussian_by_default(tmp_path):
     from lgdiff._run.sample_scalar import ScalarSampleConfig
     from lgdiff._run.theory import Theory
@@ -120,8 +153,8 @@ def test_phi4_path_is_preconditioned_by_the_hartree_gaussian_by_default(tmp_path
     assert json.loads(run("info", tmp_path / "q.safetensors", "--json").output)["settings"]["preconditioner"] == "none"
     result = run("sample", "--theory", "phi4", "--L", 8, "--kappa", 0.27, "--lam", 0.022, "--method", "imh",
                  "--precondition", "--out", tmp_path / "r.safetensors")
-    assert result.exit_code != 0 and "--precondition/--no-precondition is for phi4 with --method path or sde" \
+    assert result.exit_code != 0 and "--precondition/--no-precondition is for phi4 with --method path, sde or mix" \
         in result.output
     theory = Theory(name="phi4", lattice=Lattice(shape=(8, 8)), params={"kappa": 0.27, "lam": 0.022})
-    with pytest.raises(ValueError, match="--precondition is for phi4 with --method path or sde"):
+    with pytest.raises(ValueError, match="--precondition is for phi4 with --method path, sde, mix"):
         ScalarSampleConfig(theory=theory, model=out, method="maala", precondition=True)
