@@ -92,7 +92,7 @@ _C0_K027_L32 = hartree_gaussian(Phi4Action(kappa=0.27, lam=LAM), (32, 32), phase
 MODELS["k0.27_L32_force"] = (
     "k0.27_L32_train",
     NCSNppConfig(dim=2, channels=16, multipliers=(1, 2, 2), force_kappa=0.27, force_lam=LAM, force_c0=_C0_K027_L32),
-    TrainConfig(steps=8000, batch_size=32, lr=2e-3, ema=0.995, seed=0, checkpoint_every=100))
+    TrainConfig(steps=16000, batch_size=32, lr=2e-3, ema=0.995, seed=0, checkpoint_every=100))
 # recipe -> shipped file name (lgdiff/models/<name>.safetensors); "k0.27_L16", the unbased model shipped before
 # the force base, stays here to reproduce the numbers measured with it (docs/diffusion-phi4.md)
 SHIPPED = {"k0.21_L32": "phi4_k0.21_L32", "k0.27_L16_force": "phi4_k0.27_L16", "k0.27_L32_force": "phi4_k0.27_L32"}
