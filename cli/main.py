@@ -569,7 +569,7 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
     """Sample with a trained diffusion model and measure the result.
 
     Without --model, the shipped model of the theory nearest to the requested couplings (phi4: kappa = 0.21 on
-    32^2 or 0.27 on 16^2; u1: beta = 1 or 7 on 16^2; su3: beta = 5.0 on 4^4), named on stderr, with a warning where
+    32^2 or 0.27 on 16^2 and 32^2; u1: beta = 1 or 7 on 16^2; su3: beta = 5.0 on 4^4), named on stderr, with a warning where
     the run is far from its training point. Gauge theories sample with MAALA (exact) by default, U(1) with a
     force-residual model (the shipped beta = 7 one) with diffusion resampling (exact); e.g.
     `lgdiff sample --theory su3 --L 6` (beta defaults to the model's beta_0 = 5.0; --beta rescales the score
