@@ -141,19 +141,17 @@ def run_lattice(args: argparse.Namespace, L: int, model: Path, g: torch.Generato
         sde = net.sde
         trained_on = meta.get("lattice")
         training = training_cost(meta)
-        pre = None
-        if args.precondition:  # the reverse kernel of `lgdiff sample --theory phi4 --method path` (default on)
-            gauss = hartree_gaussian(action, lattice.shape)
-            pre = FreeScalarPreconditioner(std=gauss.std, kinetic=gauss.kinetic)
+        gauss = hartree_gaussian(action, lattice.shape)
+        hartree = FreeScalarPreconditioner(std=gauss.std, kinetic=gauss.kinetic)
+        pre = hartree if args.precondition else None  # the reverse kernel of `lgdiff sample` (default on)
         path = PathIMH(score=score, process=sde, action=action, steps=args.steps, t_min=0.0 if pre is None else 1e-3,
                        preconditioner=pre)
         how = f"{args.steps} SDE steps{', preconditioned' if pre is not None else ''}"
         dm_like = Field.zeros(lattice, batch=args.dm_chains)  # shape, dtype (float64) and device of the DM chains
         if args.fit_prior:  # the prior of `lgdiff sample --theory phi4 --method path|mix` (default on)
-            gauss = hartree_gaussian(action, lattice.shape)
             with CpuTimer() as tm:
                 path = path.with_fitted_prior(dm_like, generator=g, proposals=args.prior_proposals,
-                                              gaussian=FreeScalarPreconditioner(std=gauss.std, kinetic=gauss.kinetic))
+                                              gaussian=hartree)
             assert path.prior is not None
             how += (f", magnetised prior (|M| {path.prior.shift:.3f}, var {path.prior.zero_var:.4f}, ESS "
                     f"{path.prior.fit_ess:.0f}/{path.prior.fit_proposals}, fit {tm.cpu:.0f} CPU s)")

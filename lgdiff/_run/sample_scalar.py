@@ -204,6 +204,11 @@ class ScalarSampleConfig:
         steps at L = 16)."""
         if self.method not in PRECONDITIONED or self.precondition is False:
             return None
+        return self._hartree()
+
+    def _hartree(self) -> FreeScalarPreconditioner:
+        """The Hartree Gaussian of the action on the sampled lattice: the preconditioner, and the non-zero modes of
+        the fitted prior."""
         gauss = hartree_gaussian(self.theory.action(), self.theory.lattice.shape)
         return FreeScalarPreconditioner(std=gauss.std, kinetic=gauss.kinetic)
 
@@ -231,11 +236,10 @@ class ScalarSampleConfig:
             path = PathIMH(score=score, process=sde, action=action, steps=steps, t_min=0.0 if pre is None else 1e-3,
                            preconditioner=pre)
             if self.fit_prior is not False:
-                gauss = hartree_gaussian(action, lattice.shape)
                 like = Field.zeros(lattice, batch=self.chains // self.blocks, dtype=dtype, device=device)
                 fit = torch.Generator(device=device).manual_seed(zlib.crc32(f"lgdiff prior {self.seed}".encode()))
                 path = path.with_fitted_prior(like, generator=fit, proposals=PRIOR_PROPOSALS,
-                                              gaussian=FreeScalarPreconditioner(std=gauss.std, kinetic=gauss.kinetic))
+                                              gaussian=pre or self._hartree())
             kernel = path
             if self.method == "mix":
                 fahmc = GenerateConfig(theory=self.theory, algorithm="fahmc", n=1).kernel()
