@@ -20,9 +20,9 @@ Metropolis step uses the exact action at beta, so all four are exact whatever th
                                                                       # thermalisation included (below)
 
 ``--to-ensemble`` (issue #19): at L = 4, beta = 5.0 and L = 6, beta = 5.5 in one run, the CPU-seconds to an
-ensemble of N = 16 and 256 effective configurations *including thermalisation*, for HMC from the shipped model's
-denoised start (the default of ``lgdiff sample --theory su3``, at a fixed HMC step here), HMC from a cold
-(identity) and a hot (Haar) start, and heatbath + overrelaxation from a hot start. Each runs ``--chains`` chains of
+ensemble of N = 16 and 256 effective configurations *including thermalisation*, for heatbath + overrelaxation
+from the shipped model's denoised start (the default of ``lgdiff sample --theory su3``) and from a hot (Haar) start,
+and HMC from the model's start (at a fixed HMC step here), from a cold (identity) and from a hot start. Each runs ``--chains`` chains of
 ``--n`` updates from its start. The thermalisation ``t_th`` is the first cut on a grid of ``n / 40`` updates from
 which a window of ``n / 5`` plaquette records passes lgdiff's equilibration-drift test (|z| < 3) and agrees with the
 last half of the chains within 3 standard errors (``thermalisation``); ``tau_int`` is the Gamma method's on the
@@ -269,8 +269,9 @@ def to_ensemble(args: argparse.Namespace) -> None:
         hmc = GaugeHMC(action=action, step_size=1.0 / args.hmc_steps, n_steps=args.hmc_steps, scheme=OMELYAN)
         score = ConditionedScore(lcnn_score(net, process), beta / beta_0)
         rows: dict[str, dict] = {}
-        for k, (name, kernel, how) in enumerate((("hmc (model start)", hmc, "model"), ("hmc (cold)", hmc, "cold"),
-                                                 ("hmc (hot)", hmc, "hot"), ("heatbath+OR (hot)", Heatbath(action), "hot"))):
+        routes = (("heatbath+OR (model start)", Heatbath(action), "model"), ("hmc (model start)", hmc, "model"),
+                  ("hmc (cold)", hmc, "cold"), ("hmc (hot)", hmc, "hot"), ("heatbath+OR (hot)", Heatbath(action), "hot"))
+        for k, (name, kernel, how) in enumerate(routes):
             g = torch.Generator().manual_seed(args.seed + k)
             cpu0 = time.process_time()
             if how == "model":

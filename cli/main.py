@@ -509,16 +509,17 @@ def _train_gauge(links: Any, out: Path, n_steps: int, batch_size: int, lr: float
 @click.option("--beta", type=POSITIVE, help="Gauge coupling (default: the model's).")
 @click.option("--model", type=click.Path(dir_okay=False, path_type=Path),
               help="Model file (default: the shipped model nearest to the couplings).")
-@click.option("--method", type=click.Choice(["sde", "ode", "imh", "path", "maala", "mix", "resample", "osq",
-                                           "osq-imh"]),
+@click.option("--method", type=click.Choice(["sde", "ode", "imh", "path", "maala", "heatbath", "mix", "resample",
+                                           "osq", "osq-imh"]),
               default=None,
               help="Raw (sde, ode) or exact (imh, path, maala; phi4: mix, one FA-HMC trajectory then one path "
-                   "proposal per update; gauge: resample, noise to --t-max and denoise with "
+                   "proposal per update; gauge: heatbath, heatbath + overrelaxation sweeps from the model's denoised "
+                   "start; resample, noise to --t-max and denoise with "
                    "the model, accepted exactly, then --local-sweeps heatbath sweeps) sampling with a diffusion "
                    "model; phi4 with an OSQ "
                    "model (lgdiff train --objective osq) or without one (v = 0 from the Hartree prior): raw (osq) or "
-                   "exact (osq-imh). Default mix for phi4; gauge: resample with a U(1) force-residual model (the "
-                   "shipped beta = 7 one), maala otherwise.")
+                   "exact (osq-imh). Default mix for phi4; gauge: heatbath with an SU(N) model on an even L, resample "
+                   "with a U(1) force-residual model (the shipped beta = 7 one), maala otherwise.")
 @click.option("--n", "n", type=click.IntRange(min=1), default=16, show_default=True, help="Records (per chain).")
 @click.option("--chains", type=click.IntRange(min=1), default=16, show_default=True,
               help="Independent chains (gauge: the model's default unless given).")
@@ -534,10 +535,11 @@ def _train_gauge(links: Any, out: Path, n_steps: int, batch_size: int, lr: float
               help="Gauge MAALA: leapfrog steps per proposal (1 is the Langevin move; K > 1 with the force drift "
                    "is HMC; default 10 with the force drift, 1 with score).")
 @click.option("--therm", type=click.IntRange(min=0), default=None,
-              help="Gauge MAALA: unrecorded proposals (default 2000 / leapfrog with the force drift, 40 with score).")
+              help="Gauge chains: unrecorded updates (MAALA: default 2000 / leapfrog with the force drift, 40 with "
+                   "score; heatbath 50; resample 20).")
 @click.option("--every", type=click.IntRange(min=1), default=None,
-              help="Gauge MAALA: proposals between records (default 20 / leapfrog with the force drift, 5 with "
-                   "score).")
+              help="Gauge chains: updates between records (MAALA: default 20 / leapfrog with the force drift, 5 with "
+                   "score; heatbath 4; resample 1).")
 @click.option("--t-max", "t_max", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
               help="Gauge --method resample: the diffusion time each move noises up to (default 0.15).")
 @click.option("--local-sweeps", type=click.IntRange(min=0), default=None,
@@ -570,10 +572,10 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
 
     Without --model, the shipped model of the theory nearest to the requested couplings (phi4: kappa = 0.21 on
     32^2 or 0.27 on 16^2 and 32^2; u1: beta = 1 or 7 on 16^2; su3: beta = 5.0 on 4^4), named on stderr, with a warning where
-    the run is far from its training point. Gauge theories sample with MAALA (exact) by default, U(1) with a
-    force-residual model (the shipped beta = 7 one) with diffusion resampling (exact); e.g.
-    `lgdiff sample --theory su3 --L 6` (beta defaults to the model's beta_0 = 5.0; --beta rescales the score
-    by beta/beta_0). phi4 needs --kappa and --lam and defaults to the mixture of FA-HMC and path-space proposals; with an
+    the run is far from its training point. Gauge theories sample exactly by default: SU(N) on an even L with
+    heatbath + overrelaxation from the model's denoised start, U(1) with a force-residual model (the shipped
+    beta = 7 one) with diffusion resampling, others with MAALA; e.g. `lgdiff sample --theory su3 --L 6` (beta
+    defaults to the model's beta_0 = 5.0; --beta rescales the score by beta/beta_0). phi4 needs --kappa and --lam and defaults to the mixture of FA-HMC and path-space proposals; with an
     OSQ model (--method osq or osq-imh) the couplings default to the model's; without --model these methods run
     with no network (v = 0) from the Hartree prior of --kappa, --lam (T = 0.5, --steps path steps, default 20).
     """
@@ -587,6 +589,8 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
         for name, value in (("drift", drift), ("therm", therm), ("every", every), ("leapfrog", leapfrog)):
             if value is not None:
                 raise click.UsageError(f"--{name} is for gauge sampling with --method maala")
+    if method == "heatbath" and (drift is not None or leapfrog is not None):
+        raise click.UsageError("--drift and --leapfrog are for gauge sampling with --method maala")
     if method not in ("resample", None) or (method is None and scalar):
         _refuse_resample_options(t_max, local_sweeps)
     elif method == "resample" and (drift is not None or leapfrog is not None):
@@ -596,8 +600,8 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
                                "default), and U(1) with --method resample, path or sde")
     if fit_prior is not None and (not scalar or method not in (None, "path", "mix")):
         raise click.UsageError("--fit-prior/--no-fit-prior is for phi4 with --method path or mix (on by default)")
-    if scalar and method == "resample":
-        raise click.UsageError("--method resample is for gauge theories (u1, su2, su3); phi4 samples with mix, path, "
+    if scalar and method in ("resample", "heatbath"):
+        raise click.UsageError(f"--method {method} is for gauge theories (u1, su2, su3); phi4 samples with mix, path, "
                                "imh, sde, ode, maala, osq or osq-imh")
     if scalar and corrector is not None:
         raise click.UsageError("--corrector is for gauge sampling")
@@ -610,9 +614,9 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
     if not scalar:
         if kappa is not None or lam is not None:
             raise click.UsageError(f"--kappa/--lam are for phi4; {theory} takes --beta")
-        if method not in (None, "maala", "sde", "path", "imh", "resample"):  # phi4 only: ode, mix, osq, osq-imh
-            raise click.UsageError(f"--method {method} is for phi4; gauge theories sample with maala, resample, path, "
-                                   f"imh or sde")
+        if method not in (None, "heatbath", "maala", "sde", "path", "imh", "resample"):  # phi4 only
+            raise click.UsageError(f"--method {method} is for phi4; gauge theories sample with heatbath, maala, "
+                                   f"resample, path, imh or sde")
     with _user_errors(), _dist.process_group(device) as world:
         dev = _dist.device_for_rank(device)
         config: ScalarSampleConfig | GaugeSampleConfig
@@ -634,10 +638,10 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
             total, unit = n, "records"
         else:
             model = model or _shipped_model(theory, {} if beta is None else {"beta": beta}, L, dim)
-            method = method or default_method(model)
+            method = method or default_method(model, L)
             if method != "resample":
                 _refuse_resample_options(t_max, local_sweeps)
-            elif drift is not None or leapfrog is not None:
+            if method in ("resample", "heatbath") and (drift is not None or leapfrog is not None):
                 raise click.UsageError("--drift and --leapfrog are for gauge sampling with --method maala")
             if precondition is not None and method not in ("resample", "path", "sde"):
                 raise click.UsageError("--precondition/--no-precondition is for U(1) with --method resample, path or "

@@ -1,5 +1,6 @@
 """``lgdiff sample --theory su3|u1``: generate link configurations with a trained L-CNN score, raw (``sde``) or
-exact (``maala``), and write an ensemble file that ``lgdiff measure`` reads.
+exact (``heatbath``, ``maala``, ``resample``, ``path``, ``imh``), and write an ensemble file that ``lgdiff measure``
+reads.
 
 The shipped models (`default_model`) are ``lgdiff/models/su3_b5.0_L4.safetensors`` (4D SU(3), trained at
 beta = 5.0 on 4^4) and ``lgdiff/models/u1_b1.0_L16.safetensors`` (2D U(1), beta = 1.0, 16^2); see
@@ -38,7 +39,9 @@ from .generate import positive_or_unset
 from .split import run_ensemble
 from .theory import Theory
 
-METHODS = ("maala", "sde", "path", "imh", "resample")
+METHODS = ("heatbath", "maala", "sde", "path", "imh", "resample")
+CHAIN_METHODS = ("heatbath", "maala", "resample")
+"""The methods that run a Markov chain from the model's denoised start."""
 DRIFTS = ("force", "score")
 """MAALA's Langevin drift: the exact ``t -> 0`` score ``-beta grad S`` (``force``) or the model at ``t_L`` (``score``)."""
 CHAIN_DEFAULTS = {"force": (2000, 20), "score": (40, 5)}
@@ -50,6 +53,13 @@ PRECONDITIONED = ("resample", "path", "sde")
 RESAMPLE_DEFAULTS = (20, 1)
 """(``therm``, ``every``) of ``method = "resample"`` in updates (one update: a resampling move and ``local_sweeps``
 heatbath sweeps): the denoised start is already near equilibrium, and every update moves every link."""
+HEATBATH_DEFAULTS = (50, 4)
+"""(``therm``, ``every``) of ``method = "heatbath"`` in updates (one heatbath + one overrelaxation sweep). With 16-32
+chains from the shipped SU(3) model's denoised start, the mean plaquette is within 0.5 % of equilibrium after 6
+updates at beta = 5.0 (4^4 and 6^4) and after ~22 at beta = 5.5 on 6^4 (a hot start: 7 and ~22;
+docs/gauge-diffusion.md): 50 leaves a factor of two. tau_int(P) is 1.7-2.5 updates at beta = 5.0 and 4.9 at
+beta = 5.5 on 6^4; a record's measurement (the Wilson flow of ``lgdiff measure``) costs ~13 updates on 6^4, so
+records 4 updates apart are nearly independent for a small part of the run's cost."""
 LEAPFROG_DEFAULTS = {"force": 10, "score": 1}
 """drift -> the default leapfrog steps per proposal: with the exact force, 10 steps (HMC, trajectory ~1) decorrelate
 the 4D SU(3) plaquette ~7x faster per force evaluation than the one-step Langevin move (tau_int 6 trajectories of 10
@@ -62,12 +72,18 @@ def default_model(theory: str) -> Path:
     return choose_shipped_model(theory).path
 
 
-def default_method(model: str | Path) -> str:
-    """The default sampler of a gauge model: ``resample`` for a U(1) model with a force residual (its score is right
-    at small t, where the resampling move is decided: ``force_beta > 0``), ``maala`` otherwise (a plain L-CNN's
-    resampling moves are almost never accepted: 0 of 128 at beta = 1 with the shipped ``u1_b1.0_L16``)."""
+def default_method(model: str | Path, L: int) -> str:
+    """The default sampler of a gauge model on ``L^D``: ``resample`` for a U(1) model with a force residual (its score
+    is right at small t, where the resampling move is decided: ``force_beta > 0``); ``heatbath`` for an SU(N) model
+    on an even ``L`` (from the denoised start, the cheapest exact chain measured: 15-20x fewer CPU-seconds per
+    effective configuration than HMC at 6^4, docs/gauge-diffusion.md); ``maala`` otherwise (a plain L-CNN's
+    resampling moves are almost never accepted: 0 of 128 at beta = 1 with the shipped ``u1_b1.0_L16``; the
+    checkerboard heatbath needs an even ``L``)."""
     config = model_metadata(model).get("config", {})
-    return "resample" if config.get("group") == "U(1)" and float(config.get("force_beta") or 0.0) > 0 else "maala"
+    group = str(config.get("group", ""))
+    if group == "U(1)" and float(config.get("force_beta") or 0.0) > 0:
+        return "resample"
+    return "heatbath" if group.startswith("SU(") and L % 2 == 0 else "maala"
 
 
 def model_metadata(path: str | Path) -> dict[str, Any]:
@@ -98,6 +114,9 @@ class GaugeSampleConfig:
     ``langevin_step``: the Langevin step ``e``; ``None`` adapts it during ``therm`` towards acceptance 0.6,
     starting from ``0.1 n^(-1/3)`` (``n`` the real degrees of freedom per configuration), and then freezes it.
     ``beta_scale``: ``r`` of the physics-conditioned score ``r s_theta``; ``None`` takes ``beta / beta_0``.
+    ``heatbath`` (exact): from the denoised start, every update is one heatbath sweep and one overrelaxation sweep
+    with the exact Wilson action (:class:`lgdiff.Heatbath`; even L); the model only starts the chains. ``therm`` and
+    ``every`` default to ``HEATBATH_DEFAULTS``.
     ``resample`` (exact): from the denoised start, every update is one :class:`lgdiff.DiffusionResample` move (noise
     the configuration to ``t_max``, denoise it with the model in ``steps`` uniform steps, accept exactly; its
     acceptance is the one recorded) followed by ``local_sweeps`` heatbath + overrelaxation sweeps
@@ -145,6 +164,9 @@ class GaugeSampleConfig:
             raise ValueError(f"--local-sweeps must be >= 0; got {self.local_sweeps}")
         if self.t_max >= 1.0:
             raise ValueError(f"--t-max must be below the diffusion's final time T = 1; got {self.t_max}")
+        if self.method == "heatbath" and any(extent % 2 for extent in self.theory.lattice.shape):
+            raise ValueError(f"--method heatbath needs even extents (checkerboard sweeps); got L = "
+                             f"{self.theory.lattice.shape}: use --method maala")
         if self.precondition and (self.method not in PRECONDITIONED or self.theory.group != U1()):
             raise ValueError(f"--precondition is for U(1) with --method {', '.join(PRECONDITIONED)} (the reverse kernel "
                              f"exact for the Gaussian limit of the U(1) Wilson action); got {self.theory.name} with "
@@ -167,8 +189,8 @@ class GaugeSampleConfig:
     def chain(self) -> tuple[int, int]:
         """(``therm``, ``every``) of the MAALA chain in proposals: the given values, else ``CHAIN_DEFAULTS[drift]``
         divided by ``leapfrog`` (rounded up; at least 1 between records)."""
-        if self.method == "resample":
-            therm, every = RESAMPLE_DEFAULTS
+        if self.method in ("resample", "heatbath"):
+            therm, every = RESAMPLE_DEFAULTS if self.method == "resample" else HEATBATH_DEFAULTS
         else:
             therm, every = CHAIN_DEFAULTS[self.drift]
             therm, every = -(-therm // self.proposal_steps), max(1, every // self.proposal_steps)
@@ -195,7 +217,7 @@ class GaugeSampleConfig:
     def work_units(self) -> int:
         """Units of ``progress`` of the run: one per MAALA proposal or per raw generation, after one for the denoised
         start (size a progress bar with this)."""
-        if self.method not in ("maala", "resample"):
+        if self.method not in CHAIN_METHODS:
             return self.n
         therm, every = self.chain
         return 1 + therm + self.n * every
@@ -226,7 +248,7 @@ class GaugeSampleConfig:
         if self.method in PRECONDITIONED:
             pre = self.preconditioner
             settings |= {"preconditioner": "none"} if pre is None else pre.settings()
-        if self.method not in ("maala", "resample"):
+        if self.method not in CHAIN_METHODS:
             t_min = float(meta.get("train", {}).get("t_min", 1e-3))
             common = dict(score=score, process=process, steps=self.steps, t_min=t_min, spacing="geometric",
                           preconditioner=self.preconditioner)
@@ -254,6 +276,10 @@ class GaugeSampleConfig:
                 therm, every = self.chain
                 settings |= {"t_max": self.t_max, "t_min": t_min, "resample_spacing": "uniform",
                              "local_sweeps": self.local_sweeps, "therm": therm, "every": every}
+            elif self.method == "heatbath":
+                kernel, adapt = Heatbath(action=action), None
+                therm, every = self.chain
+                settings |= {"t_langevin": self.t_langevin, "therm": therm, "every": every}
             else:
                 # the adaptation starts from 0.1 n^(-1/3) (n: real degrees of freedom per chain; MALA's scaling)
                 n_dof = lattice.dim * lattice.volume * group.n_generators
@@ -296,5 +322,5 @@ def _blocks_or_none(blocks: int) -> int | None:
     return None if blocks == 1 and world_size() == 1 else blocks
 
 
-__all__ = ["CHAIN_DEFAULTS", "DRIFTS", "LEAPFROG_DEFAULTS", "GaugeSampleConfig", "default_method", "METHODS", "PRECONDITIONED", "RESAMPLE_DEFAULTS", "default_model",
-           "model_metadata"]
+__all__ = ["CHAIN_DEFAULTS", "CHAIN_METHODS", "DRIFTS", "HEATBATH_DEFAULTS", "LEAPFROG_DEFAULTS", "GaugeSampleConfig",
+           "default_method", "METHODS", "PRECONDITIONED", "RESAMPLE_DEFAULTS", "default_model", "model_metadata"]

@@ -175,8 +175,26 @@ def test_sample_bad_options(tmp_path):
     result = run("sample", "--theory", "phi4", "--L", 4, "--kappa", 0.2, "--lam", 0.02, "--method", "resample",
                  "--out", tmp_path / "u.safetensors")
     assert result.exit_code != 0 and "--method resample is for gauge theories" in result.output
+    result = run("sample", "--theory", "phi4", "--L", 4, "--kappa", 0.2, "--lam", 0.02, "--method", "heatbath",
+                 "--out", tmp_path / "s.safetensors")
+    assert result.exit_code != 0 and "--method heatbath is for gauge theories" in result.output
+    result = run("sample", "--theory", "su3", "--L", 4, "--method", "heatbath", "--leapfrog", 3,
+                 "--out", tmp_path / "r.safetensors")
+    assert result.exit_code != 0 and "--drift and --leapfrog are for gauge sampling with --method maala" in result.output
+    result = run("sample", "--theory", "su3", "--L", 5, "--method", "heatbath", "--out", tmp_path / "q.safetensors")
+    assert result.exit_code == 1 and "--method heatbath needs even extents" in result.output
     result = run("sample", "--theory", "su2", "--L", 4, "--out", tmp_path / "z.safetensors")
     assert result.exit_code == 1 and "no shipped diffusion model" in result.output
+
+
+def test_su3_sample_defaults_to_the_heatbath_from_the_model_start(tmp_path):
+    out = tmp_path / "su3.safetensors"
+    result = run("sample", "--theory", "su3", "--L", 4, "--n", 2, "--chains", 2, "--steps", 2, "--therm", 1,
+                 "--every", 1, "--out", out)
+    assert result.exit_code == 0, result.output
+    info = json.loads(run("info", out, "--json").output)
+    assert info["algorithm"] == "heatbath" and info["params"] == {"beta": 5.0}
+    assert info["settings"]["model"].endswith("su3_b5.0_L4.safetensors") and info["settings"]["denoise_steps"] == 2
 
 
 def test_train_gauge_model_then_sample_with_it(tmp_path):

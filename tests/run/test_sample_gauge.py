@@ -13,8 +13,8 @@ from lgdiff._exact import u1_2d_topological_susceptibility, u1_2d_wilson_loop
 from lgdiff._io.ensemble import EnsembleError
 from lgdiff._models.lcnn import LCNNConfig
 from lgdiff._observables.gauge import topological_charge_u1_2d, wilson_loop
-from lgdiff._run.sample_gauge import (RESAMPLE_DEFAULTS, GaugeSampleConfig, default_method, default_model,
-                                      model_metadata)
+from lgdiff._run.sample_gauge import (HEATBATH_DEFAULTS, RESAMPLE_DEFAULTS, GaugeSampleConfig, default_method,
+                                      default_model, model_metadata)
 from lgdiff._run.theory import Theory
 from lgdiff._sde.group import GroupVE
 from lgdiff._train.gauge import GaugeTrainConfig, train_lcnn
@@ -89,11 +89,13 @@ def test_resample_run_records_its_moves_and_resumes_bit_for_bit(tmp_path, tiny_u
 
 
 def test_the_default_method_follows_the_model(tiny_u1_model):
-    # resampling needs a score that is right at small t: the force-residual U(1) model; MAALA for the others
-    assert default_method(default_model_path("u1_b7.0_L16")) == "resample"
-    assert default_method(default_model_path("u1_b1.0_L16")) == "maala"
-    assert default_method(default_model_path("su3_b5.0_L4")) == "maala"
-    assert default_method(tiny_u1_model) == "maala"
+    # resampling needs a score that is right at small t: the force-residual U(1) model; SU(N) runs the checkerboard
+    # heatbath from the model's start where it can (even L); MAALA for the others
+    assert default_method(default_model_path("u1_b7.0_L16"), 16) == "resample"
+    assert default_method(default_model_path("u1_b1.0_L16"), 16) == "maala"
+    assert default_method(default_model_path("su3_b5.0_L4"), 6) == "heatbath"
+    assert default_method(default_model_path("su3_b5.0_L4"), 5) == "maala"
+    assert default_method(tiny_u1_model, 4) == "maala"
 
 
 def default_model_path(name: str) -> str:
@@ -169,6 +171,40 @@ def test_force_drift_run_reproduces_the_exact_u1_plaquette(tmp_path, tiny_u1_mod
     exact = u1_2d_wilson_loop(beta, lattice, 1, 1)
     assert abs(m - exact) < 4 * e, f"plaquette {m} +- {e} vs exact {exact}"
     assert 0.4 < float(ens.acceptance.mean()) < 0.8 and ens.metadata.settings["drift"] == "force"
+
+
+def test_heatbath_run_from_the_model_start_reproduces_the_exact_u1_plaquette(tmp_path, tiny_u1_model):
+    # a barely trained model starts the chains, heatbath + overrelaxation with the exact action moves them; the
+    # same model's raw draws (the start alone) miss the exact value: the chain, not the model, makes it right
+    beta, lattice = 3.0, (4, 4)
+    exact = u1_2d_wilson_loop(beta, lattice, 1, 1)
+    config = GaugeSampleConfig(theory=u1_theory(4, beta), model=tiny_u1_model, method="heatbath", n=40, chains=16,
+                               steps=4)
+    ticks = []
+    ens = config.run(tmp_path / "h.safetensors", progress=ticks.append)
+    therm, every = HEATBATH_DEFAULTS
+    assert sum(ticks) == config.work_units == 1 + therm + 40 * every
+    assert list(ens.index) == [therm + k * every - 1 for k in range(1, 41)]
+    meta = ens.metadata
+    assert meta.algorithm == "heatbath" and len(meta.settings["model_sha256"]) == 64
+    assert (meta.settings["therm"], meta.settings["every"], meta.settings["n_overrelax"]) == (therm, every, 1)
+    assert torch.equal(ens.acceptance, torch.ones(40, 16, dtype=torch.float64))
+    m, e = _chain_mean(ens.series(lambda U: wilson_loop(U, 1, 1)))
+    assert abs(m - exact) < 4 * e, f"plaquette {m} +- {e} vs exact {exact}"
+    raw = attrs.evolve(config, method="sde", n=4).run(tmp_path / "raw.safetensors")
+    m_raw, e_raw = _chain_mean(raw.series(lambda U: wilson_loop(U, 1, 1)))
+    assert abs(m_raw - exact) > 8 * e_raw, f"raw draws {m_raw} +- {e_raw} vs exact {exact}"
+
+
+def test_heatbath_run_resumes_bit_for_bit_and_needs_even_extents(tmp_path, tiny_u1_model):
+    config = GaugeSampleConfig(theory=u1_theory(4, 2.0), model=tiny_u1_model, method="heatbath", n=4, chains=2,
+                               steps=2, therm=3, every=2)
+    whole = config.run(tmp_path / "whole.safetensors")
+    attrs.evolve(config, n=2).run(tmp_path / "part.safetensors")
+    resumed = config.run(tmp_path / "part.safetensors")
+    assert torch.equal(whole.configs().data, resumed.configs().data)
+    with pytest.raises(ValueError, match="--method heatbath needs even extents .*got L = \\(5, 5\\): use --method maala"):
+        GaugeSampleConfig(theory=u1_theory(5, 2.0), model=tiny_u1_model, method="heatbath")
 
 
 def test_from_model_takes_beta_and_dimension_from_the_model(tiny_u1_model):
