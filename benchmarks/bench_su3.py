@@ -18,6 +18,15 @@ Metropolis step uses the exact action at beta, so all four are exact whatever th
     OMP_NUM_THREADS=1 python benchmarks/bench_su3.py --json su3.json  # also write the rows to a file
     OMP_NUM_THREADS=1 python benchmarks/bench_su3.py --to-ensemble    # CPU s to N effective configurations,
                                                                       # thermalisation included (below)
+    OMP_NUM_THREADS=1 python benchmarks/bench_su3.py --relax --chains 16 --n 30    # the heatbath from the
+                                                                      # model's start vs a hot start (below)
+
+``--relax`` (issue #19): what the model's start is worth to the heatbath chain. At L = 4, beta = 5.0 and L = 6,
+beta = 5.0 and 5.5, ``--chains`` chains relax for ``--n`` heatbath + overrelaxation updates from the shipped
+model's denoised start (40 steps, the CLI's) and from a hot start; after every update the plaquette, W(1,2) and
+W(2,2) are printed as deviations in % from the mean of both starts' last half (give ``--n`` well above the
+thermalisation, e.g. 30 at beta = 5.0 and 60 at 5.5), with the standard error of the mean over chains. The costs
+per configuration of the start, of an update and of one HMC trajectory are printed beside them.
 
 ``--to-ensemble`` (issue #19): at L = 4, beta = 5.0 and L = 6, beta = 5.5 in one run, the CPU-seconds to an
 ensemble of N = 16 and 256 effective configurations *including thermalisation*, for heatbath + overrelaxation
@@ -134,9 +143,14 @@ def main() -> None:
     p.add_argument("--json", type=Path, help="also write the results to this file")
     p.add_argument("--to-ensemble", action="store_true",
                    help="CPU s to N = 16, 256 effective configurations including thermalisation (module docstring)")
+    p.add_argument("--relax", action="store_true",
+                   help="the plaquette, W(1,2), W(2,2) after each heatbath update from the model's start and from a "
+                        "hot start, and the costs of the start, an update and an HMC trajectory (module docstring)")
     args = p.parse_args()
     if args.to_ensemble:
         return to_ensemble(args)
+    if args.relax:
+        return relax(args)
     if args.quick:
         args.L, args.chains, args.n, args.therm, args.therm_hb = 4, 2, 10, 5, 5
     maala_n = args.n if args.maala_n is None else args.maala_n
@@ -303,6 +317,73 @@ def to_ensemble(args: argparse.Namespace) -> None:
         report["points"][f"L{L}_beta{beta}"] = {"L": L, "beta": beta, "rows": rows}
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
+
+
+RELAX_POINTS = ((4, 5.0), (6, 5.0), (6, 5.5))
+"""(L, beta) of ``--relax``: the model's training point, the headline run's lattice, and the source's target."""
+
+
+def relax(args: argparse.Namespace) -> None:
+    """``--relax`` (module docstring): what the model's start is worth to the heatbath chain."""
+    if args.quick:
+        args.chains, args.n = 4, 4
+    points = ((4, 5.0),) if args.quick else RELAX_POINTS
+    torch.set_num_threads(1)
+    group = SU(3)
+    net, process, meta = load_lcnn(default_model("su3"))
+    report: dict = {"chains": args.chains, "n": args.n, "hmc_steps": args.hmc_steps, "seed": args.seed, "points": {}}
+    print(f"4D SU(3): heatbath + OR from the model's denoised start and from a hot start; {args.chains} chains x "
+          f"{args.n} updates; deviation from the mean of both starts' last half, in % (standard error)", flush=True)
+    for L, beta in points:
+        lattice = Lattice(shape=(L,) * 4)
+        action = WilsonAction(beta=beta, group=group)
+        score = ConditionedScore(lcnn_score(net, process), beta / float(meta["beta"]))
+        point: dict = {"L": L, "beta": beta}
+        for k, how in enumerate(("model", "hot")):
+            g = torch.Generator().manual_seed(args.seed + k)
+            cpu0 = time.process_time()
+            if how == "model":
+                U = denoise(score, process, LinkField.identity(group, lattice, batch=args.chains), steps=40,
+                            generator=g, t_min=T_LANGEVIN, spacing="geometric")
+            else:
+                U = LinkField.random(group, lattice, batch=args.chains, generator=g)
+            start = (time.process_time() - cpu0) / args.chains
+            records = [_loops(U)]
+            cpu = 0.0
+            for _ in range(args.n):
+                cpu0 = time.process_time()
+                U, _ = Heatbath(action).step(U, generator=g)
+                cpu += time.process_time() - cpu0
+                records.append(_loops(U))
+            point[how] = {"start_cpu_s_per_config": start, "cpu_s_per_update_and_config": cpu / (args.n * args.chains),
+                          "loops": np.stack(records).tolist()}  # [update, chain, (P, W(1,2), W(2,2))]
+        hmc = GaugeHMC(action=action, step_size=1.0 / args.hmc_steps, n_steps=args.hmc_steps, scheme=OMELYAN)
+        states = kernel_states(hmc, U, torch.Generator().manual_seed(args.seed + 2))
+        cpu0 = time.process_time()
+        next(states), next(states)
+        point["hmc_cpu_s_per_trajectory_and_config"] = (time.process_time() - cpu0) / (2 * args.chains)
+        late = np.concatenate([np.asarray(point[h]["loops"])[args.n // 2 + 1:] for h in ("model", "hot")], axis=1)
+        point["equilibrium"] = late.mean((0, 1)).tolist()
+        report["points"][f"L{L}_beta{beta}"] = point
+        costs = (f"start {point['model']['start_cpu_s_per_config']:.3f} s, update "
+                 f"{point['model']['cpu_s_per_update_and_config']:.4f} s, HMC trajectory "
+                 f"{point['hmc_cpu_s_per_trajectory_and_config']:.4f} s per configuration")
+        print(f"  L = {L}, beta = {beta}: equilibrium P, W(1,2), W(2,2) = "
+              f"{', '.join(f'{x:.5f}' for x in point['equilibrium'])}; {costs}", flush=True)
+        for update in range(args.n + 1):
+            cells = []
+            for how in ("model", "hot"):
+                x = np.asarray(point[how]["loops"])[update] / np.asarray(point["equilibrium"])
+                m, e = 100 * (x.mean(0) - 1), 100 * x.std(0, ddof=1) / math.sqrt(args.chains)
+                cells.append(" ".join(f"{a:+7.2f}({b:.2f})" for a, b in zip(m, e)))
+            print(f"    {update:3d}  model {cells[0]}  |  hot {cells[1]}", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1))
+
+
+def _loops(U: LinkField) -> np.ndarray:
+    """``[chains, 3]``: the plaquette, W(1,2) and W(2,2) of each chain."""
+    return torch.stack([mean_plaquette(U), wilson_loop(U, 1, 2), wilson_loop(U, 2, 2)], -1).numpy()
 
 
 def _fmt(value: float, error: float) -> str:
