@@ -589,8 +589,6 @@ def sample_cmd(theory: str, dim: int | None, L: int, kappa: float | None, lam: f
         for name, value in (("drift", drift), ("therm", therm), ("every", every), ("leapfrog", leapfrog)):
             if value is not None:
                 raise click.UsageError(f"--{name} is for gauge sampling with --method maala")
-    if method == "heatbath" and (drift is not None or leapfrog is not None):
-        raise click.UsageError("--drift and --leapfrog are for gauge sampling with --method maala")
     if method not in ("resample", None) or (method is None and scalar):
         _refuse_resample_options(t_max, local_sweeps)
     elif method == "resample" and (drift is not None or leapfrog is not None):

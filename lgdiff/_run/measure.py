@@ -138,8 +138,8 @@ def topological_charge_observable(ens: Ensemble, *, flow_time: float = 1.0, flow
                                   ) -> Callable[[LinkField], Tensor] | None:
     """The per-configuration topological charge that fits the ensemble, or ``None`` where none is defined:
     2D U(1): the geometric charge; 4D SU(N): the clover charge after Wilson flow to ``flow_time`` (RK3 steps of
-    ``flow_eps``, in ``FLOW_PRECISION``), flowed and measured a few MB of configurations at a time (`flow_chunk`), calling ``progress``
-    with the number of configurations flowed."""
+    ``flow_eps``, in ``FLOW_PRECISION``), flowed and measured a few MB of configurations at a time (`flow_chunk`),
+    calling ``progress`` with the number of configurations flowed."""
     group, dim = ens.metadata.to_group(), len(ens.metadata.lattice)
     if group == U1() and dim == 2:
         return topological_charge_u1_2d

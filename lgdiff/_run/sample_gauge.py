@@ -60,6 +60,8 @@ updates at beta = 5.0 (4^4 and 6^4) and after ~22 at beta = 5.5 on 6^4 (a hot st
 docs/gauge-diffusion.md): 50 leaves a factor of two. tau_int(P) is 1.7-2.5 updates at beta = 5.0 and 4.9 at
 beta = 5.5 on 6^4; a record's measurement (the Wilson flow of ``lgdiff measure``) costs ~13 updates on 6^4, so
 records 4 updates apart are nearly independent for a small part of the run's cost."""
+LOCAL_DEFAULTS = {"resample": RESAMPLE_DEFAULTS, "heatbath": HEATBATH_DEFAULTS}
+"""method -> (``therm``, ``every``) in updates, for the chains whose updates are not MAALA proposals."""
 LEAPFROG_DEFAULTS = {"force": 10, "score": 1}
 """drift -> the default leapfrog steps per proposal: with the exact force, 10 steps (HMC, trajectory ~1) decorrelate
 the 4D SU(3) plaquette ~7x faster per force evaluation than the one-step Langevin move (tau_int 6 trajectories of 10
@@ -75,7 +77,7 @@ def default_model(theory: str) -> Path:
 def default_method(model: str | Path, L: int) -> str:
     """The default sampler of a gauge model on ``L^D``: ``resample`` for a U(1) model with a force residual (its score
     is right at small t, where the resampling move is decided: ``force_beta > 0``); ``heatbath`` for an SU(N) model
-    on an even ``L`` (from the denoised start, the cheapest exact chain measured: 15-20x fewer CPU-seconds per
+    on an even ``L`` (from the denoised start, the cheapest exact chain measured: 14-20x fewer CPU-seconds per
     effective configuration than HMC at 6^4, docs/gauge-diffusion.md); ``maala`` otherwise (a plain L-CNN's
     resampling moves are almost never accepted: 0 of 128 at beta = 1 with the shipped ``u1_b1.0_L16``; the
     checkerboard heatbath needs an even ``L``)."""
@@ -187,10 +189,10 @@ class GaugeSampleConfig:
 
     @property
     def chain(self) -> tuple[int, int]:
-        """(``therm``, ``every``) of the MAALA chain in proposals: the given values, else ``CHAIN_DEFAULTS[drift]``
-        divided by ``leapfrog`` (rounded up; at least 1 between records)."""
-        if self.method in ("resample", "heatbath"):
-            therm, every = RESAMPLE_DEFAULTS if self.method == "resample" else HEATBATH_DEFAULTS
+        """(``therm``, ``every``) of the chain: the given values, else ``LOCAL_DEFAULTS[method]`` in updates, or for
+        MAALA ``CHAIN_DEFAULTS[drift]`` divided by ``leapfrog`` in proposals (rounded up; at least 1 between records)."""
+        if self.method in LOCAL_DEFAULTS:
+            therm, every = LOCAL_DEFAULTS[self.method]
         else:
             therm, every = CHAIN_DEFAULTS[self.drift]
             therm, every = -(-therm // self.proposal_steps), max(1, every // self.proposal_steps)
@@ -322,5 +324,5 @@ def _blocks_or_none(blocks: int) -> int | None:
     return None if blocks == 1 and world_size() == 1 else blocks
 
 
-__all__ = ["CHAIN_DEFAULTS", "CHAIN_METHODS", "DRIFTS", "HEATBATH_DEFAULTS", "LEAPFROG_DEFAULTS", "GaugeSampleConfig",
-           "default_method", "METHODS", "PRECONDITIONED", "RESAMPLE_DEFAULTS", "default_model", "model_metadata"]
+__all__ = ["CHAIN_DEFAULTS", "CHAIN_METHODS", "DRIFTS", "HEATBATH_DEFAULTS", "LEAPFROG_DEFAULTS", "LOCAL_DEFAULTS",
+           "GaugeSampleConfig", "default_method", "METHODS", "PRECONDITIONED", "RESAMPLE_DEFAULTS", "default_model", "model_metadata"]
